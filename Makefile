@@ -1,0 +1,41 @@
+# mailroom's commands. `make test` and `make run` install what they need from a clean clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STAGE ?= dev
+
+.PHONY: install test lint run demo deploy bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/cfn-lint infra/template.yaml
+
+## The one command that runs every test: lint, types, template checks, unit and end-to-end.
+test: lint
+	$(BIN)/python -m pytest
+
+## The one command that runs the whole pipeline locally (Ctrl-C stops it).
+run: $(STAMP)
+	$(BIN)/python -m mailroom_local run
+
+demo: $(STAMP)
+	$(BIN)/python -m mailroom_local demo
+
+deploy: $(STAMP)
+	$(BIN)/python -m infra.deploy --stage $(STAGE)
+
+bench: $(STAMP)
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mailroom .mypy_cache .ruff_cache

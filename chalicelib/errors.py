@@ -1,0 +1,121 @@
+"""mailroom's error tree; the retry policy lives on the class.
+
+    MailroomError                 root of every runtime failure (transient=False)
+    ├── TransientError            retry: let SQS redeliver (transient=True)
+    │   └── ProviderTransientError   a service said 5xx/429/timeout
+    ├── PermanentError            no retry will help: dead-letter now, with the reason
+    │   ├── ActionNotAvailable       the route names an action this pipeline cannot run yet
+    │   ├── ProviderPermanentError   a service rejected the request (4xx)
+    │   │   └── ProviderAuthError       credentials or configuration rejected (401)
+    │   └── PoisonMessageError       the message itself is malformed (poison=True)
+    ProviderError                 mixin carrying provider, status_code, error_code, excerpt
+
+    ConfigurationError            outside the runtime tree: a bad setting, raised at start-up
+
+An exception that is not a MailroomError is a bug; ``is_transient`` treats it as
+transient so SQS retries it and, after maxReceiveCount, its own redrive policy keeps it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or malformed; names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class MailroomError(Exception):
+    """Root of every runtime failure; ``reason`` is safe to log and to store."""
+
+    transient: ClassVar[bool] = False
+    poison: ClassVar[bool] = False
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientError(MailroomError):
+    """Retrying later may succeed."""
+
+    transient = True
+
+
+class PermanentError(MailroomError):
+    """No retry will help; the message is dead-lettered with the reason."""
+
+
+class PoisonMessageError(PermanentError):
+    """The message itself cannot be parsed or fails its model."""
+
+    poison = True
+
+
+class ActionNotAvailable(PermanentError):
+    """A routing rule names an action this pipeline does not perform yet."""
+
+
+class ProviderError(MailroomError):
+    """A failure reported by an external service, with the context to diagnose it."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        provider: str,
+        status_code: int | None = None,
+        error_code: int | str | None = None,
+        excerpt: str = "",
+    ) -> None:
+        super().__init__(reason)
+        self.provider = provider
+        self.status_code = status_code
+        self.error_code = error_code
+        self.excerpt = excerpt[:300]
+
+    def __str__(self) -> str:
+        parts = [f"{self.provider}: {self.reason}"]
+        if self.status_code is not None:
+            parts.append(f"status={self.status_code}")
+        if self.error_code is not None:
+            parts.append(f"error_code={self.error_code}")
+        return " ".join(parts)
+
+
+class ProviderTransientError(ProviderError, TransientError):
+    """The service is unavailable, rate limiting, or timed out."""
+
+
+class ProviderPermanentError(ProviderError, PermanentError):
+    """The service rejected the request; resending it unchanged will fail again."""
+
+
+class ProviderAuthError(ProviderPermanentError):
+    """The service rejected our credentials: a configuration problem for a person."""
+
+
+def is_transient(err: BaseException) -> bool:
+    """Retry policy for any exception: unknown exceptions are retried, never dropped."""
+    if isinstance(err, MailroomError):
+        return err.transient
+    return True
+
+
+def error_class(err: BaseException) -> str:
+    """The name logged and stored as ``error_class``."""
+    return type(err).__name__
+
+
+def reason_of(err: BaseException) -> str:
+    """A short, log-safe reason for ``err``."""
+    if isinstance(err, ProviderError):
+        return str(err)[:500]
+    if isinstance(err, MailroomError):
+        return err.reason[:500]
+    return f"unexpected {type(err).__name__}"

@@ -1,0 +1,155 @@
+"""Every environment variable mailroom reads, typed and validated once per container.
+
+Precedence is explicit argument, then environment, then default. A missing or malformed
+value raises ``ConfigurationError`` naming the variable. Resource names default to the
+``mailroom-<stage>-<name>`` convention that ``infra/template.yaml`` creates, so a stage
+needs only ``MAILROOM_STAGE`` and the ARNs that embed the account id.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from chalicelib.errors import ConfigurationError
+
+DEFAULT_POSTMARK_API_URL = "https://api.postmarkapp.com"
+# Lambda's synchronous invocation payload limit is 6 MB; keep room for the event envelope.
+DEFAULT_MAX_WEBHOOK_BYTES = 6_000_000
+# SNS publishes are capped at 256 KiB including attributes; keep room for them.
+DEFAULT_CLAIM_CHECK_BYTES = 240_000
+
+
+def _str(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(name, f"expected an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(name, f"expected true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of the environment; see the README's configuration reference."""
+
+    stage: str
+    region: str
+    aws_endpoint_url: str | None
+    routes_table: str
+    state_table: str
+    mail_bucket: str
+    inbound_topic_arn_value: str | None
+    outbound_topic_arn_value: str | None
+    ssm_prefix: str
+    secrets_ttl_seconds: int
+    routes_cache_seconds: int
+    freescout_url_value: str | None
+    freescout_imported: bool
+    postmark_api_url: str
+    http_timeout_seconds: int
+    max_webhook_bytes: int
+    claim_check_bytes: int
+    quarantine_max_bytes: int
+    idempotency_ttl_days: int
+    function_timeout_seconds: int
+    signature_tolerance_seconds: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        stage = _str(env, "MAILROOM_STAGE", "local") or "local"
+        prefix = f"mailroom-{stage}"
+        region = _str(env, "AWS_REGION") or _str(env, "AWS_DEFAULT_REGION")
+        if region is None:
+            raise ConfigurationError("AWS_REGION", "not set (nor AWS_DEFAULT_REGION)")
+        log_level = (_str(env, "MAILROOM_LOG_LEVEL", "INFO") or "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigurationError("MAILROOM_LOG_LEVEL", f"unknown level {log_level!r}")
+        return cls(
+            stage=stage,
+            region=region,
+            aws_endpoint_url=_str(env, "MAILROOM_AWS_ENDPOINT_URL"),
+            routes_table=_str(env, "MAILROOM_ROUTES_TABLE", f"{prefix}-routes") or "",
+            state_table=_str(env, "MAILROOM_STATE_TABLE", f"{prefix}-state") or "",
+            mail_bucket=_str(env, "MAILROOM_MAIL_BUCKET", f"{prefix}-mail") or "",
+            inbound_topic_arn_value=_str(env, "MAILROOM_INBOUND_TOPIC_ARN"),
+            outbound_topic_arn_value=_str(env, "MAILROOM_OUTBOUND_TOPIC_ARN"),
+            ssm_prefix=(_str(env, "MAILROOM_SSM_PREFIX", f"/mailroom/{stage}") or "").rstrip("/"),
+            secrets_ttl_seconds=_int(env, "MAILROOM_SECRETS_TTL_SECONDS", 300),
+            routes_cache_seconds=_int(env, "MAILROOM_ROUTES_CACHE_SECONDS", 60),
+            freescout_url_value=_str(env, "MAILROOM_FREESCOUT_URL"),
+            freescout_imported=_bool(env, "MAILROOM_FREESCOUT_IMPORTED", False),
+            postmark_api_url=_str(env, "MAILROOM_POSTMARK_API_URL", DEFAULT_POSTMARK_API_URL)
+            or DEFAULT_POSTMARK_API_URL,
+            http_timeout_seconds=_int(env, "MAILROOM_HTTP_TIMEOUT_SECONDS", 10, minimum=1),
+            max_webhook_bytes=_int(
+                env, "MAILROOM_MAX_WEBHOOK_BYTES", DEFAULT_MAX_WEBHOOK_BYTES, minimum=1024
+            ),
+            claim_check_bytes=_int(
+                env, "MAILROOM_CLAIM_CHECK_BYTES", DEFAULT_CLAIM_CHECK_BYTES, minimum=1024
+            ),
+            quarantine_max_bytes=_int(
+                env, "MAILROOM_QUARANTINE_MAX_BYTES", 1_048_576, minimum=1024
+            ),
+            idempotency_ttl_days=_int(env, "MAILROOM_IDEMPOTENCY_TTL_DAYS", 30, minimum=15),
+            function_timeout_seconds=_int(env, "MAILROOM_FUNCTION_TIMEOUT_SECONDS", 60, minimum=1),
+            signature_tolerance_seconds=_int(
+                env, "MAILROOM_SIGNATURE_TOLERANCE_SECONDS", 300, minimum=1
+            ),
+            log_level=log_level,
+        )
+
+    @property
+    def inbound_topic_arn(self) -> str:
+        return _required(self.inbound_topic_arn_value, "MAILROOM_INBOUND_TOPIC_ARN")
+
+    @property
+    def outbound_topic_arn(self) -> str:
+        return _required(self.outbound_topic_arn_value, "MAILROOM_OUTBOUND_TOPIC_ARN")
+
+    @property
+    def freescout_url(self) -> str:
+        return _required(self.freescout_url_value, "MAILROOM_FREESCOUT_URL").rstrip("/")
+
+    def parameter(self, name: str) -> str:
+        """Full SSM parameter name for ``name`` (e.g. ``postmark/webhook-basic-auth``)."""
+        return f"{self.ssm_prefix}/{name}"
+
+
+def _required(value: str | None, name: str) -> str:
+    if value is None:
+        raise ConfigurationError(name, "not set")
+    return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings for this container, read once."""
+    return Settings.from_env()
