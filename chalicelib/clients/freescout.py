@@ -1,0 +1,119 @@
+"""FreeScout API client (API & Webhooks module): conversations and threads.
+
+One ``_request`` applies auth, timeout and error mapping: network errors, timeouts and 5xx
+are transient; 401 is a configuration error; 400 and other 4xx are permanent. FreeScout
+has no idempotency key, so callers keep their own message-id → conversation map.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from chalicelib.errors import ProviderAuthError, ProviderPermanentError, ProviderTransientError
+
+PROVIDER = "freescout"
+
+
+class FreeScoutClient:
+    """A small client over an injected ``requests.Session``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        session: requests.Session | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._session = session or requests.Session()
+        self._timeout = timeout
+
+    def create_conversation(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """POST /api/conversations; the id (from ``Resource-ID``) and the body if any."""
+        response = self._request("POST", "/api/conversations", json=payload)
+        return _resource_id(response), _json_or_empty(response)
+
+    def add_thread(
+        self, conversation_id: int, thread: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """POST /api/conversations/{id}/threads; the thread id and the body if any."""
+        response = self._request(
+            "POST", f"/api/conversations/{conversation_id}/threads", json=thread
+        )
+        return _resource_id(response), _json_or_empty(response)
+
+    def find_conversations(self, **filters: str | int) -> list[dict[str, Any]]:
+        """GET /api/conversations with ``filters``; the embedded conversations."""
+        params = {k: str(v) for k, v in filters.items()}
+        body = _json_or_empty(self._request("GET", "/api/conversations", params=params))
+        found = body.get("_embedded", {}).get("conversations", [])
+        return list(found) if isinstance(found, list) else []
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {
+            "X-FreeScout-API-Key": self._api_key,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        try:
+            response = self._session.request(
+                method, self._base_url + path, headers=headers, timeout=self._timeout, **kwargs
+            )
+        except requests.Timeout as err:
+            raise ProviderTransientError("request timed out", provider=PROVIDER) from err
+        except requests.RequestException as err:
+            raise ProviderTransientError("connection failed", provider=PROVIDER) from err
+        status = response.status_code
+        if status < 400:
+            return response
+        message = _error_message(response)
+        if status == 401:
+            raise ProviderAuthError(
+                "API key rejected", provider=PROVIDER, status_code=status, excerpt=response.text
+            )
+        if status >= 500 or status in {408, 429}:
+            raise ProviderTransientError(
+                f"server error: {message}",
+                provider=PROVIDER,
+                status_code=status,
+                excerpt=response.text,
+            )
+        raise ProviderPermanentError(
+            f"request rejected: {message}",
+            provider=PROVIDER,
+            status_code=status,
+            excerpt=response.text,
+        )
+
+
+def _resource_id(response: requests.Response) -> int:
+    raw = response.headers.get("Resource-ID") or str(_json_or_empty(response).get("id", ""))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ProviderTransientError(
+            "created, but no Resource-ID in the answer",
+            provider=PROVIDER,
+            status_code=response.status_code,
+        ) from None
+
+
+def _json_or_empty(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_message(response: requests.Response) -> str:
+    """FreeScout's message plus the failing field paths (never the rejected values)."""
+    body = _json_or_empty(response)
+    message = str(body.get("message", "")) or f"HTTP {response.status_code}"
+    errors = body.get("_embedded", {}).get("errors", [])
+    details = [f"{e.get('path')}: {e.get('message')}" for e in errors if isinstance(e, dict)]
+    return "; ".join([message, *details])[:300]

@@ -1,0 +1,207 @@
+"""Shared fixtures: a moto-backed stage with every resource mailroom uses, and a Lambda pump."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib import batch
+from chalicelib.clients.aws import reset_clients
+from chalicelib.handlers import inbound_bridge
+from chalicelib.secrets import reset_secrets
+from mailroom_local import lambda_rules
+
+STAGE = "test"
+REGION = "us-east-1"
+WEBHOOK_USER, WEBHOOK_PASSWORD = "postmark", "secret-pass"
+FREESCOUT_URL = "https://freescout.test"
+PREFIX = f"mailroom-{STAGE}"
+
+
+def _reset() -> None:
+    reset_clients()
+    reset_secrets()
+    batch.queue_url_for_arn.cache_clear()
+    batch.dead_letter_queue_url.cache_clear()
+    inbound_bridge._services = None
+
+
+@pytest.fixture(autouse=True)
+def _safe_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "MAILROOM_STAGE": STAGE,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MAILROOM_AWS_ENDPOINT_URL", raising=False)
+    _reset()
+    yield
+    _reset()
+
+
+@dataclass
+class Queue:
+    url: str
+    arn: str
+    dlq_url: str
+
+
+@dataclass
+class Stage:
+    """The moto resources of one stage, and helpers to run queues like Lambda does."""
+
+    topics: dict[str, str]
+    queues: dict[str, Queue]
+    routes_table: str = f"{PREFIX}-routes"
+    state_table: str = f"{PREFIX}-state"
+    bucket: str = f"{PREFIX}-mail"
+    deleted: list[str] = field(default_factory=list)
+
+    def receive(self, queue_url: str, *, max_messages: int = 10) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs", region_name=REGION)
+        response = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=max_messages,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return list(response.get("Messages", []))
+
+    def drain(self, queue_url: str) -> list[dict[str, Any]]:
+        """Every visible message, received (and left in flight)."""
+        found: list[dict[str, Any]] = []
+        while batch_ := self.receive(queue_url):
+            found.extend(batch_)
+        return found
+
+    def lambda_event(self, name: str, *, max_messages: int = 10) -> dict[str, Any]:
+        queue = self.queues[name]
+        messages = self.receive(queue.url, max_messages=max_messages)
+        return {"Records": [lambda_rules.to_lambda_record(m, queue.arn, REGION) for m in messages]}
+
+    def run_lambda(
+        self, name: str, handler: Any, *, report_batch_item_failures: bool = True
+    ) -> tuple[dict[str, Any], Any, BaseException | None]:
+        """One Lambda invocation on up to 10 messages, then Lambda's delete rules."""
+        event = self.lambda_event(name)
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = handler(event)
+        except Exception as exc:
+            error = exc
+        lambda_rules.apply(
+            boto3.client("sqs", region_name=REGION),
+            self.queues[name].url,
+            event["Records"],
+            result,
+            error,
+            report_batch_item_failures=report_batch_item_failures,
+        )
+        return event, result, error
+
+    def make_visible(self, name: str) -> None:
+        """Reset the visibility of in-flight messages (instead of waiting for the timeout)."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        sqs.set_queue_attributes(
+            QueueUrl=self.queues[name].url, Attributes={"VisibilityTimeout": "0"}
+        )
+
+    def put_route(self, pattern: str, action: str, target: str = "", enabled: bool = True) -> None:
+        boto3.client("dynamodb", region_name=REGION).put_item(
+            TableName=self.routes_table,
+            Item={
+                "PK": {"S": f"ROUTE#{pattern}"},
+                "SK": {"S": "RULE#v1"},
+                "action": {"S": action},
+                "target": {"S": target},
+                "enabled": {"BOOL": enabled},
+                "description": {"S": "test rule"},
+            },
+        )
+
+
+def _table(dynamodb: Any, name: str) -> None:
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "PK", "KeyType": "HASH"},
+            {"AttributeName": "SK", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def _fifo_queue(sqs: Any, name: str) -> Queue:
+    fifo = {"FifoQueue": "true"}
+    dlq_url = sqs.create_queue(
+        QueueName=f"{PREFIX}-{name}-dlq.fifo",
+        Attributes={**fifo, "MessageRetentionPeriod": "1209600"},
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName=f"{PREFIX}-{name}.fifo",
+        Attributes={
+            **fifo,
+            "VisibilityTimeout": "360",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}),
+        },
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    return Queue(url=url, arn=arn, dlq_url=dlq_url)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stage]:
+    """A whole stage in moto: topics, FIFO queues with DLQs, tables, bucket, secrets."""
+    with mock_aws():
+        sns = boto3.client("sns", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        ssm = boto3.client("ssm", region_name=REGION)
+        topics: dict[str, str] = {}
+        queues: dict[str, Queue] = {}
+        for topic, queue in (("inbound", "inbound-bridge"), ("outbound", "outbound-sender")):
+            topics[topic] = sns.create_topic(
+                Name=f"{PREFIX}-{topic}.fifo", Attributes={"FifoTopic": "true"}
+            )["TopicArn"]
+            queues[queue] = _fifo_queue(sqs, queue)
+            sns.subscribe(
+                TopicArn=topics[topic],
+                Protocol="sqs",
+                Endpoint=queues[queue].arn,
+                Attributes={"RawMessageDelivery": "false"},
+            )
+        _table(dynamodb, f"{PREFIX}-routes")
+        _table(dynamodb, f"{PREFIX}-state")
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=f"{PREFIX}-mail")
+        for name, value in {
+            "postmark/webhook-basic-auth": f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}",
+            "freescout/api-key": "freescout-key",
+            "postmark/server-token": "postmark-token",
+            "outbound/signing-secret": "signing-secret",
+        }.items():
+            ssm.put_parameter(Name=f"/mailroom/{STAGE}/{name}", Value=value, Type="SecureString")
+        monkeypatch.setenv("MAILROOM_INBOUND_TOPIC_ARN", topics["inbound"])
+        monkeypatch.setenv("MAILROOM_OUTBOUND_TOPIC_ARN", topics["outbound"])
+        monkeypatch.setenv("MAILROOM_FREESCOUT_URL", FREESCOUT_URL)
+        monkeypatch.setenv("MAILROOM_POSTMARK_API_URL", "https://postmark.test")
+        _reset()
+        yield Stage(topics=topics, queues=queues)
