@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-LOGGER_NAME = "mailroom"
+# Not "mailroom": Chalice(app_name="mailroom") owns that logger and its plain-text handler.
+LOGGER_NAME = "mailroom.pipeline"
 
 # Only these fields reach the log line; anything else passed by a caller is dropped, so a
 # stray address or subject cannot leak through a new call site.
@@ -75,7 +77,10 @@ def get_logger(level: str = "INFO") -> logging.Logger:
 
 def log_event(message: str, *, level: int = logging.INFO, **fields: Any) -> None:
     """Log a constant ``message`` with structured ``fields`` (see ALLOWED_FIELDS)."""
-    logging.getLogger(LOGGER_NAME).log(level, message, extra={"fields": fields})
+    logger = logging.getLogger(LOGGER_NAME)
+    if not logger.handlers:
+        logger = get_logger(os.environ.get("MAILROOM_LOG_LEVEL", "INFO").upper())
+    logger.log(level, message, extra={"fields": fields})
 
 
 def log_outcome(

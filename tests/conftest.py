@@ -64,7 +64,7 @@ class Stage:
     routes_table: str = f"{PREFIX}-routes"
     state_table: str = f"{PREFIX}-state"
     bucket: str = f"{PREFIX}-mail"
-    deleted: list[str] = field(default_factory=list)
+    in_flight: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def receive(self, queue_url: str, *, max_messages: int = 10) -> list[dict[str, Any]]:
         sqs = boto3.client("sqs", region_name=REGION)
@@ -93,6 +93,7 @@ class Stage:
     ) -> tuple[dict[str, Any], Any, BaseException | None]:
         """One Lambda invocation on up to 10 messages, then Lambda's delete rules."""
         event = self.lambda_event(name)
+        self.in_flight.setdefault(name, []).extend(event["Records"])
         result: Any = None
         error: BaseException | None = None
         try:
@@ -110,11 +111,17 @@ class Stage:
         return event, result, error
 
     def make_visible(self, name: str) -> None:
-        """Reset the visibility of in-flight messages (instead of waiting for the timeout)."""
+        """End the visibility timeout of the last invocation's messages that are still queued."""
         sqs = boto3.client("sqs", region_name=REGION)
-        sqs.set_queue_attributes(
-            QueueUrl=self.queues[name].url, Attributes={"VisibilityTimeout": "0"}
-        )
+        for record in self.in_flight.pop(name, []):
+            try:
+                sqs.change_message_visibility(
+                    QueueUrl=self.queues[name].url,
+                    ReceiptHandle=record["receiptHandle"],
+                    VisibilityTimeout=0,
+                )
+            except sqs.exceptions.ClientError:
+                pass  # deleted meanwhile
 
     def put_route(self, pattern: str, action: str, target: str = "", enabled: bool = True) -> None:
         boto3.client("dynamodb", region_name=REGION).put_item(
