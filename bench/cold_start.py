@@ -3,7 +3,7 @@
 Each figure is the median of N fresh interpreters (`python -X importtime` is not used: it
 slows imports unevenly). "app" is what every Lambda function of the app imports at init;
 "app + <pipeline>" adds the handler module that function imports on its first event, which
-is what a cold request really waits for. Target (issue 2): app ≤ 1.3 × boto3.
+is what a cold request really waits for. Target (issue 2): at most 1.3 times boto3.
 """
 
 from __future__ import annotations
@@ -51,21 +51,27 @@ def measure(stmt: str) -> float | None:
 
 def main() -> None:
     results = {name: measure(stmt) for name, stmt in CASES.items()}
-    base, app_ms = results["boto3"], results["app"]
-    assert base is not None and app_ms is not None, "boto3 and app must import"
+    base = results["boto3"]
+    if base is None:
+        raise SystemExit("boto3 does not import")
     print(f"cold-start import, median of {RUNS} fresh processes")
     for name, ms in results.items():
-        shown = "    n/a (import failed)" if ms is None else f"{ms:7.1f} ms   {ms / base:4.2f} x boto3"
+        shown = "n/a (import failed)" if ms is None else f"{ms:7.1f} ms  {ms / base:4.2f} x boto3"
         print(f"  {name:<24} {shown}")
-    verdict = "met" if app_ms <= 1.3 * base else "missed"
-    print(f"target app <= 1.3 x boto3: {verdict}")
-    if "googleapiclient" in subprocess.run(
-        [sys.executable, "-c", "import app, sys; print(' '.join(sys.modules))"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout:
+    # app.py imports boto3 lazily, so "app" alone flatters; judge what a cold request waits for.
+    worst = max(ms for name, ms in results.items() if name != "boto3" and ms is not None)
+    verdict = "met" if worst <= 1.3 * base else "missed"
+    print(f"target: each function's imports <= 1.3 x boto3 (worst {worst / base:.2f} x): {verdict}")
+    if (
+        "googleapiclient"
+        in subprocess.run(
+            [sys.executable, "-c", "import app, sys; print(' '.join(sys.modules))"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    ):
         print("WARNING: googleapiclient is imported by app")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -114,14 +115,12 @@ class Stage:
         """End the visibility timeout of the last invocation's messages that are still queued."""
         sqs = boto3.client("sqs", region_name=REGION)
         for record in self.in_flight.pop(name, []):
-            try:
+            with contextlib.suppress(sqs.exceptions.ClientError):  # deleted meanwhile
                 sqs.change_message_visibility(
                     QueueUrl=self.queues[name].url,
                     ReceiptHandle=record["receiptHandle"],
                     VisibilityTimeout=0,
                 )
-            except sqs.exceptions.ClientError:
-                pass  # deleted meanwhile
 
     def put_route(self, pattern: str, action: str, target: str = "", enabled: bool = True) -> None:
         boto3.client("dynamodb", region_name=REGION).put_item(
