@@ -1,8 +1,8 @@
 """mailroom's Chalice wiring: routes and queue handlers call into chalicelib.handlers.
 
 Handler modules are imported inside the function that needs them, so each Lambda function
-pays at cold start only for its own pipeline (the webhook never imports the FreeScout or
-Postmark clients, and nothing here imports googleapiclient).
+pays at cold start only for its own pipeline (the webhook never imports the FreeScout
+client, and nothing here imports googleapiclient).
 """
 
 from __future__ import annotations
@@ -51,29 +51,8 @@ def postmark_inbound_webhook() -> Response:
     return _reply(webhooks.postmark_inbound(_headers(), _raw_body()))
 
 
-@app.route("/webhooks/postmark/events", methods=["POST"], content_types=JSON_TYPES)
-def postmark_events_webhook() -> Response:
-    from chalicelib.handlers import postmark_events
-
-    return _reply(postmark_events.handle(_headers(), _raw_body()))
-
-
-@app.route("/v1/outbound", methods=["POST"], content_types=JSON_TYPES)
-def outbound_submission() -> Response:
-    from chalicelib.handlers import outbound_api
-
-    return _reply(outbound_api.submit(_headers(), _raw_body()))
-
-
 @app.on_sqs_message(queue=f"mailroom-{STAGE}-inbound-bridge.fifo", batch_size=10)
 def inbound_bridge(event: Any) -> dict[str, Any]:
     from chalicelib.handlers import inbound_bridge as bridge
 
     return bridge.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
-
-
-@app.on_sqs_message(queue=f"mailroom-{STAGE}-outbound-sender.fifo", batch_size=10)
-def outbound_sender(event: Any) -> dict[str, Any]:
-    from chalicelib.handlers import outbound_sender as sender
-
-    return sender.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))

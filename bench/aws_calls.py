@@ -36,7 +36,7 @@ from moto import mock_aws  # noqa: E402
 from chalicelib.clients.aws import aws_client, reset_clients  # noqa: E402
 from chalicelib.handlers import inbound_bridge, webhooks  # noqa: E402
 from mailroom_local.lambda_rules import apply, to_lambda_record  # noqa: E402
-from tests.conftest import PREFIX, _fifo_queue, _table  # noqa: E402
+from mailroom_local.provision import provision  # noqa: E402
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
@@ -62,27 +62,14 @@ def _payload(message_id: str, rfc_id: str, reply_to: str | None = None) -> bytes
 def main() -> None:
     with mock_aws(), responses.RequestsMock() as freescout:
         sqs = boto3.client("sqs")
-        sns = boto3.client("sns")
-        topic = sns.create_topic(Name=f"{PREFIX}-inbound.fifo", Attributes={"FifoTopic": "true"})
-        queue = _fifo_queue(sqs, "inbound-bridge")
-        sns.subscribe(TopicArn=topic["TopicArn"], Protocol="sqs", Endpoint=queue.arn)
-        dynamodb = boto3.client("dynamodb")
-        _table(dynamodb, f"{PREFIX}-routes")
-        _table(dynamodb, f"{PREFIX}-state")
-        boto3.client("s3").create_bucket(Bucket=f"{PREFIX}-mail")
-        ssm = boto3.client("ssm")
-        for name, value in {"postmark/webhook-basic-auth": "u:p", "freescout/api-key": "k"}.items():
-            ssm.put_parameter(Name=f"/mailroom/test/{name}", Value=value, Type="SecureString")
-        dynamodb.put_item(
-            TableName=f"{PREFIX}-routes",
-            Item={
-                "PK": {"S": "ROUTE#*"},
-                "SK": {"S": "RULE#v1"},
-                "action": {"S": "freescout"},
-                "target": {"S": "1"},
-            },
+        resources = provision(
+            boto3.client,
+            "test",
+            secrets={"postmark/webhook-basic-auth": "u:p", "freescout/api-key": "k"},
+            default_route={"pattern": "*", "action": "freescout", "target": "1"},
         )
-        os.environ["MAILROOM_INBOUND_TOPIC_ARN"] = topic["TopicArn"]
+        queue = resources.queues["inbound-bridge"]
+        os.environ["MAILROOM_INBOUND_TOPIC_ARN"] = resources.topics["inbound"]
         reset_clients()
         url = "https://freescout.bench/api/conversations"
         freescout.add(responses.POST, url, status=201, headers={"Resource-ID": "1"}, json={})

@@ -21,7 +21,6 @@ CASES = {
     "app": "import app",
     "app + webhook": "import app, boto3; import chalicelib.handlers.webhooks",
     "app + inbound_bridge": "import app, boto3; import chalicelib.handlers.inbound_bridge",
-    "app + outbound_sender": "import app, boto3; import chalicelib.handlers.outbound_sender",
 }
 
 PROBE = """

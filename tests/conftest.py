@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from chalicelib.clients.aws import reset_clients
 from chalicelib.handlers import inbound_bridge
 from chalicelib.secrets import reset_secrets
 from mailroom_local import lambda_rules
+from mailroom_local.provision import Queue, provision
 
 STAGE = "test"
 REGION = "us-east-1"
@@ -47,13 +47,6 @@ def _safe_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     _reset()
     yield
     _reset()
-
-
-@dataclass
-class Queue:
-    url: str
-    arn: str
-    dlq_url: str
 
 
 @dataclass
@@ -136,78 +129,19 @@ class Stage:
         )
 
 
-def _table(dynamodb: Any, name: str) -> None:
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
-def _fifo_queue(sqs: Any, name: str) -> Queue:
-    fifo = {"FifoQueue": "true"}
-    dlq_url = sqs.create_queue(
-        QueueName=f"{PREFIX}-{name}-dlq.fifo",
-        Attributes={**fifo, "MessageRetentionPeriod": "1209600"},
-    )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    url = sqs.create_queue(
-        QueueName=f"{PREFIX}-{name}.fifo",
-        Attributes={
-            **fifo,
-            "VisibilityTimeout": "360",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}),
-        },
-    )["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    return Queue(url=url, arn=arn, dlq_url=dlq_url)
-
-
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stage]:
     """A whole stage in moto: topics, FIFO queues with DLQs, tables, bucket, secrets."""
     with mock_aws():
-        sns = boto3.client("sns", region_name=REGION)
-        sqs = boto3.client("sqs", region_name=REGION)
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        ssm = boto3.client("ssm", region_name=REGION)
-        topics: dict[str, str] = {}
-        queues: dict[str, Queue] = {}
-        for topic, queue in (("inbound", "inbound-bridge"), ("outbound", "outbound-sender")):
-            topics[topic] = sns.create_topic(
-                Name=f"{PREFIX}-{topic}.fifo", Attributes={"FifoTopic": "true"}
-            )["TopicArn"]
-            queues[queue] = _fifo_queue(sqs, queue)
-            sns.subscribe(
-                TopicArn=topics[topic],
-                Protocol="sqs",
-                Endpoint=queues[queue].arn,
-                Attributes={"RawMessageDelivery": "false"},
-            )
-        _table(dynamodb, f"{PREFIX}-routes")
-        _table(dynamodb, f"{PREFIX}-state")
-        boto3.client("s3", region_name=REGION).create_bucket(Bucket=f"{PREFIX}-mail")
-        for name, value in {
-            "postmark/webhook-basic-auth": f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}",
-            "freescout/api-key": "freescout-key",
-            "postmark/server-token": "postmark-token",
-            "outbound/signing-secret": "signing-secret",
-        }.items():
-            ssm.put_parameter(Name=f"/mailroom/{STAGE}/{name}", Value=value, Type="SecureString")
-        monkeypatch.setenv("MAILROOM_INBOUND_TOPIC_ARN", topics["inbound"])
-        monkeypatch.setenv("MAILROOM_OUTBOUND_TOPIC_ARN", topics["outbound"])
+        resources = provision(
+            lambda service: boto3.client(service, region_name=REGION),
+            STAGE,
+            secrets={
+                "postmark/webhook-basic-auth": f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}",
+                "freescout/api-key": "freescout-key",
+            },
+        )
+        monkeypatch.setenv("MAILROOM_INBOUND_TOPIC_ARN", resources.topics["inbound"])
         monkeypatch.setenv("MAILROOM_FREESCOUT_URL", FREESCOUT_URL)
-        monkeypatch.setenv("MAILROOM_POSTMARK_API_URL", "https://postmark.test")
         _reset()
-        yield Stage(topics=topics, queues=queues)
+        yield Stage(topics=resources.topics, queues=resources.queues)
