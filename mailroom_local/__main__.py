@@ -1,0 +1,39 @@
+"""``python -m mailroom_local run|demo``: the local stack and a demo that sends it mail."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailroom_local")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the whole pipeline on loopback")
+    run.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
+    run.add_argument("--api-port", type=int, default=8000, help="0 picks a free port")
+    run.add_argument(
+        "--report-batch-item-failures",
+        choices=["on", "off"],
+        default="off",
+        help="apply Lambda's rules as if the event source mapping had the flag",
+    )
+    demo = sub.add_parser("demo", help="send sample emails to a running stack")
+    demo.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from mailroom_local.stack import run as run_stack
+
+        return run_stack(
+            args.state_dir,
+            api_port=args.api_port,
+            report_batch_item_failures=args.report_batch_item_failures == "on",
+        )
+    from mailroom_local.demo import run as run_demo
+
+    return run_demo(args.state_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
