@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ REGION = "us-east-1"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "postmark", "secret-pass"
 FREESCOUT_URL = "https://freescout.test"
 PREFIX = f"mailroom-{STAGE}"
+# app.py names its queues from the stage at import time, before any fixture runs.
+os.environ["MAILROOM_STAGE"] = STAGE
 
 
 def _reset() -> None:

@@ -41,7 +41,8 @@ def payload() -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def client(aws: Stage) -> Iterator[Client]:
-    with Client(app) as test_client:
+    # The local stage sets no variables, so the moto-backed test stage stays in force.
+    with Client(app, stage_name="local") as test_client:
         yield test_client
 
 
