@@ -36,6 +36,16 @@ def _error(status: int, message: str, path: str | None = None) -> Reply:
     return body, status
 
 
+def _created(entity: dict[str, Any]) -> Response:
+    """FreeScout's 201: the new id in ``Resource-ID``, the entity as the body."""
+    return Response(
+        json.dumps(entity),
+        status=201,
+        headers={"Resource-ID": str(entity["id"])},
+        mimetype="application/json",
+    )
+
+
 def create_app(*, api_key: str, state_dir: Path, mailbox_ids: tuple[int, ...] = (1, 2, 3)) -> Flask:
     app = Flask("freescout-standin")
     lock = threading.Lock()
@@ -137,12 +147,7 @@ def create_app(*, api_key: str, state_dir: Path, mailbox_ids: tuple[int, ...] = 
             }
             store["conversations"][conversation["id"]] = conversation
             save(conversation)
-        return Response(
-            json.dumps(conversation),
-            status=201,
-            headers={"Resource-ID": str(conversation["id"])},
-            mimetype="application/json",
-        )
+        return _created(conversation)
 
     @app.get("/api/conversations")
     def search() -> Reply:
@@ -180,11 +185,6 @@ def create_app(*, api_key: str, state_dir: Path, mailbox_ids: tuple[int, ...] = 
             created = thread(body)
             conversation["_embedded"]["threads"].insert(0, created)
             save(conversation)
-        return Response(
-            json.dumps(created),
-            status=201,
-            headers={"Resource-ID": str(created["id"])},
-            mimetype="application/json",
-        )
+        return _created(created)
 
     return app
