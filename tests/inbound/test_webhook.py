@@ -134,3 +134,16 @@ def test_large_payload_travels_as_a_claim_check(aws: Stage, post: Any, payload: 
     assert len(_objects(aws, "payloads/")) == 1
     [message] = aws.receive(aws.queues["inbound-bridge"].url)
     assert "mailroom_claim_check" in json.loads(message["Body"])["Message"]
+
+
+def test_missing_credentials_parameter_answers_503_not_401(
+    aws: Stage, post: Any, payload: Any
+) -> None:
+    boto3.client("ssm", region_name=REGION).delete_parameter(
+        Name=f"/mailroom/{STAGE}/postmark/webhook-basic-auth"
+    )
+
+    response = post(payload())
+
+    assert response.status_code == 503  # our outage: Postmark retries, nothing quarantined
+    assert _objects(aws, "quarantine/") == []
