@@ -70,6 +70,7 @@ def main() -> None:
         )
         queue = resources.queues["inbound-bridge"]
         os.environ["MAILROOM_INBOUND_TOPIC_ARN"] = resources.topics["inbound"]
+        os.environ["MAILROOM_MAIL_BUCKET"] = resources.bucket
         reset_clients()
         url = "https://freescout.bench/api/conversations"
         freescout.add(responses.POST, url, status=201, headers={"Resource-ID": "1"}, json={})

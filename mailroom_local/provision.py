@@ -1,19 +1,47 @@
-"""The stage's resources, created against moto: one definition for tests and the local stack.
+"""Creates a stage's resources in moto from ``infra/template.yaml``: one definition for all.
 
-Mirrors what the CloudFormation template will hold for the inbound slice: the inbound SNS
-FIFO topic, the bridge FIFO queue with its FIFO DLQ (maxReceiveCount 5, 14-day retention),
-the SNS→SQS subscription, the routes and state tables, the mail bucket and the secrets.
+moto's own CloudFormation skips SNS subscriptions and queue policies, so the template is
+read here and each resource is created with the same API calls CloudFormation would make.
+Only what the template uses is understood (``!Ref``, ``!Sub``, ``!GetAtt``); anything else
+fails loudly rather than being skipped.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-MAX_RECEIVE_COUNT = 5
-DLQ_RETENTION_SECONDS = 1_209_600
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
+ACCOUNT_ID = "123456789012"  # moto's default account
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML loader that turns CloudFormation's short tags into their long form."""
+
+
+for _tag in ("Ref", "Sub", "GetAtt"):
+    _name = "Ref" if _tag == "Ref" else f"Fn::{_tag}"
+
+    def _construct(loader: yaml.SafeLoader, node: yaml.Node, name: str = _name) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if name == "Fn::GetAtt":
+                value = value.split(".", 1)
+        else:
+            value = loader.construct_sequence(node, deep=True)
+        return {name: value}
+
+    _Loader.add_constructor(f"!{_tag}", _construct)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    return dict(yaml.load(path.read_text(), Loader=_Loader))  # noqa: S506 - SafeLoader subclass
 
 
 @dataclass
@@ -26,66 +54,43 @@ class Queue:
 @dataclass
 class Resources:
     stage: str
+    bucket: str = ""
     topics: dict[str, str] = field(default_factory=dict)
     queues: dict[str, Queue] = field(default_factory=dict)
 
     @property
-    def prefix(self) -> str:
-        return f"mailroom-{self.stage}"
-
-    @property
     def routes_table(self) -> str:
-        return f"{self.prefix}-routes"
+        return f"mailroom-{self.stage}-routes"
 
     @property
     def state_table(self) -> str:
-        return f"{self.prefix}-state"
-
-    @property
-    def bucket(self) -> str:
-        return f"{self.prefix}-mail"
+        return f"mailroom-{self.stage}-state"
 
 
-def _table(dynamodb: Any, name: str, *, ttl: bool) -> None:
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    if ttl:
-        dynamodb.update_time_to_live(
-            TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-        )
+class _Builder:
+    """Resolves intrinsic functions against what has been created so far."""
 
+    def __init__(self, clients: Any, parameters: dict[str, str]) -> None:
+        self.clients = clients
+        self.parameters = parameters
+        self.physical: dict[str, str] = {}  # logical id → Ref value
+        self.arns: dict[str, str] = {}  # logical id → Arn
 
-def _arn(sqs: Any, url: str) -> str:
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-    return str(attributes["Attributes"]["QueueArn"])
-
-
-def _fifo_queue(sqs: Any, name: str, *, visibility_seconds: int) -> Queue:
-    dlq_url = sqs.create_queue(
-        QueueName=f"{name}-dlq.fifo",
-        Attributes={"FifoQueue": "true", "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS)},
-    )["QueueUrl"]
-    policy = {"deadLetterTargetArn": _arn(sqs, dlq_url), "maxReceiveCount": MAX_RECEIVE_COUNT}
-    url = sqs.create_queue(
-        QueueName=f"{name}.fifo",
-        Attributes={
-            "FifoQueue": "true",
-            "VisibilityTimeout": str(visibility_seconds),
-            "RedrivePolicy": json.dumps(policy),
-        },
-    )["QueueUrl"]
-    return Queue(url=url, arn=_arn(sqs, url), dlq_url=dlq_url)
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            ((name, arg),) = value.items()
+            if name == "Ref":
+                return self.parameters.get(arg) or self.physical[arg]
+            if name == "Fn::GetAtt":
+                assert arg[1] == "Arn", f"unsupported attribute {arg}"
+                return self.arns[arg[0]]
+            if name == "Fn::Sub":
+                return re.sub(r"\$\{([^}]+)\}", lambda m: str(self.resolve({"Ref": m[1]})), arg)
+        if isinstance(value, dict):
+            return {k: self.resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        return value
 
 
 def provision(
@@ -93,48 +98,132 @@ def provision(
     stage: str,
     *,
     secrets: dict[str, str],
-    visibility_seconds: int = 360,
+    visibility_seconds: int | None = None,
     default_route: dict[str, str] | None = None,
+    template: Path = TEMPLATE,
 ) -> Resources:
-    """Create every resource of ``stage``; ``clients(service)`` returns a boto3 client."""
-    found = Resources(stage=stage)
-    sns, sqs = clients("sns"), clients("sqs")
-    for topic, queue in (("inbound", "inbound-bridge"),):
-        found.topics[topic] = sns.create_topic(
-            Name=f"{found.prefix}-{topic}.fifo",
-            Attributes={"FifoTopic": "true", "ContentBasedDeduplication": "false"},
-        )["TopicArn"]
-        found.queues[queue] = _fifo_queue(
-            sqs, f"{found.prefix}-{queue}", visibility_seconds=visibility_seconds
+    """Create every resource of the template for ``stage``; ``clients(service)`` gives boto3."""
+    doc = load_template(template)
+    parameters = {name: str(p.get("Default", "")) for name, p in doc["Parameters"].items()}
+    parameters.update({"Stage": stage, "AWS::AccountId": ACCOUNT_ID})
+    if visibility_seconds is not None:
+        parameters["QueueVisibilitySeconds"] = str(visibility_seconds)
+    build = _Builder(clients, parameters)
+    resources = doc["Resources"]
+    order = {"AWS::SQS::Queue": 0, "AWS::SNS::Topic": 1, "AWS::SQS::QueuePolicy": 2}
+    # Queues that are someone's DLQ first, so redrive policies can name them.
+    for logical, spec in sorted(
+        resources.items(),
+        key=lambda kv: (order.get(kv[1]["Type"], 3), "RedrivePolicy" in kv[1]["Properties"]),
+    ):
+        _create(build, logical, spec["Type"], build.resolve(spec["Properties"]))
+    found = Resources(stage=stage, bucket=build.physical.get("MailBucket", ""))
+    sqs = clients("sqs")
+    for logical, spec in resources.items():
+        if spec["Type"] == "AWS::SNS::Topic":
+            name = build.resolve(spec["Properties"]["TopicName"])
+            found.topics[name.split(f"mailroom-{stage}-")[1].removesuffix(".fifo")] = (
+                build.physical[logical]
+            )
+        if spec["Type"] == "AWS::SQS::Queue" and "RedrivePolicy" in spec["Properties"]:
+            url = build.physical[logical]
+            policy = json.loads(
+                sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])[
+                    "Attributes"
+                ]["RedrivePolicy"]
+            )
+            dlq_url = sqs.get_queue_url(QueueName=policy["deadLetterTargetArn"].split(":")[-1])
+            key = url.rsplit("/", 1)[1].split(f"mailroom-{stage}-")[1].removesuffix(".fifo")
+            found.queues[key] = Queue(url=url, arn=build.arns[logical], dlq_url=dlq_url["QueueUrl"])
+    _seed(clients, stage, found, secrets, default_route)
+    return found
+
+
+def _create(build: _Builder, logical: str, kind: str, props: dict[str, Any]) -> None:
+    clients = build.clients
+    if kind == "AWS::SQS::Queue":
+        attributes = {
+            k: json.dumps(v)
+            if isinstance(v, dict)
+            else str(v).lower()
+            if isinstance(v, bool)
+            else str(v)
+            for k, v in props.items()
+            if k != "QueueName"
+        }
+        sqs = clients("sqs")
+        url = sqs.create_queue(QueueName=props["QueueName"], Attributes=attributes)["QueueUrl"]
+        build.physical[logical] = url
+        build.arns[logical] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+    elif kind == "AWS::SNS::Topic":
+        attributes = {k: str(v).lower() for k, v in props.items() if k != "TopicName"}
+        arn = clients("sns").create_topic(Name=props["TopicName"], Attributes=attributes)[
+            "TopicArn"
+        ]
+        build.physical[logical] = build.arns[logical] = arn
+    elif kind == "AWS::SQS::QueuePolicy":
+        for url in props["Queues"]:
+            clients("sqs").set_queue_attributes(
+                QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+            )
+    elif kind == "AWS::SNS::Subscription":
+        attributes = {"RawMessageDelivery": str(props.get("RawMessageDelivery", False)).lower()}
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+        clients("sns").subscribe(
+            TopicArn=props["TopicArn"],
+            Protocol=props["Protocol"],
+            Endpoint=props["Endpoint"],
+            Attributes=attributes,
         )
-        sns.subscribe(
-            TopicArn=found.topics[topic],
-            Protocol="sqs",
-            Endpoint=found.queues[queue].arn,
-            Attributes={"RawMessageDelivery": "false"},
+    elif kind == "AWS::DynamoDB::Table":
+        dynamodb = clients("dynamodb")
+        dynamodb.create_table(
+            TableName=props["TableName"],
+            KeySchema=props["KeySchema"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+            BillingMode=props["BillingMode"],
         )
-    dynamodb = clients("dynamodb")
-    _table(dynamodb, found.routes_table, ttl=False)
-    _table(dynamodb, found.state_table, ttl=True)
-    clients("s3").create_bucket(Bucket=found.bucket)
+        if "TimeToLiveSpecification" in props:
+            dynamodb.update_time_to_live(
+                TableName=props["TableName"],
+                TimeToLiveSpecification=props["TimeToLiveSpecification"],
+            )
+        build.physical[logical] = props["TableName"]
+    elif kind == "AWS::S3::Bucket":
+        clients("s3").create_bucket(Bucket=props["BucketName"])
+        build.physical[logical] = props["BucketName"]
+    else:
+        raise ValueError(f"the local stack cannot create {kind} ({logical})")
+
+
+def _seed(
+    clients: Any,
+    stage: str,
+    found: Resources,
+    secrets: dict[str, str],
+    default_route: dict[str, str] | None,
+) -> None:
     ssm = clients("ssm")
     for name, value in secrets.items():
         ssm.put_parameter(
             Name=f"/mailroom/{stage}/{name}", Value=value, Type="SecureString", Overwrite=True
         )
-    if default_route is not None:
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        dynamodb.put_item(
-            TableName=found.routes_table,
-            Item={
-                "PK": {"S": f"ROUTE#{default_route['pattern']}"},
-                "SK": {"S": "RULE#v1"},
-                "action": {"S": default_route["action"]},
-                "target": {"S": default_route.get("target", "")},
-                "enabled": {"BOOL": True},
-                "description": {"S": default_route.get("description", "")},
-                "created_at": {"S": now},
-                "updated_at": {"S": now},
-            },
-        )
-    return found
+    if default_route is None:
+        return
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    clients("dynamodb").put_item(
+        TableName=found.routes_table,
+        Item={
+            "PK": {"S": f"ROUTE#{default_route['pattern']}"},
+            "SK": {"S": "RULE#v1"},
+            "action": {"S": default_route["action"]},
+            "target": {"S": default_route.get("target", "")},
+            "enabled": {"BOOL": True},
+            "description": {"S": default_route.get("description", "")},
+            "created_at": {"S": now},
+            "updated_at": {"S": now},
+        },
+    )

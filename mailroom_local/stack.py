@@ -123,6 +123,7 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             },
         )
         env["MAILROOM_INBOUND_TOPIC_ARN"] = resources.topics["inbound"]
+        env["MAILROOM_MAIL_BUCKET"] = resources.bucket
         os.environ.update(env)
         parts.append(_serve(create_app(api_key=FREESCOUT_KEY, state_dir=state_dir), freescout_port))
 

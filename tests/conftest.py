@@ -60,7 +60,7 @@ class Stage:
     queues: dict[str, Queue]
     routes_table: str = f"{PREFIX}-routes"
     state_table: str = f"{PREFIX}-state"
-    bucket: str = f"{PREFIX}-mail"
+    bucket: str = ""
     in_flight: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def receive(self, queue_url: str, *, max_messages: int = 10) -> list[dict[str, Any]]:
@@ -146,5 +146,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stage]:
         )
         monkeypatch.setenv("MAILROOM_INBOUND_TOPIC_ARN", resources.topics["inbound"])
         monkeypatch.setenv("MAILROOM_FREESCOUT_URL", FREESCOUT_URL)
+        monkeypatch.setenv("MAILROOM_MAIL_BUCKET", resources.bucket)
         _reset()
-        yield Stage(topics=resources.topics, queues=resources.queues)
+        yield Stage(topics=resources.topics, queues=resources.queues, bucket=resources.bucket)

@@ -1,0 +1,69 @@
+"""Facts about infra/template.yaml that keep the no-loss promise, and that local follows it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+
+from mailroom_local.provision import load_template
+from tests.conftest import REGION, Stage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _resources(kind: str) -> dict[str, dict[str, object]]:
+    doc = load_template()
+    return {k: v["Properties"] for k, v in doc["Resources"].items() if v["Type"] == kind}
+
+
+def test_every_consumed_queue_dead_letters_after_five_tries_into_a_14_day_dlq() -> None:
+    queues = _resources("AWS::SQS::Queue")
+    consumed = {k: v for k, v in queues.items() if "RedrivePolicy" in v}
+    assert consumed
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    timeouts = [stage.get("lambda_timeout", 60) for stage in config["stages"].values()]
+    default_visibility = int(load_template()["Parameters"]["QueueVisibilitySeconds"]["Default"])
+    assert default_visibility >= 6 * max(timeouts)
+    for props in consumed.values():
+        policy = props["RedrivePolicy"]
+        assert isinstance(policy, dict)
+        assert policy["maxReceiveCount"] == 5
+        dlq = queues[policy["deadLetterTargetArn"]["Fn::GetAtt"][0]]
+        assert dlq["MessageRetentionPeriod"] == 1209600
+        assert dlq["FifoQueue"] is True
+
+
+def test_every_subscription_has_its_own_dead_letter_queue() -> None:
+    subscriptions = _resources("AWS::SNS::Subscription")
+    assert subscriptions
+    for props in subscriptions.values():
+        assert props["RawMessageDelivery"] is False
+        assert "RedrivePolicy" in props
+
+
+def test_state_table_expires_records_and_bucket_is_private_and_encrypted() -> None:
+    [state] = [t for t in _resources("AWS::DynamoDB::Table").values() if "TimeToLive" in str(t)]
+    assert state["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    [bucket] = _resources("AWS::S3::Bucket").values()
+    assert all(bucket["PublicAccessBlockConfiguration"].values())  # type: ignore[union-attr]
+    expiring = {r["Prefix"] for r in bucket["LifecycleConfiguration"]["Rules"]}  # type: ignore[index]
+    assert {"quarantine/", "rejected/"} <= expiring
+
+
+def test_local_provisioning_follows_the_template(aws: Stage) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = aws.queues["inbound-bridge"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])["Attributes"]
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 5
+    assert attributes["VisibilityTimeout"] == "360"
+    assert "sns.amazonaws.com" in attributes["Policy"]
+    sns = boto3.client("sns", region_name=REGION)
+    [subscription] = sns.list_subscriptions_by_topic(TopicArn=aws.topics["inbound"])[
+        "Subscriptions"
+    ]
+    sub_attributes = sns.get_subscription_attributes(
+        SubscriptionArn=subscription["SubscriptionArn"]
+    )["Attributes"]
+    assert "inbound-sub-dlq.fifo" in sub_attributes["RedrivePolicy"]
