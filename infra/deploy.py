@@ -1,0 +1,150 @@
+"""``python -m infra.deploy --stage <stage>``: template, Chalice, then ReportBatchItemFailures.
+
+Steps: check AWS credentials and region; create or update the stack ``mailroom-<stage>``
+from ``infra/template.yaml``; write its outputs into the stage's environment variables in
+``.chalice/config.json``; ``chalice deploy``; set ``FunctionResponseTypes`` on every SQS
+event source mapping listed in ``.chalice/deployed/<stage>.json`` and read it back.
+Re-running is safe. Failures print one line and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "template.yaml"
+CONFIG = ROOT / ".chalice" / "config.json"
+FLAG = "ReportBatchItemFailures"
+# Stack output → environment variable the functions read.
+OUTPUT_VARIABLES = {
+    "InboundTopicArn": "MAILROOM_INBOUND_TOPIC_ARN",
+    "MailBucketName": "MAILROOM_MAIL_BUCKET",
+    "RoutesTableName": "MAILROOM_ROUTES_TABLE",
+    "StateTableName": "MAILROOM_STATE_TABLE",
+}
+
+
+class DeployError(Exception):
+    """A step failed; the message is the one line the operator sees."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def check_credentials(session: Any) -> str:
+    """The account id, or a DeployError saying what is missing."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if session.get_credentials() is None:
+        raise DeployError("no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID", 2)
+    if not session.region_name:
+        raise DeployError("no AWS region set; set AWS_REGION or AWS_DEFAULT_REGION", 2)
+    try:
+        return str(session.client("sts").get_caller_identity()["Account"])
+    except (BotoCoreError, ClientError) as err:
+        raise DeployError(f"AWS rejected the credentials: {err}", 2) from err
+
+
+def deploy_stack(cloudformation: Any, stage: str) -> dict[str, str]:
+    """Create or update ``mailroom-<stage>``; its outputs."""
+    from botocore.exceptions import ClientError
+
+    name = f"mailroom-{stage}"
+    params = {
+        "StackName": name,
+        "TemplateBody": TEMPLATE.read_text(),
+        "Parameters": [{"ParameterKey": "Stage", "ParameterValue": stage}],
+    }
+    try:
+        cloudformation.describe_stacks(StackName=name)
+        exists = True
+    except ClientError:
+        exists = False
+    try:
+        if exists:
+            cloudformation.update_stack(**params)
+            cloudformation.get_waiter("stack_update_complete").wait(StackName=name)
+        else:
+            cloudformation.create_stack(**params)
+            cloudformation.get_waiter("stack_create_complete").wait(StackName=name)
+    except ClientError as err:
+        if "No updates are to be performed" not in str(err):
+            raise DeployError(f"stack {name}: {err}") from err
+    stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def write_environment(config_path: Path, stage: str, outputs: dict[str, str]) -> None:
+    """Put the stack's outputs into the stage's environment variables (idempotent)."""
+    config = json.loads(config_path.read_text())
+    env = config["stages"].setdefault(stage, {}).setdefault("environment_variables", {})
+    env["MAILROOM_STAGE"] = stage
+    for output, variable in OUTPUT_VARIABLES.items():
+        if output in outputs:
+            env[variable] = outputs[output]
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def enable_partial_batch_responses(lambda_client: Any, deployed: dict[str, Any]) -> list[str]:
+    """Set and verify FunctionResponseTypes on every SQS event source; their UUIDs."""
+    done = []
+    for resource in deployed.get("resources", []):
+        if resource.get("resource_type") != "sqs_event":
+            continue
+        uuid = resource["event_uuid"]
+        lambda_client.update_event_source_mapping(UUID=uuid, FunctionResponseTypes=[FLAG])
+        mapping = lambda_client.get_event_source_mapping(UUID=uuid)
+        if FLAG not in mapping.get("FunctionResponseTypes", []):
+            raise DeployError(f"event source mapping {uuid} did not keep {FLAG}")
+        done.append(uuid)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.deploy")
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--skip-chalice", action="store_true", help="stack and ESM flag only")
+    args = parser.parse_args(argv)
+    try:
+        import boto3
+
+        session = boto3.session.Session()
+        check_credentials(session)
+        outputs = deploy_stack(session.client("cloudformation"), args.stage)
+        write_environment(CONFIG, args.stage, outputs)
+        print(f"stack mailroom-{args.stage}: {len(outputs)} outputs written to {CONFIG}")
+        if not args.skip_chalice:
+            chalice = Path(sys.executable).with_name("chalice")
+            subprocess.run(
+                [str(chalice), "deploy", "--stage", args.stage],
+                cwd=ROOT,
+                env={**os.environ, "MAILROOM_STAGE": args.stage},
+                check=True,
+            )
+        deployed_file = ROOT / ".chalice" / "deployed" / f"{args.stage}.json"
+        if not deployed_file.exists():
+            raise DeployError(f"{deployed_file} not found: run chalice deploy first")
+        deployed = json.loads(deployed_file.read_text())
+        for uuid in enable_partial_batch_responses(session.client("lambda"), deployed):
+            print(f"event source mapping {uuid}: {FLAG} on")
+    except DeployError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except subprocess.CalledProcessError as err:
+        print(f"error: chalice deploy failed with exit code {err.returncode}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
