@@ -1,0 +1,99 @@
+"""``python -m infra.package --stage <stage> OUT``: the CloudFormation-only deployment path.
+
+Builds a merge template from ``infra/template.yaml`` (the same resources ``make deploy``
+creates) plus, for every ``on_sqs_message`` handler, ``FunctionResponseTypes:
+[ReportBatchItemFailures]`` and a dependency on the queue created in the same stack,
+then runs ``chalice package --merge-template``. Deploy ``OUT/sam.json`` with
+``aws cloudformation package``/``deploy`` as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def merge_template(stage: str) -> dict[str, Any]:
+    """The template's resources, and the SQS event sources of the app bound to them."""
+    os.environ["MAILROOM_STAGE"] = stage
+    sys.path.insert(0, str(ROOT))
+    import app
+    from mailroom_local.provision import load_template
+
+    template = load_template()
+    template["Parameters"]["Stage"]["Default"] = stage
+    queues = {
+        props["QueueName"]["Fn::Sub"].replace("${Stage}", stage): logical
+        for logical, spec in template["Resources"].items()
+        if spec["Type"] == "AWS::SQS::Queue"
+        for props in [spec["Properties"]]
+    }
+    resources: dict[str, Any] = dict(template["Resources"])
+    for source in app.app.event_sources:
+        if type(source).__name__ != "SQSEventConfig":
+            continue
+        function = _camel(source.name)
+        # Chalice already names the queue by ARN (Fn::Sub of the same name this stack
+        # creates); a merged Fn::GetAtt would be mixed into that dict, so bind the two by
+        # DependsOn instead: the mapping is created after the stack's queue.
+        resources[function] = {
+            "DependsOn": [queues[source.queue]],
+            "Properties": {
+                "Events": {
+                    f"{function}SqsEventSource": {
+                        "Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
+                    }
+                }
+            },
+        }
+    return {
+        "Parameters": template["Parameters"],
+        "Resources": resources,
+        "Outputs": template["Outputs"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.package")
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,19}", args.stage):
+        print("error: a stage is lowercase letters, digits and dashes", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as scratch:
+        merge = Path(scratch) / "merge-template.json"
+        merge.write_text(json.dumps(merge_template(args.stage), indent=2))
+        chalice = Path(sys.executable).with_name("chalice")
+        done = subprocess.run(
+            [
+                str(chalice),
+                "package",
+                "--stage",
+                args.stage,
+                "--merge-template",
+                str(merge),
+                str(args.out),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "MAILROOM_STAGE": args.stage},
+            check=False,
+        )
+    return done.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
