@@ -53,3 +53,16 @@ def test_packaged_template_has_the_flag_on_every_sqs_source_and_passes_cfn_lint(
         check=False,
     )
     assert lint.returncode == 0, lint.stdout
+
+
+def test_committed_policy_files_are_the_generated_ones() -> None:
+    from infra import policies
+
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    for stage in policies.STAGES:
+        functions = config["stages"][stage]["lambda_functions"]
+        assert config["stages"][stage]["autogen_policy"] is False
+        assert sorted(functions) == sorted(policies.FUNCTIONS)
+        for function in policies.FUNCTIONS:
+            assert functions[function]["iam_policy_file"] == policies.path(stage, function).name
+            assert policies.path(stage, function).read_text() == policies.render(stage, function)

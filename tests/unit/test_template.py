@@ -23,7 +23,12 @@ def test_every_consumed_queue_dead_letters_after_five_tries_into_a_14_day_dlq() 
     consumed = {k: v for k, v in queues.items() if "RedrivePolicy" in v}
     assert consumed
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    timeouts = [stage.get("lambda_timeout", 60) for stage in config["stages"].values()]
+    timeouts = [
+        function.get("lambda_timeout", stage.get("lambda_timeout", 60))
+        for stage in config["stages"].values()
+        for function in stage.get("lambda_functions", {}).values()
+    ]
+    assert timeouts
     default_visibility = int(load_template()["Parameters"]["QueueVisibilitySeconds"]["Default"])
     assert default_visibility >= 6 * max(timeouts)
     for props in consumed.values():

@@ -1,0 +1,114 @@
+"""Least-privilege IAM policy per function and stage: ``python -m infra.policies`` writes them.
+
+Chalice's policy generator reads only app.py, and the pipeline's calls live in chalicelib/,
+so each function gets a hand-kept policy file (``.chalice/policy-<stage>-<function>.json``)
+generated from this one table; a test keeps the committed files equal to it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("dev", "prod")
+FUNCTIONS = ("api_handler", "inbound_bridge")
+
+
+def _arn(service: str, resource: str) -> str:
+    return f"arn:aws:{service}:*:*:{resource}"
+
+
+def policy(stage: str, function: str) -> dict[str, Any]:
+    prefix = f"mailroom-{stage}"
+    logs = {
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": "arn:aws:logs:*:*:*",
+    }
+    secrets = {
+        "Effect": "Allow",
+        "Action": ["ssm:GetParameters"],
+        "Resource": _arn("ssm", f"parameter/mailroom/{stage}/*"),
+    }
+    statements: list[dict[str, Any]] = [logs, secrets]
+    if function == "api_handler":
+        statements += [
+            {
+                "Effect": "Allow",
+                "Action": ["sns:Publish"],
+                "Resource": _arn("sns", f"{prefix}-inbound.fifo"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": [
+                    f"arn:aws:s3:::{prefix}-mail-*/{folder}/*"
+                    for folder in ("quarantine", "rejected", "payloads")
+                ],
+            },
+        ]
+    if function == "inbound_bridge":
+        queue = _arn("sqs", f"{prefix}-inbound-bridge.fifo")
+        statements += [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:DeleteMessageBatch",
+                    "sqs:GetQueueAttributes",
+                    "sqs:GetQueueUrl",
+                    "sqs:ChangeMessageVisibility",
+                ],
+                "Resource": queue,
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+                "Resource": _arn("sqs", f"{prefix}-inbound-bridge-dlq.fifo"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["dynamodb:Scan"],
+                "Resource": _arn("dynamodb", f"table/{prefix}-routes"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:GetItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                ],
+                "Resource": _arn("dynamodb", f"table/{prefix}-state"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": f"arn:aws:s3:::{prefix}-mail-*/payloads/*",
+            },
+        ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def path(stage: str, function: str) -> Path:
+    return ROOT / ".chalice" / f"policy-{stage}-{function}.json"
+
+
+def render(stage: str, function: str) -> str:
+    return json.dumps(policy(stage, function), indent=2) + "\n"
+
+
+def main() -> int:
+    for stage in STAGES:
+        for function in FUNCTIONS:
+            path(stage, function).write_text(render(stage, function))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
