@@ -1,9 +1,8 @@
 """A local FreeScout that speaks the API & Webhooks module's HTTP shape, with fault injection.
 
 Conversations and threads live in memory and are written to ``<state_dir>/freescout/`` for
-people to read. ``POST /_control/faults`` takes ``{"status": 503, "count": 3}`` (the next 3
-API requests get that status) or ``{"delay_ms": 200}``; ``DELETE /_control/faults`` clears;
-``GET /_control/conversations`` shows everything held, bypassing faults and auth.
+people to read. Faults as in ``mailroom_local.faults``; ``GET /_control/conversations``
+shows everything held, bypassing faults and auth.
 """
 
 from __future__ import annotations
@@ -12,12 +11,13 @@ import base64
 import binascii
 import json
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
+
+from mailroom_local import faults
 
 Reply = tuple[dict[str, Any], int] | tuple[dict[str, Any], int, dict[str, str]]
 
@@ -49,7 +49,7 @@ def _created(entity: dict[str, Any]) -> Response:
 def create_app(*, api_key: str, state_dir: Path, mailbox_ids: tuple[int, ...] = (1, 2, 3)) -> Flask:
     app = Flask("freescout-standin")
     lock = threading.Lock()
-    store: dict[str, Any] = {"conversations": {}, "next_id": 1, "faults": {}}
+    store: dict[str, Any] = {"conversations": {}, "next_id": 1}
     out = state_dir / "freescout"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -82,39 +82,16 @@ def create_app(*, api_key: str, state_dir: Path, mailbox_ids: tuple[int, ...] = 
             "_embedded": {"attachments": attachments(raw.get("attachments"))},
         }
 
+    faults.install(app, lambda status: {"message": "Injected fault"})
+
     @app.before_request
-    def gate() -> Any:
+    def authenticate() -> Any:
         if request.path.startswith("/_control"):
             return None
-        faults = store["faults"]
-        if faults.get("delay_ms"):
-            time.sleep(faults["delay_ms"] / 1000)
-        with lock:
-            if faults.get("count", 0) > 0:
-                faults["count"] -= 1
-                return _error(int(faults["status"]), "Injected fault")
         key = request.headers.get("X-FreeScout-API-Key") or request.args.get("api_key")
         if key != api_key:
             return _error(401, "Not Authorized")
         return None
-
-    @app.post("/_control/faults")
-    def set_faults() -> Reply:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return {"error": "expected a JSON object"}, 400
-        with lock:
-            store["faults"] = {
-                "status": int(body.get("status", 503)),
-                "count": int(body.get("count", 0)),
-                "delay_ms": int(body.get("delay_ms", 0)),
-            }
-        return store["faults"], 200
-
-    @app.delete("/_control/faults")
-    def clear_faults() -> Reply:
-        store["faults"] = {}
-        return {}, 200
 
     @app.get("/_control/conversations")
     def every_conversation() -> Reply:
