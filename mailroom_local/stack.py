@@ -23,6 +23,12 @@ STAGE = "local"
 REGION = "us-east-1"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "postmark", "local-webhook-password"
 FREESCOUT_KEY = "local-freescout-key"
+POSTMARK_TOKEN = "local-postmark-token"
+GMAIL_CLIENT = {
+    "client_id": "local-client",
+    "client_secret": "local-secret",
+    "refresh_token": "local-refresh",
+}
 # Short visibility locally: a retry within seconds, a poison message in its DLQ within a minute.
 LOCAL_VISIBILITY_SECONDS = 3
 
@@ -79,11 +85,12 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
         import boto3
         from moto.server import ThreadedMotoServer
 
-        from mailroom_local.freescout import create_app
+        from mailroom_local import freescout, gmail, postmark
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
 
         moto_port, freescout_port = free_port(), free_port()
+        postmark_port, gmail_port = free_port(), free_port()
         api_port = api_port or free_port()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call is noise
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
@@ -98,6 +105,7 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             "MAILROOM_STAGE": STAGE,
             "MAILROOM_AWS_ENDPOINT_URL": endpoint,
             "MAILROOM_FREESCOUT_URL": f"http://127.0.0.1:{freescout_port}",
+            "MAILROOM_POSTMARK_API_URL": f"http://127.0.0.1:{postmark_port}",
             "MAILROOM_SECRETS_TTL_SECONDS": "5",
             "MAILROOM_ROUTES_CACHE_SECONDS": "5",
             "MAILROOM_FUNCTION_TIMEOUT_SECONDS": "10",
@@ -113,6 +121,7 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             secrets={
                 "postmark/webhook-basic-auth": f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}",
                 "freescout/api-key": FREESCOUT_KEY,
+                "postmark/server-token": POSTMARK_TOKEN,
             },
             visibility_seconds=LOCAL_VISIBILITY_SECONDS,
             default_route={
@@ -125,7 +134,16 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
         env["MAILROOM_INBOUND_TOPIC_ARN"] = resources.topics["inbound"]
         env["MAILROOM_MAIL_BUCKET"] = resources.bucket
         os.environ.update(env)
-        parts.append(_serve(create_app(api_key=FREESCOUT_KEY, state_dir=state_dir), freescout_port))
+        parts.append(
+            _serve(freescout.create_app(api_key=FREESCOUT_KEY, state_dir=state_dir), freescout_port)
+        )
+        parts.append(
+            _serve(
+                postmark.create_app(server_token=POSTMARK_TOKEN, state_dir=state_dir),
+                postmark_port,
+            )
+        )
+        parts.append(_serve(gmail.create_app(state_dir=state_dir, **GMAIL_CLIENT), gmail_port))
 
         chalice_bin = Path(sys.executable).with_name("chalice")
         chalice = subprocess.Popen(
@@ -165,6 +183,12 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
                 "password": WEBHOOK_PASSWORD,
             },
             "freescout": {"url": env["MAILROOM_FREESCOUT_URL"], "api_key": FREESCOUT_KEY},
+            "postmark": {"url": env["MAILROOM_POSTMARK_API_URL"], "server_token": POSTMARK_TOKEN},
+            "gmail": {
+                "url": f"http://127.0.0.1:{gmail_port}",
+                "token_url": f"http://127.0.0.1:{gmail_port}/token",
+                **GMAIL_CLIENT,
+            },
             "queues": {
                 **{name: q.url for name, q in resources.queues.items()},
                 **{f"{name}-dlq": q.dlq_url for name, q in resources.queues.items()},
@@ -203,6 +227,8 @@ mailroom local stack is up (state in {state_dir}/, details in {state_dir}/local.
   API (chalice local)   {local["api_url"]}
   embedded AWS (moto)   {local["aws_endpoint_url"]}
   FreeScout stand-in    {local["freescout"]["url"]}
+  Postmark stand-in     {local["postmark"]["url"]}
+  Gmail stand-in        {local["gmail"]["url"]}
   pump handlers         {", ".join(local["pump"]["handlers"])}
 
 Send an email:

@@ -1,0 +1,143 @@
+"""A local Gmail API: OAuth token refresh, ``users.messages.import`` (JSON and upload), list, get.
+
+Import de-duplicates on the RFC ``Message-ID`` per user, as Gmail does, so a retried import
+returns the first copy. Errors use Google's JSON error shape. Faults as in
+``mailroom_local.faults``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import threading
+from email import message_from_bytes
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+
+from mailroom_local import faults
+
+
+def _google_error(status: int, reason: str, message: str) -> tuple[dict[str, Any], int]:
+    body = {
+        "error": {
+            "code": status,
+            "message": message,
+            "errors": [{"reason": reason, "message": message, "domain": "global"}],
+        }
+    }
+    return body, status
+
+
+def create_app(*, client_id: str, client_secret: str, refresh_token: str, state_dir: Path) -> Flask:
+    app = Flask("gmail-standin")
+    lock = threading.Lock()
+    tokens: set[str] = set()
+    mailboxes: dict[str, dict[str, dict[str, Any]]] = {}
+    out = state_dir / "gmail"
+    out.mkdir(parents=True, exist_ok=True)
+    faults.install(app, lambda status: _google_error(status, "backendError", "Injected")[0])
+
+    @app.post("/token")
+    def token() -> Any:
+        form = request.form
+        if (form.get("client_id"), form.get("client_secret")) != (client_id, client_secret):
+            return {"error": "invalid_client", "error_description": "Unauthorized"}, 401
+        if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != refresh_token:
+            return {
+                "error": "invalid_grant",
+                "error_description": "Token has been expired or revoked.",
+            }, 400
+        access = secrets.token_urlsafe(24)
+        with lock:
+            tokens.add(access)
+        return {
+            "access_token": access,
+            "expires_in": 3599,
+            "token_type": "Bearer",
+            "scope": "https://www.googleapis.com/auth/gmail.insert",
+        }, 200
+
+    @app.before_request
+    def authenticate() -> Any:
+        if request.path.startswith(("/_control", "/token")):
+            return None
+        presented = (request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        if presented not in tokens:
+            return _google_error(401, "authError", "Invalid Credentials")
+        return None
+
+    def store(user: str, raw: bytes, labels: list[str]) -> tuple[dict[str, Any], int]:
+        parsed = message_from_bytes(raw, policy=default_policy)
+        message_id = str(parsed.get("Message-ID", "")).strip().lower()
+        with lock:
+            box = mailboxes.setdefault(user, {})
+            for existing in box.values():
+                if message_id and existing["rfc_message_id"] == message_id:
+                    return {k: existing[k] for k in ("id", "threadId", "labelIds")}, 200
+            gid = secrets.token_hex(8)
+            box[gid] = {
+                "id": gid,
+                "threadId": gid,
+                "labelIds": labels,
+                "rfc_message_id": message_id,
+                "raw": base64.urlsafe_b64encode(raw).decode(),
+                "subject": str(parsed.get("Subject", "")),
+            }
+            (out / f"{user}-{gid}.eml").write_bytes(raw)
+        return {"id": gid, "threadId": gid, "labelIds": labels}, 200
+
+    @app.post("/gmail/v1/users/<user>/messages/import")
+    def import_json(user: str) -> Any:
+        body = request.get_json(silent=True) or {}
+        try:
+            raw = base64.urlsafe_b64decode(str(body["raw"]) + "==")
+        except (KeyError, binascii.Error, ValueError):
+            return _google_error(
+                400,
+                "badRequest",
+                "'raw' RFC822 payload message string or uploading message via /upload/* URL"
+                " required",
+            )
+        return store(user, raw, list(body.get("labelIds") or []))
+
+    @app.post("/upload/gmail/v1/users/<user>/messages/import")
+    def import_upload(user: str) -> Any:
+        kind = request.args.get("uploadType", "media")
+        if kind == "media":
+            return store(user, request.get_data(), [])
+        if kind == "multipart":
+            boundary = request.mimetype_params.get("boundary", "")
+            parts = [
+                p for p in request.get_data().split(b"--" + boundary.encode()) if p.strip(b"-\r\n")
+            ]
+            if len(parts) < 2:
+                return _google_error(400, "badRequest", "multipart body needs metadata and media")
+            metadata = json.loads(parts[0].split(b"\r\n\r\n", 1)[1] or b"{}")
+            media = parts[1].split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n")
+            return store(user, media, list(metadata.get("labelIds") or []))
+        return _google_error(400, "badRequest", f"unsupported uploadType {kind}")
+
+    @app.get("/gmail/v1/users/<user>/messages")
+    def listing(user: str) -> Any:
+        box = mailboxes.get(user, {})
+        messages = [{"id": m["id"], "threadId": m["threadId"]} for m in box.values()]
+        return {"messages": messages, "resultSizeEstimate": len(messages)}, 200
+
+    @app.get("/gmail/v1/users/<user>/messages/<gid>")
+    def get(user: str, gid: str) -> Any:
+        found = mailboxes.get(user, {}).get(gid)
+        if found is None:
+            return _google_error(404, "notFound", "Requested entity was not found.")
+        shown = {k: found[k] for k in ("id", "threadId", "labelIds")}
+        if request.args.get("format") == "raw":
+            shown["raw"] = found["raw"]
+        else:
+            shown["payload"] = {"headers": [{"name": "Subject", "value": found["subject"]}]}
+        return shown, 200
+
+    return app

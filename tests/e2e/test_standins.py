@@ -1,0 +1,142 @@
+"""The Postmark and Gmail stand-ins over real HTTP: the shapes mailroom's clients will meet."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from mailroom_local import gmail, postmark
+
+TOKEN = "pm-token"
+JSON = {"X-Postmark-Server-Token": TOKEN, "Accept": "application/json"}
+
+
+def _serve(app: Any) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def pm(tmp_path: Path) -> Iterator[str]:
+    yield from _serve(postmark.create_app(server_token=TOKEN, state_dir=tmp_path))
+
+
+@pytest.fixture
+def gm(tmp_path: Path) -> Iterator[str]:
+    yield from _serve(
+        gmail.create_app(client_id="c", client_secret="s", refresh_token="r", state_dir=tmp_path)
+    )
+
+
+def _message(to: str, correlation_id: str = "c-1") -> dict[str, Any]:
+    return {
+        "From": "app@example.com",
+        "To": to,
+        "Subject": "Hi",
+        "TextBody": "Hello",
+        "Metadata": {"correlation_id": correlation_id},
+    }
+
+
+def test_postmark_rejects_a_bad_token_with_error_code_10(pm: str) -> None:
+    answer = requests.post(f"{pm}/email", json=_message("a@x.test"), timeout=5)
+    assert (answer.status_code, answer.json()["ErrorCode"]) == (401, 10)
+
+
+def test_postmark_batch_answers_200_with_per_message_errors(pm: str) -> None:
+    requests.post(f"{pm}/_control/inactive", json={"addresses": ["gone@x.test"]}, timeout=5)
+    batch = [_message("a@x.test", "c-1"), _message("gone@x.test", "c-2"), {"From": "x"}]
+
+    answer = requests.post(f"{pm}/email/batch", json=batch, headers=JSON, timeout=5)
+
+    assert answer.status_code == 200
+    assert [r["ErrorCode"] for r in answer.json()] == [0, 406, 300]
+    assert "Found inactive addresses: gone@x.test." in answer.json()[1]["Message"]
+
+
+def test_postmark_outbound_search_filters_by_metadata(pm: str) -> None:
+    requests.post(f"{pm}/email", json=_message("a@x.test", "c-1"), headers=JSON, timeout=5)
+    requests.post(f"{pm}/email", json=_message("b@x.test", "c-2"), headers=JSON, timeout=5)
+
+    found = requests.get(
+        f"{pm}/messages/outbound",
+        params={"count": 50, "offset": 0, "metadata_correlation_id": "c-2"},
+        headers=JSON,
+        timeout=5,
+    ).json()
+
+    assert found["TotalCount"] == 1
+    assert found["Messages"][0]["Recipients"] == ["b@x.test"]
+
+
+def test_faults_fail_the_next_requests_then_heal_and_delays_slow_them(pm: str) -> None:
+    requests.post(f"{pm}/_control/faults", json={"status": 503, "count": 2}, timeout=5)
+    statuses = [
+        requests.post(f"{pm}/email", json=_message("a@x.test"), headers=JSON, timeout=5).status_code
+        for _ in range(3)
+    ]
+    requests.post(f"{pm}/_control/faults", json={"delay_ms": 150}, timeout=5)
+    started = time.perf_counter()
+    requests.post(f"{pm}/email", json=_message("a@x.test"), headers=JSON, timeout=5)
+    slow = time.perf_counter() - started
+    requests.delete(f"{pm}/_control/faults", timeout=5)
+
+    assert statuses == [503, 503, 200]
+    assert slow >= 0.15
+
+
+def test_gmail_token_refresh_then_import_dedupes_on_message_id(gm: str) -> None:
+    bad = requests.post(
+        f"{gm}/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": "c",
+            "client_secret": "s",
+            "refresh_token": "x",
+        },
+        timeout=5,
+    )
+    token = requests.post(
+        f"{gm}/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": "c",
+            "client_secret": "s",
+            "refresh_token": "r",
+        },
+        timeout=5,
+    ).json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    raw = b"Message-ID: <one@x.test>\r\nSubject: Hi\r\n\r\nBody\r\n"
+
+    first = requests.post(
+        f"{gm}/gmail/v1/users/me/messages/import",
+        json={"raw": base64.urlsafe_b64encode(raw).decode(), "labelIds": ["INBOX"]},
+        headers=auth,
+        timeout=5,
+    ).json()
+    again = requests.post(
+        f"{gm}/upload/gmail/v1/users/me/messages/import?uploadType=media",
+        data=raw,
+        headers={**auth, "Content-Type": "message/rfc822"},
+        timeout=5,
+    ).json()
+    listed = requests.get(f"{gm}/gmail/v1/users/me/messages", headers=auth, timeout=5).json()
+    anonymous = requests.get(f"{gm}/gmail/v1/users/me/messages", timeout=5)
+
+    assert bad.json()["error"] == "invalid_grant"
+    assert first["id"] == again["id"]
+    assert listed["resultSizeEstimate"] == 1
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["errors"][0]["reason"] == "authError"
