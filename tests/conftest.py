@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,17 @@ FREESCOUT_URL = "https://freescout.test"
 PREFIX = f"mailroom-{STAGE}"
 # app.py names its queues from the stage at import time, before any fixture runs.
 os.environ["MAILROOM_STAGE"] = STAGE
+
+
+def serve_wsgi(app: Any) -> Iterator[str]:
+    """Serve a WSGI app on a free loopback port for the duration of a fixture."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
 
 
 def _reset() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,30 +10,22 @@ from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from mailroom_local import gmail, postmark
+from tests.conftest import serve_wsgi
 
 TOKEN = "pm-token"
 JSON = {"X-Postmark-Server-Token": TOKEN, "Accept": "application/json"}
 
 
-def _serve(app: Any) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
 @pytest.fixture
 def pm(tmp_path: Path) -> Iterator[str]:
-    yield from _serve(postmark.create_app(server_token=TOKEN, state_dir=tmp_path))
+    yield from serve_wsgi(postmark.create_app(server_token=TOKEN, state_dir=tmp_path))
 
 
 @pytest.fixture
 def gm(tmp_path: Path) -> Iterator[str]:
-    yield from _serve(
+    yield from serve_wsgi(
         gmail.create_app(client_id="c", client_secret="s", refresh_token="r", state_dir=tmp_path)
     )
 
