@@ -1,0 +1,104 @@
+"""The outbound request the product hands mailroom, and its published JSON Schema.
+
+``python -m chalicelib.models.outbound`` rewrites ``schemas/outbound.json``; a test keeps the
+committed schema equal to the model, so product teams can validate before sending.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_RECIPIENTS = 50  # Postmark's limit for To + Cc + Bcc
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "outbound.json"
+_ADDRESS = re.compile(r"^[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+$")
+
+
+class TrackLinks(StrEnum):
+    NONE = "None"
+    HTML_AND_TEXT = "HtmlAndText"
+    HTML_ONLY = "HtmlOnly"
+    TEXT_ONLY = "TextOnly"
+
+
+class OutboundAttachment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=255)
+    content: str = Field(min_length=1, description="base64")
+    content_type: str = Field(min_length=3)
+    content_id: str | None = Field(default=None, description="cid:… for inline parts")
+
+
+def _addresses(value: Any) -> Any:
+    if isinstance(value, str):
+        return [a.strip() for a in value.split(",") if a.strip()]
+    return value
+
+
+class OutboundEmail(BaseModel):
+    """One email to send; ``correlation_id`` is the idempotency key."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    correlation_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    from_: str = Field(alias="from", min_length=3, description='"Name <address>" or address')
+    to: list[str] = Field(min_length=1)
+    cc: list[str] = Field(default_factory=list)
+    bcc: list[str] = Field(default_factory=list)
+    subject: str = Field(min_length=1, max_length=2000)
+    text_body: str | None = None
+    html_body: str | None = None
+    reply_to: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    attachments: list[OutboundAttachment] = Field(default_factory=list)
+    tag: str | None = Field(default=None, max_length=1000)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    message_stream: str = "outbound"
+    track_opens: bool = False
+    track_links: TrackLinks = TrackLinks.NONE
+
+    @field_validator("to", "cc", "bcc", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _addresses(value)
+
+    @field_validator("to", "cc", "bcc")
+    @classmethod
+    def _valid(cls, value: list[str]) -> list[str]:
+        for address in value:
+            bare = address.rsplit("<", 1)[-1].rstrip(">").strip()
+            if not _ADDRESS.match(bare):
+                raise ValueError("not an email address")
+        return value
+
+    @model_validator(mode="after")
+    def _limits(self) -> OutboundEmail:
+        if len(self.to) + len(self.cc) + len(self.bcc) > MAX_RECIPIENTS:
+            raise ValueError(f"to, cc and bcc together exceed {MAX_RECIPIENTS} recipients")
+        if not (self.text_body or self.html_body):
+            raise ValueError("text_body or html_body is required")
+        return self
+
+    @property
+    def recipients(self) -> list[str]:
+        return [*self.to, *self.cc, *self.bcc]
+
+
+def schema_text() -> str:
+    """The JSON Schema of ``OutboundEmail`` as committed to ``schemas/outbound.json``."""
+    schema = OutboundEmail.model_json_schema(by_alias=True)
+    schema["$id"] = "https://mailroom/schemas/outbound.json"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    SCHEMA_PATH.parent.mkdir(exist_ok=True)
+    SCHEMA_PATH.write_text(schema_text())
+    sys.exit(0)
