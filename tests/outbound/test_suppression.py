@@ -1,0 +1,48 @@
+"""The suppression list against moto's DynamoDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import boto3
+
+from chalicelib.suppression import SuppressionList
+from tests.conftest import REGION, Stage
+
+
+def _list(aws: Stage) -> SuppressionList:
+    return SuppressionList(aws.state_table, client=boto3.client("dynamodb", region_name=REGION))
+
+
+def test_added_address_is_filtered_whatever_its_case_or_display_name(aws: Stage) -> None:
+    suppression = _list(aws)
+    suppression.add("Gone@Example.org", reason="HardBounce", source="postmark")
+
+    keep, drop = suppression.filter(["Ann <gone@example.ORG>", "ok@example.org"])
+
+    assert keep == ["ok@example.org"]
+    assert drop == ["Ann <gone@example.ORG>"]
+
+
+def test_removed_address_is_sendable_again(aws: Stage) -> None:
+    suppression = _list(aws)
+    suppression.add("gone@example.org", reason="SpamComplaint", source="postmark")
+    suppression.remove("GONE@example.org")
+
+    assert suppression.suppressed(["gone@example.org"]) == set()
+
+
+def test_list_shows_reason_source_and_time_and_spans_many_addresses(aws: Stage) -> None:
+    suppression = _list(aws)
+    at = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    for i in range(120):
+        suppression.add(f"u{i:03d}@example.org", reason="HardBounce", source="postmark", at=at)
+
+    listed = suppression.list()
+    checked = suppression.suppressed([f"u{i:03d}@example.org" for i in range(130)])
+
+    assert len(listed) == 120
+    assert listed[0].address == "u000@example.org"
+    assert (listed[0].reason, listed[0].source) == ("HardBounce", "postmark")
+    assert listed[0].suppressed_at == "2026-11-22T12:00:00+00:00"
+    assert len(checked) == 120
