@@ -11,13 +11,16 @@ from typing import Any
 
 import requests
 
+from chalicelib.clients.http import JsonHttpClient
 from chalicelib.errors import ProviderAuthError, ProviderPermanentError, ProviderTransientError
 
 PROVIDER = "freescout"
 
 
-class FreeScoutClient:
+class FreeScoutClient(JsonHttpClient):
     """A small client over an injected ``requests.Session``."""
+
+    provider = PROVIDER
 
     def __init__(
         self,
@@ -27,10 +30,11 @@ class FreeScoutClient:
         session: requests.Session | None = None,
         timeout: float = 10.0,
     ) -> None:
-        self._base_url = base_url.rstrip("/")
+        super().__init__(base_url, session=session, timeout=timeout)
         self._api_key = api_key
-        self._session = session or requests.Session()
-        self._timeout = timeout
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"X-FreeScout-API-Key": self._api_key}
 
     def create_conversation(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """POST /api/conversations; the id (from ``Resource-ID``) and the body if any."""
@@ -54,19 +58,7 @@ class FreeScoutClient:
         return list(found) if isinstance(found, list) else []
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {
-            "X-FreeScout-API-Key": self._api_key,
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        }
-        try:
-            response = self._session.request(
-                method, self._base_url + path, headers=headers, timeout=self._timeout, **kwargs
-            )
-        except requests.Timeout as err:
-            raise ProviderTransientError("request timed out", provider=PROVIDER) from err
-        except requests.RequestException as err:
-            raise ProviderTransientError("connection failed", provider=PROVIDER) from err
+        response = self._send(method, path, **kwargs)
         status = response.status_code
         if status < 400:
             return response

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from chalicelib.clients.http import JsonHttpClient
 from chalicelib.errors import (
     ProviderAuthError,
     ProviderError,
@@ -70,8 +71,10 @@ def classify(error_code: int, message: str, *, status: int | None = None) -> Pro
     return ProviderPermanentError(message[:200], provider=PROVIDER, **context)
 
 
-class PostmarkClient:
+class PostmarkClient(JsonHttpClient):
     """A small client over an injected ``requests.Session``."""
+
+    provider = PROVIDER
 
     def __init__(
         self,
@@ -81,10 +84,11 @@ class PostmarkClient:
         base_url: str = "https://api.postmarkapp.com",
         timeout: float = 10.0,
     ) -> None:
+        super().__init__(base_url, session=session, timeout=timeout)
         self._token = token
-        self._session = session or requests.Session()
-        self._base_url = base_url.rstrip("/")
-        self._timeout = timeout
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"X-Postmark-Server-Token": self._token}
 
     def send(self, message: dict[str, Any]) -> SendResult:
         """POST /email; raises on any failure."""
@@ -126,19 +130,7 @@ class PostmarkClient:
         return list(messages)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {
-            "X-Postmark-Server-Token": self._token,
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        }
-        try:
-            response = self._session.request(
-                method, self._base_url + path, headers=headers, timeout=self._timeout, **kwargs
-            )
-        except requests.Timeout as err:
-            raise ProviderTransientError("request timed out", provider=PROVIDER) from err
-        except requests.RequestException as err:
-            raise ProviderTransientError("connection failed", provider=PROVIDER) from err
+        response = self._send(method, path, **kwargs)
         status = response.status_code
         try:
             body = response.json()
