@@ -28,7 +28,12 @@ from chalicelib import claimcheck
 from chalicelib.batch import LogContext, SqsRecord, process_batch
 from chalicelib.clients.aws import aws_client
 from chalicelib.clients.freescout import FreeScoutClient
-from chalicelib.errors import ActionNotAvailable, PermanentError, PoisonMessageError
+from chalicelib.errors import (
+    ActionNotAvailable,
+    PermanentError,
+    PoisonMessageError,
+    ProviderPermanentError,
+)
 from chalicelib.idempotency import Claim, ClaimState, IdempotencyStore
 from chalicelib.logging import get_logger, log_event
 from chalicelib.models.envelope import unwrap
@@ -135,8 +140,14 @@ def _deliver(
         _conversation_for(email.referenced_ids, svc.settings) if email.referenced_ids else None
     )
     if existing is not None:
-        _, response = client.add_thread(existing, thread)
-        return existing, response
+        try:
+            _, response = client.add_thread(existing, thread)
+            return existing, response
+        except ProviderPermanentError as err:
+            if err.status_code != 404:
+                raise
+            # The conversation was deleted for good in FreeScout: start a new one.
+            log_event("threaded conversation is gone", event_type=EVENT_TYPE, status_code=404)
     if claim.takeover:
         found = _reconcile(client, email, mailbox_id)
         if found is not None:

@@ -255,3 +255,28 @@ def test_takeover_after_a_crash_reuses_the_conversation_freescout_already_has(
     assert _posts(freescout) == []
     [search] = [c for c in freescout.calls if c.request.method == "GET"]
     assert "customerEmail=ada.customer%40example.org" in search.request.url
+
+
+def test_reply_to_a_conversation_deleted_in_freescout_starts_a_new_one(
+    aws: Stage, post: Any, payload: Any, bridge: Any, freescout: responses.RequestsMock
+) -> None:
+    aws.put_route("*", "freescout", "1")
+    freescout.add(**created(42))
+    freescout.add(
+        responses.POST, f"{CONVERSATIONS}/42/threads", status=404, json={"message": "Not Found"}
+    )
+    freescout.add(**created(43))
+    post(payload())
+    bridge()
+    post(
+        payload(
+            MessageID="reply-2",
+            Headers=[{"Name": "In-Reply-To", "Value": "<CAE-first-4711@mail.example.org>"}],
+        )
+    )
+
+    _, _, error = bridge()
+
+    assert error is None
+    assert len(_posts(freescout)) == 2
+    assert _dlq(aws) == []
