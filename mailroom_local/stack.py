@@ -150,6 +150,8 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             [
                 str(chalice_bin),
                 "local",
+                # Without this, chalice reloads whenever the stand-ins write under .mailroom/.
+                "--no-autoreload",
                 "--stage",
                 STAGE,
                 "--host",
