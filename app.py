@@ -8,11 +8,12 @@ client, and nothing here imports googleapiclient).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Chalice, Response
 
-from chalicelib.handlers.http import HttpReply
+if TYPE_CHECKING:  # the handlers' imports (pydantic, boto3) load only when a request needs them
+    from chalicelib.handlers.http import HttpReply
 
 STAGE = os.environ.get("MAILROOM_STAGE", "local")
 
@@ -51,8 +52,29 @@ def postmark_inbound_webhook() -> Response:
     return _reply(webhooks.postmark_inbound(_headers(), _raw_body()))
 
 
+@app.route("/webhooks/postmark/events", methods=["POST"], content_types=JSON_TYPES)
+def postmark_events_webhook() -> Response:
+    from chalicelib.handlers import webhooks
+
+    return _reply(webhooks.postmark_events(_headers(), _raw_body()))
+
+
+@app.route("/v1/outbound", methods=["POST"], content_types=JSON_TYPES)
+def outbound_submit() -> Response:
+    from chalicelib.handlers import outbound_api
+
+    return _reply(outbound_api.submit(_headers(), _raw_body()))
+
+
 @app.on_sqs_message(queue=f"mailroom-{STAGE}-inbound-bridge.fifo", batch_size=10)
 def inbound_bridge(event: Any) -> dict[str, Any]:
     from chalicelib.handlers import inbound_bridge as bridge
 
     return bridge.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
+
+
+@app.on_sqs_message(queue=f"mailroom-{STAGE}-outbound-sender.fifo", batch_size=10)
+def outbound_sender(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers import outbound_sender as sender
+
+    return sender.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))

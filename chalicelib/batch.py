@@ -16,6 +16,11 @@ the batch are not attempted, so a mailbox's order holds; other groups go on. A p
 poison failure is sent to the queue's own DLQ at once (same group id) with its reason in
 message attributes, and the group goes on: holding later messages back would not restore
 an order that the dead-lettered message has already left.
+
+Batched side effects (one Postmark call for the whole batch): the record handler returns
+``PENDING`` for a record it has prepared, and ``act`` is then called once with every pending
+record and returns, per message id, the outcome or the exception, which is settled by the
+same rules. A record held back by its group before ``act`` is not part of the call.
 """
 
 from __future__ import annotations
@@ -102,6 +107,11 @@ class LogContext:
 
 
 RecordHandler = Callable[[SqsRecord, LogContext], str | None]
+# What ``act`` returns per pending record: its outcome, or the error that settles it.
+ActResult = dict[str, str | BaseException]
+BatchAction = Callable[[list[SqsRecord]], ActResult]
+# A record handler's answer for "prepared; the batch action will finish it".
+PENDING = "pending"
 
 
 @dataclass
@@ -118,11 +128,12 @@ def process_batch(
     *,
     event_type: str,
     remaining_time_ms: Callable[[], int] | None = None,
+    act: BatchAction | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     """Run ``handler`` over ``event``'s records; return Lambda's response or raise."""
     records = [SqsRecord.from_lambda(raw) for raw in event.get("Records") or []]
     result = run_records(
-        records, handler, event_type=event_type, remaining_time_ms=remaining_time_ms
+        records, handler, event_type=event_type, remaining_time_ms=remaining_time_ms, act=act
     )
     if result.remaining:
         finished = [r for r in records if r.message_id not in set(result.remaining)]
@@ -137,10 +148,12 @@ def run_records(
     *,
     event_type: str,
     remaining_time_ms: Callable[[], int] | None = None,
+    act: BatchAction | None = None,
 ) -> BatchResult:
     """Apply the per-record and FIFO rules; dead-letter permanent failures."""
     result = BatchResult()
     blocked_groups: set[str] = set()
+    pending: list[_Attempt] = []
     out_of_time = False
     for record in records:
         if out_of_time or (record.group_id is not None and record.group_id in blocked_groups):
@@ -152,41 +165,71 @@ def run_records(
             result.outcomes[record.message_id] = "not_attempted"
             result.remaining.append(record.message_id)
             continue
-        outcome = _run_one(record, handler, event_type)
+        attempt = _Attempt(record)
+        try:
+            answer: str | BaseException = handler(record, attempt.context) or "success"
+        except Exception as exc:
+            answer = exc
+        if answer == PENDING and act is not None:
+            pending.append(attempt)
+            continue
+        outcome = _settle(attempt, answer, event_type)
         result.outcomes[record.message_id] = outcome
         if outcome == "retry":
             result.remaining.append(record.message_id)
             if record.group_id is not None:
                 blocked_groups.add(record.group_id)
+    if pending and act is not None:
+        answers = _act(act, [a.record for a in pending])
+        for attempt in pending:
+            outcome = _settle(attempt, answers[attempt.record.message_id], event_type)
+            result.outcomes[attempt.record.message_id] = outcome
+            if outcome == "retry":
+                result.remaining.append(attempt.record.message_id)
+    result.remaining.sort(key=[r.message_id for r in records].index)
     return result
 
 
-def _run_one(record: SqsRecord, handler: RecordHandler, event_type: str) -> str:
-    started = time.perf_counter()
-    context = LogContext()
-    err: BaseException | None = None
+@dataclass
+class _Attempt:
+    record: SqsRecord
+    context: LogContext = field(default_factory=LogContext)
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _act(act: BatchAction, records: list[SqsRecord]) -> ActResult:
+    """``act``'s answers, with any record it did not answer for (or a crash) left to retry."""
     try:
-        outcome = handler(record, context) or "success"
+        answers = act(records)
     except Exception as exc:
-        err = exc
-        outcome = "retry"
-        if not is_transient(exc):
-            try:
-                dead_letter(record, exc)
-                outcome = "dead_lettered"
-            except Exception as dlq_err:
-                # The DLQ refused the message: keep it in the source queue instead.
-                log_event(
-                    "dead-letter send failed",
-                    event_type=event_type,
-                    error_class=error_class(dlq_err),
-                    message_id_hash=None,
-                )
+        return {r.message_id: exc for r in records}
+    missing = RuntimeError("batch action gave no answer for the record")
+    return {r.message_id: answers.get(r.message_id, missing) for r in records}
+
+
+def _settle(attempt: _Attempt, answer: str | BaseException, event_type: str) -> str:
+    """The record's final outcome: dead-letter a permanent error, log one outcome line."""
+    record = attempt.record
+    err = answer if isinstance(answer, BaseException) else None
+    outcome = answer if isinstance(answer, str) else "retry"
+    if err is not None and not is_transient(err):
+        try:
+            dead_letter(record, err)
+            outcome = "dead_lettered"
+        except Exception as dlq_err:
+            # The DLQ refused the message: keep it in the source queue instead.
+            log_event(
+                "dead-letter send failed",
+                event_type=event_type,
+                error_class=error_class(dlq_err),
+                message_id_hash=None,
+            )
+    context = attempt.context
     log_outcome(
         event_type,
         message_id=context.message_id or record.message_id,
         outcome=outcome,
-        duration_ms=(time.perf_counter() - started) * 1000,
+        duration_ms=(time.perf_counter() - attempt.started) * 1000,
         mailbox_id=context.mailbox_id,
         correlation_id=context.correlation_id,
         error_class=error_class(err) if err is not None else None,

@@ -1,5 +1,7 @@
 """Claim checks: payloads too big for SNS go to S3 ``payloads/`` and travel as a pointer.
 
+``publish`` is the one way mailroom puts a payload on a FIFO topic, claim check included.
+
 A pointer is the JSON object ``{"mailroom_claim_check": {"bucket", "key", "sha256", "size"}}``.
 The key is the payload's SHA-256, so a retried publish of the same payload writes the same
 object instead of piling up copies.
@@ -35,6 +37,25 @@ def check_in(payload: str) -> str:
         raise TransientError("cannot store claim-checked payload") from err
     pointer = {"bucket": settings.mail_bucket, "key": key, "sha256": digest, "size": len(data)}
     return json.dumps({POINTER_KEY: pointer})
+
+
+def message_group(key: str) -> str:
+    """A FIFO group id for ``key`` (a mailbox): hashed, as group ids show up in consoles."""
+    return hashlib.sha256(key.strip().lower().encode("utf-8")).hexdigest()[:64]
+
+
+def publish(topic_arn: str, payload: str, *, group_key: str, deduplication_id: str) -> None:
+    """Publish ``payload`` (claim-checked if large) to a FIFO topic; failures are transient."""
+    message = check_in(payload)
+    try:
+        aws_client("sns").publish(
+            TopicArn=topic_arn,
+            Message=message,
+            MessageGroupId=message_group(group_key),
+            MessageDeduplicationId=deduplication_id,
+        )
+    except Exception as err:
+        raise TransientError("publish to the topic failed") from err
 
 
 def check_out(message: str) -> str:

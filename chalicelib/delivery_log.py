@@ -8,6 +8,7 @@ with the idempotency records (``expires_at``).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -49,7 +50,7 @@ class DeliveryLog:
         status: DeliveryStatus,
         *,
         at: datetime | None = None,
-        **details: str,
+        details: Mapping[str, str] | None = None,
     ) -> None:
         when = (at or datetime.now(UTC)).isoformat(timespec="microseconds")
         item: dict[str, Any] = {

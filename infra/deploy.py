@@ -24,6 +24,7 @@ FLAG = "ReportBatchItemFailures"
 # Stack output → environment variable the functions read.
 OUTPUT_VARIABLES = {
     "InboundTopicArn": "MAILROOM_INBOUND_TOPIC_ARN",
+    "OutboundTopicArn": "MAILROOM_OUTBOUND_TOPIC_ARN",
     "MailBucketName": "MAILROOM_MAIL_BUCKET",
     "RoutesTableName": "MAILROOM_ROUTES_TABLE",
     "StateTableName": "MAILROOM_STATE_TABLE",

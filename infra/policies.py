@@ -14,11 +14,50 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("dev", "prod")
-FUNCTIONS = ("api_handler", "inbound_bridge")
+FUNCTIONS = ("api_handler", "inbound_bridge", "outbound_sender")
 
 
 def _arn(service: str, resource: str) -> str:
     return f"arn:aws:{service}:*:*:{resource}"
+
+
+def _consumer(prefix: str, queue: str) -> list[dict[str, Any]]:
+    """What every SQS-triggered function needs: its queue, its DLQ, the state table."""
+    return [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:DeleteMessageBatch",
+                "sqs:GetQueueAttributes",
+                "sqs:GetQueueUrl",
+                "sqs:ChangeMessageVisibility",
+            ],
+            "Resource": _arn("sqs", f"{prefix}-{queue}.fifo"),
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+            "Resource": _arn("sqs", f"{prefix}-{queue}-dlq.fifo"),
+        },
+        {
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            ],
+            "Resource": _arn("dynamodb", f"table/{prefix}-state"),
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": f"arn:aws:s3:::{prefix}-mail-*/payloads/*",
+        },
+    ]
 
 
 def policy(stage: str, function: str) -> dict[str, Any]:
@@ -39,7 +78,10 @@ def policy(stage: str, function: str) -> dict[str, Any]:
             {
                 "Effect": "Allow",
                 "Action": ["sns:Publish"],
-                "Resource": _arn("sns", f"{prefix}-inbound.fifo"),
+                "Resource": [
+                    _arn("sns", f"{prefix}-inbound.fifo"),
+                    _arn("sns", f"{prefix}-outbound.fifo"),
+                ],
             },
             {
                 "Effect": "Allow",
@@ -49,49 +91,24 @@ def policy(stage: str, function: str) -> dict[str, Any]:
                     for folder in ("quarantine", "rejected", "payloads")
                 ],
             },
+            {
+                # Replay records of signatures, feedback events, suppression list, delivery log.
+                "Effect": "Allow",
+                "Action": ["dynamodb:PutItem", "dynamodb:DeleteItem"],
+                "Resource": _arn("dynamodb", f"table/{prefix}-state"),
+            },
         ]
     if function == "inbound_bridge":
-        queue = _arn("sqs", f"{prefix}-inbound-bridge.fifo")
-        statements += [
-            {
-                "Effect": "Allow",
-                "Action": [
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:DeleteMessageBatch",
-                    "sqs:GetQueueAttributes",
-                    "sqs:GetQueueUrl",
-                    "sqs:ChangeMessageVisibility",
-                ],
-                "Resource": queue,
-            },
-            {
-                "Effect": "Allow",
-                "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
-                "Resource": _arn("sqs", f"{prefix}-inbound-bridge-dlq.fifo"),
-            },
+        statements += _consumer(prefix, "inbound-bridge")
+        statements.append(
             {
                 "Effect": "Allow",
                 "Action": ["dynamodb:Scan"],
                 "Resource": _arn("dynamodb", f"table/{prefix}-routes"),
-            },
-            {
-                "Effect": "Allow",
-                "Action": [
-                    "dynamodb:GetItem",
-                    "dynamodb:BatchGetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:DeleteItem",
-                ],
-                "Resource": _arn("dynamodb", f"table/{prefix}-state"),
-            },
-            {
-                "Effect": "Allow",
-                "Action": ["s3:GetObject"],
-                "Resource": f"arn:aws:s3:::{prefix}-mail-*/payloads/*",
-            },
-        ]
+            }
+        )
+    if function == "outbound_sender":
+        statements += _consumer(prefix, "outbound-sender")
     return {"Version": "2012-10-17", "Statement": statements}
 
 

@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from chalicelib import batch
 from chalicelib.clients.aws import reset_clients
-from chalicelib.handlers import inbound_bridge
+from chalicelib.handlers import inbound_bridge, outbound_sender
 from chalicelib.secrets import reset_secrets
 from mailroom_local import lambda_rules
 from mailroom_local.provision import Queue, provision
@@ -24,6 +24,9 @@ STAGE = "test"
 REGION = "us-east-1"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "postmark", "secret-pass"
 FREESCOUT_URL = "https://freescout.test"
+POSTMARK_URL = "https://postmark.test"
+POSTMARK_TOKEN = "postmark-token"
+SIGNING_SECRET = "signing-secret"
 PREFIX = f"mailroom-{STAGE}"
 # app.py names its queues from the stage at import time, before any fixture runs.
 os.environ["MAILROOM_STAGE"] = STAGE
@@ -46,6 +49,7 @@ def _reset() -> None:
     batch.queue_url_for_arn.cache_clear()
     batch.dead_letter_queue_url.cache_clear()
     inbound_bridge._services = None
+    outbound_sender._services = None
 
 
 @pytest.fixture(autouse=True)
@@ -154,9 +158,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stage]:
             secrets={
                 "postmark/webhook-basic-auth": f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}",
                 "freescout/api-key": "freescout-key",
+                "postmark/server-token": POSTMARK_TOKEN,
+                "outbound/signing-secret": SIGNING_SECRET,
             },
         )
         monkeypatch.setenv("MAILROOM_INBOUND_TOPIC_ARN", resources.topics["inbound"])
+        monkeypatch.setenv("MAILROOM_OUTBOUND_TOPIC_ARN", resources.topics["outbound"])
+        monkeypatch.setenv("MAILROOM_POSTMARK_API_URL", POSTMARK_URL)
         monkeypatch.setenv("MAILROOM_FREESCOUT_URL", FREESCOUT_URL)
         monkeypatch.setenv("MAILROOM_MAIL_BUCKET", resources.bucket)
         _reset()

@@ -1,105 +1,144 @@
-"""POST /webhooks/postmark/inbound: verify, validate, claim-check and publish to SNS FIFO.
+"""Postmark's webhooks: inbound mail (``/webhooks/postmark/inbound``) and outbound events
+(``/webhooks/postmark/events``), both behind the same Basic credentials.
 
-Answers follow Postmark's retry rules: only 2xx stops retries, 403 drops the message, so
+Answers follow Postmark's retry rules: only 2xx stops retries and 403 drops the message, so
 we never answer 403. 401 (bad credentials) and 5xx (our outage) are retried by Postmark
-for ~10 hours, which is what makes a misconfiguration lose nothing.
+for hours, which is what makes a misconfiguration lose nothing. An event is answered 2xx
+only once it is stored and applied; a duplicate is answered 2xx and changes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
 from chalicelib import claimcheck
-from chalicelib.auth import basic_auth_ok, header
+from chalicelib.auth import basic_auth_ok
 from chalicelib.clients.aws import aws_client
-from chalicelib.errors import MailroomError, TransientError, error_class
-from chalicelib.handlers.http import HttpReply, error
-from chalicelib.logging import hash_id, log_event, log_outcome
+from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.handlers.http import (
+    HttpReply,
+    Refused,
+    check_size,
+    error,
+    guarded,
+    keep,
+    parse_json,
+    validate,
+)
+from chalicelib.logging import log_event, log_outcome
+from chalicelib.models.postmark_events import PostmarkEvent, RecordType
 from chalicelib.models.postmark_inbound import PostmarkInbound
-from chalicelib.secrets import WEBHOOK_BASIC_AUTH, SecretUnavailable, get_secrets
+from chalicelib.secrets import WEBHOOK_BASIC_AUTH, get_secrets
 from chalicelib.settings import get_settings
+from chalicelib.suppression import SuppressionList
 
-EVENT_TYPE = "postmark_inbound_webhook"
-
-
-def postmark_inbound(headers: Mapping[str, str], body: bytes) -> HttpReply:
-    """Handle one inbound POST; never raises."""
-    try:
-        return _handle(headers, body)
-    except SecretUnavailable as err:
-        log_event(
-            "webhook secrets unavailable", event_type=EVENT_TYPE, error_class=error_class(err)
-        )
-        return error(503, "unavailable", "credentials store unavailable; retry later")
-    except MailroomError as err:
-        log_event("webhook failed", event_type=EVENT_TYPE, error_class=error_class(err))
-        return error(503, "unavailable", "temporarily unable to accept mail; retry later")
-    except Exception as err:
-        log_event("webhook crashed", event_type=EVENT_TYPE, error_class=error_class(err))
-        return error(500, "internal_error", "unexpected error; retry later")
+INBOUND = "postmark_inbound_webhook"
+EVENTS = "postmark_events_webhook"
+EVENT_PREFIX = "POSTMARK_EVENT#"
+SOURCE = "postmark"
+_LOGGED = {
+    RecordType.DELIVERY: DeliveryStatus.DELIVERED,
+    RecordType.OPEN: DeliveryStatus.OPENED,
+    RecordType.CLICK: DeliveryStatus.CLICKED,
+    RecordType.BOUNCE: DeliveryStatus.BOUNCED,
+    RecordType.SPAM_COMPLAINT: DeliveryStatus.COMPLAINED,
+}
 
 
-def _handle(headers: Mapping[str, str], body: bytes) -> HttpReply:
-    settings = get_settings()
-    declared = header(headers, "Content-Length")
-    if len(body) > settings.max_webhook_bytes or (
-        declared is not None and declared.isdigit() and int(declared) > settings.max_webhook_bytes
-    ):
-        return error(413, "payload_too_large", f"body exceeds {settings.max_webhook_bytes} bytes")
+def _authenticate(headers: Mapping[str, str], body: bytes) -> None:
+    check_size(headers, body)
     if not basic_auth_ok(headers, get_secrets().values(WEBHOOK_BASIC_AUTH)):
-        _keep("quarantine", body[: settings.quarantine_max_bytes], reason="unauthenticated")
-        return error(401, "unauthorized", "missing or wrong credentials")
-    try:
-        decoded = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        _keep("rejected", body, reason="invalid JSON")
-        return error(400, "invalid_json", "body is not valid JSON")
-    try:
-        email = PostmarkInbound.model_validate(decoded)
-    except ValidationError as err:
-        fields = sorted({".".join(str(p) for p in e["loc"]) or "(body)" for e in err.errors()})
-        _keep("rejected", body, reason="invalid payload")
-        return error(400, "invalid_payload", "payload fails validation", fields=fields)
-    _publish(email, body.decode("utf-8"))
-    log_outcome(EVENT_TYPE, message_id=email.message_id, outcome="accepted", duration_ms=0.0)
+        keep("quarantine", body[: get_settings().quarantine_max_bytes], reason="unauthenticated")
+        raise Refused(error(401, "unauthorized", "missing or wrong credentials"))
+
+
+def _inbound(headers: Mapping[str, str], body: bytes) -> HttpReply:
+    _authenticate(headers, body)
+    email = validate(
+        PostmarkInbound, parse_json(body, keep_rejected=True), body, keep_rejected=True
+    )
+    claimcheck.publish(
+        get_settings().inbound_topic_arn,
+        body.decode("utf-8"),
+        group_key=email.recipient or "unknown",
+        deduplication_id=email.message_id,
+    )
+    log_outcome(INBOUND, message_id=email.message_id, outcome="accepted", duration_ms=0.0)
     return HttpReply(200, {"status": "accepted", "message_id": email.message_id})
 
 
-def message_group(recipient: str) -> str:
-    """FIFO group per mailbox; a hash, because group ids show up in consoles and logs."""
-    return hashlib.sha256(recipient.encode("utf-8")).hexdigest()[:64]
-
-
-def _publish(email: PostmarkInbound, raw: str) -> None:
+def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
+    _authenticate(headers, body)
+    decoded = parse_json(body, keep_rejected=True)
+    event = validate(PostmarkEvent, decoded, body, keep_rejected=True)
     settings = get_settings()
-    message = claimcheck.check_in(raw)
-    try:
-        aws_client("sns").publish(
-            TopicArn=settings.inbound_topic_arn,
-            Message=message,
-            MessageGroupId=message_group(email.recipient or "unknown"),
-            MessageDeduplicationId=email.message_id,
-        )
-    except Exception as err:
-        raise TransientError("publish to the inbound topic failed") from err
+    dynamodb = aws_client("dynamodb")
+    key = event.dedupe_key(body)
+    marker = {"PK": {"S": EVENT_PREFIX + key}, "SK": {"S": "v1"}}
+    seen = dynamodb.get_item(TableName=settings.state_table, Key=marker, ConsistentRead=True)
+    if "Item" in seen:
+        _log_event(event, "duplicate")
+        return HttpReply(200, {"status": "duplicate"})
+    aws_client("s3").put_object(
+        Bucket=settings.mail_bucket,
+        Key=f"events/{datetime.now(UTC):%Y-%m-%d}/{key}.json",
+        Body=body,
+        ContentType="application/json",
+    )
+    _apply(event, settings.state_table, dynamodb)
+    # Marked last: a crash before this line replays idempotent writes, and the marker stops
+    # a late duplicate from undoing what a newer event did (a bounce after a reactivation).
+    dynamodb.put_item(
+        TableName=settings.state_table,
+        Item={
+            **marker,
+            "record_type": {"S": event.raw_record_type},
+            "expires_at": {"N": str(int(time.time()) + settings.idempotency_ttl_days * 86_400)},
+        },
+    )
+    _log_event(event, "stored")
+    return HttpReply(200, {"status": "stored", "record_type": event.raw_record_type})
 
 
-def _keep(prefix: str, body: bytes, *, reason: str) -> None:
-    """Store a body we did not accept, keyed by its SHA-256 so retries overwrite, not pile up."""
-    settings = get_settings()
-    digest = hashlib.sha256(body).hexdigest()
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    key = f"{prefix}/{day}/{digest}.json" if prefix == "quarantine" else f"{prefix}/{digest}.json"
-    try:
-        aws_client("s3").put_object(
-            Bucket=settings.mail_bucket, Key=key, Body=body, Metadata={"reason": reason}
+def _apply(event: PostmarkEvent, table: str, dynamodb: object) -> None:
+    """Suppression list and delivery log changes for ``event`` (idempotent writes)."""
+    suppressions = SuppressionList(table, client=dynamodb)
+    when = event.occurred_at
+    kind = event.record_type
+    if kind is RecordType.SPAM_COMPLAINT or (
+        kind is RecordType.BOUNCE and (event.type == "HardBounce" or event.inactive)
+    ):
+        suppressions.add(event.address, reason=event.type or kind.value, source=SOURCE, at=when)
+    elif kind is RecordType.SUBSCRIPTION_CHANGE:
+        if event.suppress_sending:
+            reason = event.suppression_reason or "ManualSuppression"
+            suppressions.add(event.address, reason=reason, source=SOURCE, at=when)
+        else:
+            suppressions.remove(event.address)
+    status = _LOGGED.get(kind)
+    if status is not None and event.correlation_id:
+        details = {"recipient": event.address, "postmark_message_id": event.message_id}
+        if event.type:
+            details["type"] = event.type
+        DeliveryLog(table, client=dynamodb).record(
+            event.correlation_id, status, at=when, details=details
         )
-    except Exception as err:
-        # The answer to Postmark is what matters; it retries and we keep it next time.
-        log_event("could not keep body", reason=reason, error_class=error_class(err))
-    log_event("webhook body kept", reason=reason, message_id_hash=hash_id(digest))
+
+
+def _log_event(event: PostmarkEvent, outcome: str) -> None:
+    log_outcome(
+        EVENTS,
+        message_id=event.message_id or None,
+        outcome=outcome,
+        duration_ms=0.0,
+        correlation_id=event.correlation_id,
+        action=event.raw_record_type[:40],
+    )
+    if event.record_type is RecordType.UNKNOWN:
+        log_event("unknown Postmark event type stored", event_type=EVENTS)
+
+
+postmark_inbound = guarded(INBOUND, _inbound)
+postmark_events = guarded(EVENTS, _events)

@@ -9,13 +9,22 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chalicelib.suppression import normalise
+
 MAX_RECIPIENTS = 50  # Postmark's limit for To + Cc + Bcc
+# Postmark keeps at most 10 metadata fields (names ≤ 20 characters, values ≤ 80); mailroom
+# adds ``correlation_id`` to every message, which leaves 9 fields for the product.
+MAX_METADATA_FIELDS = 9
+MAX_METADATA_NAME = 20
+MAX_METADATA_VALUE = 80
+CORRELATION_KEY = "correlation_id"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "outbound.json"
 _ADDRESS = re.compile(r"^[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+$")
 
@@ -47,7 +56,12 @@ class OutboundEmail(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    correlation_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    correlation_id: str = Field(
+        min_length=1,
+        max_length=MAX_METADATA_VALUE,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="idempotency key; also the SNS deduplication id and Postmark metadata",
+    )
     from_: str = Field(alias="from", min_length=3, description='"Name <address>" or address')
     to: list[str] = Field(min_length=1)
     cc: list[str] = Field(default_factory=list)
@@ -59,7 +73,7 @@ class OutboundEmail(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     attachments: list[OutboundAttachment] = Field(default_factory=list)
     tag: str | None = Field(default=None, max_length=1000)
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=MAX_METADATA_FIELDS)
     message_stream: str = "outbound"
     track_opens: bool = False
     track_links: TrackLinks = TrackLinks.NONE
@@ -73,9 +87,20 @@ class OutboundEmail(BaseModel):
     @classmethod
     def _valid(cls, value: list[str]) -> list[str]:
         for address in value:
-            bare = address.rsplit("<", 1)[-1].rstrip(">").strip()
-            if not _ADDRESS.match(bare):
+            if not _ADDRESS.match(normalise(address)):
                 raise ValueError("not an email address")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if name == CORRELATION_KEY:
+                raise ValueError(f"{CORRELATION_KEY} is set by mailroom")
+            if not 0 < len(name) <= MAX_METADATA_NAME:
+                raise ValueError(f"names are 1 to {MAX_METADATA_NAME} characters")
+            if len(text) > MAX_METADATA_VALUE:
+                raise ValueError(f"values are at most {MAX_METADATA_VALUE} characters")
         return value
 
     @model_validator(mode="after")
@@ -89,6 +114,47 @@ class OutboundEmail(BaseModel):
     @property
     def recipients(self) -> list[str]:
         return [*self.to, *self.cc, *self.bcc]
+
+    def postmark_message(self, blocked: Collection[str] = ()) -> dict[str, Any]:
+        """Postmark's message object, without the recipients in ``blocked`` (normalised).
+
+        ``Metadata`` carries the correlation id, so events and the outbound search find it.
+        """
+
+        def keep(addresses: list[str]) -> str:
+            return ", ".join(a for a in addresses if normalise(a) not in blocked)
+
+        message: dict[str, Any] = {
+            "From": self.from_,
+            "To": keep(self.to),
+            "Subject": self.subject,
+            "MessageStream": self.message_stream,
+            "TrackOpens": self.track_opens,
+            "TrackLinks": self.track_links.value,
+            "Metadata": {**self.metadata, CORRELATION_KEY: self.correlation_id},
+        }
+        optional = {
+            "Cc": keep(self.cc),
+            "Bcc": keep(self.bcc),
+            "TextBody": self.text_body,
+            "HtmlBody": self.html_body,
+            "ReplyTo": self.reply_to,
+            "Tag": self.tag,
+        }
+        message.update({k: v for k, v in optional.items() if v})
+        if self.headers:
+            message["Headers"] = [{"Name": k, "Value": v} for k, v in self.headers.items()]
+        if self.attachments:
+            message["Attachments"] = [
+                {
+                    "Name": a.name,
+                    "Content": a.content,
+                    "ContentType": a.content_type,
+                    **({"ContentID": a.content_id} if a.content_id else {}),
+                }
+                for a in self.attachments
+            ]
+        return message
 
 
 def schema_text() -> str:

@@ -1,0 +1,243 @@
+"""Outbound sender: SQS FIFO records of outbound requests → Postmark, exactly once, in one call.
+
+Each record is prepared on its own (parse, claim the correlation id, drop suppressed
+recipients, look for an earlier send), then every prepared record goes to Postmark in one
+``/email/batch`` call and each element's answer settles its record:
+
+* accepted: the claim is completed with Postmark's MessageID, the delivery log says ``sent``;
+* ErrorCode 406: the named recipients join the suppression list and the message goes out
+  again, in the same invocation, to whoever is left; nobody left → outcome ``suppressed``;
+* transient (429, 5xx, ErrorCode 100, network): retried by SQS; permanent: dead-lettered.
+
+Postmark has no idempotency key. A record whose earlier attempt may have reached Postmark
+(the claim was taken over, or SQS delivers it again) is first looked up by its correlation
+id in Postmark's outbound search, and not sent again if found. Order: a record held back by
+a transient failure before the call holds back the rest of its group; within one call the
+messages go in queue order, and a per-message transient failure there retries only that
+message (the others of its group were already accepted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from pydantic import ValidationError
+
+from chalicelib import claimcheck
+from chalicelib.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
+from chalicelib.clients.aws import aws_client
+from chalicelib.clients.postmark import InactiveRecipients, PostmarkClient
+from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.errors import PoisonMessageError, TransientError, error_class, is_transient
+from chalicelib.errors import reason_of as reason_for
+from chalicelib.idempotency import ClaimState, IdempotencyStore
+from chalicelib.logging import get_logger, log_event
+from chalicelib.models.envelope import unwrap
+from chalicelib.models.outbound import OutboundEmail
+from chalicelib.secrets import POSTMARK_SERVER_TOKEN, get_secrets
+from chalicelib.settings import Settings, get_settings
+from chalicelib.suppression import SuppressionList, normalise
+
+EVENT_TYPE = "outbound_sender"
+# A 406 names inactive recipients; the message is re-sent to the rest at most this often
+# within one invocation before SQS takes over.
+SEND_PASSES = 3
+
+
+@dataclass
+class _Services:
+    settings: Settings
+    idempotency: IdempotencyStore
+    suppressions: SuppressionList
+    log: DeliveryLog
+    session: requests.Session
+
+
+_services: _Services | None = None
+
+
+def services() -> _Services:
+    """Stores and the HTTP session, built once per container (rebuilt if settings reload)."""
+    global _services
+    settings = get_settings()
+    if _services is None or _services.settings is not settings:
+        get_logger(settings.log_level)
+        dynamodb = aws_client("dynamodb")
+        _services = _Services(
+            settings=settings,
+            idempotency=IdempotencyStore(
+                settings.state_table,
+                lock_seconds=settings.function_timeout_seconds,
+                ttl_days=settings.idempotency_ttl_days,
+                client=dynamodb,
+            ),
+            suppressions=SuppressionList(settings.state_table, client=dynamodb),
+            log=DeliveryLog(
+                settings.state_table, client=dynamodb, ttl_days=settings.idempotency_ttl_days
+            ),
+            session=requests.Session(),
+        )
+    return _services
+
+
+def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
+    """Lambda entry point for the outbound sender queue."""
+    send = _Batch(services())
+    return process_batch(
+        event,
+        send.prepare,
+        event_type=EVENT_TYPE,
+        remaining_time_ms=remaining_time_ms,
+        act=send.send,
+    )
+
+
+def parse(record: SqsRecord) -> OutboundEmail:
+    """The outbound request in ``record``; a malformed one is poison."""
+    message, _ = unwrap(record.body)
+    try:
+        return OutboundEmail.model_validate_json(claimcheck.check_out(message))
+    except ValidationError as err:
+        fields = sorted({".".join(str(p) for p in e["loc"]) for e in err.errors()})
+        raise PoisonMessageError(f"not an outbound request: {', '.join(fields)}") from err
+
+
+@dataclass
+class _Prepared:
+    email: OutboundEmail
+    key: str
+    blocked: set[str] = field(default_factory=set)  # normalised recipients not to send to
+
+    def nobody_left(self) -> bool:
+        return all(normalise(a) in self.blocked for a in self.email.to)
+
+
+class _Batch:
+    """One invocation: records prepared one by one, then sent together."""
+
+    def __init__(self, svc: _Services) -> None:
+        self.svc = svc
+        self.prepared: dict[str, _Prepared] = {}
+        self._postmark: PostmarkClient | None = None
+
+    def postmark(self) -> PostmarkClient:
+        if self._postmark is None:
+            settings = self.svc.settings
+            self._postmark = PostmarkClient(
+                get_secrets().current(POSTMARK_SERVER_TOKEN),
+                session=self.svc.session,
+                base_url=settings.postmark_api_url,
+                timeout=settings.http_timeout_seconds,
+            )
+        return self._postmark
+
+    def prepare(self, record: SqsRecord, ctx: LogContext) -> str:
+        email = parse(record)
+        ctx.correlation_id = email.correlation_id
+        key = f"outbound:{email.correlation_id}"
+        claim = self.svc.idempotency.claim(key)
+        if claim.state is ClaimState.COMPLETED:
+            return "duplicate"
+        ready = _Prepared(email, key, self.svc.suppressions.suppressed(email.recipients))
+        try:
+            if ready.nobody_left():
+                return self._suppressed(ready)
+            if claim.takeover or record.receive_count > 1:
+                found = self.postmark().search_outbound({"correlation_id": email.correlation_id})
+                if found:
+                    log_event("earlier send found by correlation id", event_type=EVENT_TYPE)
+                    outcome = self._sent(ready, str(found[0].get("MessageID", "")), "search")
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    return outcome
+        except BaseException:
+            self.svc.idempotency.release_quietly(key)
+            raise
+        self.prepared[record.message_id] = ready
+        return PENDING
+
+    def send(self, records: list[SqsRecord]) -> ActResult:
+        """One ``/email/batch`` call for ``records`` (more only after a 406)."""
+        answers: ActResult = {}
+        todo = [r.message_id for r in records]
+        try:
+            for _ in range(SEND_PASSES):
+                if not todo:
+                    break
+                todo = self._send_once(todo, answers)
+            if todo:
+                raise TransientError("recipients kept turning inactive; retrying")
+        except Exception as err:
+            for message_id in todo:
+                if message_id not in answers:
+                    answers[message_id] = self._failed(self.prepared[message_id], err)
+        return answers
+
+    def _send_once(self, todo: list[str], answers: ActResult) -> list[str]:
+        """Send ``todo``, settle each answer; the ids to send again (fewer recipients)."""
+        ready = [self.prepared[m] for m in todo]
+        results = self.postmark().send_batch([p.email.postmark_message(p.blocked) for p in ready])
+        again: list[str] = []
+        for message_id, prepared, result in zip(todo, ready, results, strict=True):
+            if result.error is None:
+                answers[message_id] = self._sent(prepared, result.message_id or "", "send")
+            elif isinstance(result.error, InactiveRecipients) and self._suppress(
+                prepared, result.error
+            ):
+                if prepared.nobody_left():
+                    answers[message_id] = self._suppressed(prepared)
+                else:
+                    again.append(message_id)
+            else:
+                answers[message_id] = self._failed(prepared, result.error)
+        return again
+
+    def _suppress(self, prepared: _Prepared, err: InactiveRecipients) -> bool:
+        """Suppress the inactive recipients Postmark named; False if it named none of ours."""
+        ours = {normalise(a) for a in prepared.email.recipients}
+        named = set(err.addresses) & ours - prepared.blocked
+        for address in sorted(named):
+            self.svc.suppressions.add(address, reason="inactive", source="postmark")
+        prepared.blocked |= named
+        return bool(named)
+
+    def _sent(self, prepared: _Prepared, message_id: str, found_by: str) -> str | BaseException:
+        try:
+            self.svc.idempotency.complete(prepared.key, {"message_id": message_id})
+        except Exception as err:
+            # Sent, but not recorded: keep the lock; the retry takes it over and searches.
+            log_event("claim not completed after send", error_class=error_class(err))
+            return TransientError("sent, but the idempotency record was not completed")
+        self._log(
+            prepared,
+            DeliveryStatus.SENT,
+            postmark_message_id=message_id,
+            found_by=found_by,
+            recipients=str(len(prepared.email.recipients) - len(prepared.blocked)),
+        )
+        return "sent" if found_by == "send" else "already_sent"
+
+    def _suppressed(self, prepared: _Prepared) -> str:
+        self.svc.idempotency.complete(prepared.key, {"outcome": "suppressed"})
+        self._log(
+            prepared, DeliveryStatus.SUPPRESSED, recipients=", ".join(sorted(prepared.blocked))
+        )
+        return "suppressed"
+
+    def _failed(self, prepared: _Prepared, err: BaseException) -> BaseException:
+        self.svc.idempotency.release_quietly(prepared.key)
+        if not is_transient(err):
+            self._log(prepared, DeliveryStatus.DEAD_LETTERED, reason=reason_for(err))
+        return err
+
+    def _log(self, prepared: _Prepared, status: DeliveryStatus, **details: str) -> None:
+        """A delivery log line; the send itself is settled even if this write fails."""
+        try:
+            self.svc.log.record(prepared.email.correlation_id, status, details=details)
+        except Exception as err:
+            log_event(
+                "delivery log write failed", event_type=EVENT_TYPE, error_class=error_class(err)
+            )
