@@ -53,6 +53,9 @@ class PostmarkEvent(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _known_type(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            # Postmark sends null for fields that do not apply (SuppressionReason, Tag).
+            data = {k: v for k, v in data.items() if v is not None}
         if isinstance(data, dict) and isinstance(data.get("RecordType"), str):
             raw = data["RecordType"]
             known = raw in {t.value for t in RecordType} and raw != RecordType.UNKNOWN
