@@ -31,6 +31,7 @@ from chalicelib.logging import log_event, log_outcome
 from chalicelib.models.outbound import OutboundEmail
 from chalicelib.secrets import OUTBOUND_SIGNING_SECRET, get_secrets
 from chalicelib.settings import get_settings
+from chalicelib.suppression import normalise
 
 EVENT_TYPE = "outbound_api"
 SIGNATURE_PREFIX = "SIGNATURE#"
@@ -58,7 +59,7 @@ def _submit(headers: Mapping[str, str], body: bytes) -> HttpReply:
         claimcheck.publish(
             settings.outbound_topic_arn,
             email.model_dump_json(by_alias=True, exclude_defaults=True),
-            group_key=email.to[0],
+            group_key=normalise(email.to[0]),
             deduplication_id=email.correlation_id,
         )
     except BaseException:

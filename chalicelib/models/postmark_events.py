@@ -32,7 +32,7 @@ _TIME_FIELDS = ("bounced_at", "delivered_at", "changed_at", "received_at")
 class PostmarkEvent(BaseModel):
     """One event webhook body; ``record_type`` is ``UNKNOWN`` for types we do not know."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True)
 
     record_type: RecordType = Field(alias="RecordType")
     raw_record_type: str = ""

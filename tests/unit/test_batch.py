@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.batch import BatchIncomplete, LogContext, SqsRecord, process_batch
+from chalicelib.batch import PENDING, BatchIncomplete, LogContext, SqsRecord, process_batch
 from chalicelib.errors import PermanentError, PoisonMessageError, TransientError
 from tests.conftest import REGION, Stage
 
@@ -173,3 +173,67 @@ def test_empty_event_is_a_complete_success() -> None:
     assert process_batch({"Records": []}, Scripted({}), event_type="test") == {
         "batchItemFailures": []
     }
+
+
+class Acting:
+    """Prepares every record (``PENDING``) and settles them in one call, as scripted."""
+
+    def __init__(self, answers: dict[str, BaseException | str], crash: bool = False) -> None:
+        self.answers = answers
+        self.crash = crash
+        self.calls: list[list[str]] = []
+
+    def prepare(self, record: SqsRecord, ctx: LogContext) -> str:
+        name = json.loads(record.body)["name"]
+        if name.startswith("slow"):
+            raise TransientError("not ready")
+        return PENDING
+
+    def act(self, records: list[SqsRecord]) -> dict[str, str | BaseException]:
+        names = {r.message_id: json.loads(r.body)["name"] for r in records}
+        self.calls.append(sorted(names.values()))
+        if self.crash:
+            raise TransientError("the one call failed")
+        return {mid: self.answers.get(name, "sent") for mid, name in names.items()}
+
+
+def _act(aws: Stage, acting: Acting) -> BaseException | None:
+    _, _, error = aws.run_lambda(
+        QUEUE,
+        lambda e: process_batch(e, acting.prepare, event_type="test", act=acting.act),
+        report_batch_item_failures=False,
+    )
+    aws.make_visible(QUEUE)
+    return error
+
+
+def test_prepared_records_are_settled_by_one_action_per_batch(aws: Stage) -> None:
+    _send(aws, ("a", "a1"), ("b", "b1"), ("c", "c1"), ("d", "d1"))
+    acting = Acting({"b1": TransientError("busy"), "c1": PermanentError("rejected")})
+
+    error = _act(aws, acting)
+
+    assert isinstance(error, BatchIncomplete)
+    assert acting.calls == [["a1", "b1", "c1", "d1"]]
+    assert _left(aws) == ["b1"]
+    assert _names(_dead(aws)) == ["c1"]
+
+
+def test_a_record_held_back_before_the_action_holds_its_group_out_of_the_call(aws: Stage) -> None:
+    _send(aws, ("a", "slow-a1"), ("a", "a2"), ("b", "b1"))
+    acting = Acting({})
+
+    _act(aws, acting)
+
+    assert acting.calls == [["b1"]]
+    assert _left(aws) == ["a2", "slow-a1"]
+
+
+def test_an_action_that_crashes_leaves_every_prepared_record_for_redelivery(aws: Stage) -> None:
+    _send(aws, ("a", "a1"), ("b", "b1"))
+
+    error = _act(aws, Acting({}, crash=True))
+
+    assert isinstance(error, BatchIncomplete)
+    assert _left(aws) == ["a1", "b1"]
+    assert _dead(aws) == []

@@ -1,0 +1,179 @@
+"""POST /webhooks/postmark/events: suppression, delivery log, duplicates, bad input; and the
+loop back to the sender (a hard bounce stops the next send, a reactivation resumes it)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+import responses
+
+from chalicelib.delivery_log import DeliveryStatus
+from chalicelib.suppression import SuppressionList
+from tests.conftest import REGION, Stage
+from tests.outbound.conftest import (
+    Standin,
+    hard_bounce,
+    history,
+    outbound,
+    publish,
+    subscription_change,
+)
+
+Post = Any
+
+
+def _suppressed(aws: Stage) -> dict[str, str]:
+    found = SuppressionList(
+        aws.state_table, client=boto3.client("dynamodb", region_name=REGION)
+    ).list()
+    return {s.address: s.reason for s in found}
+
+
+def _objects(aws: Stage, prefix: str) -> list[str]:
+    listing = boto3.client("s3", region_name=REGION).list_objects_v2(
+        Bucket=aws.bucket, Prefix=prefix
+    )
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
+def test_a_hard_bounce_suppresses_the_address_and_logs_the_bounce(aws: Stage, event: Post) -> None:
+    response = event(hard_bounce("Ann@Example.org", correlation_id="order-1"))
+
+    assert response.status_code == 200
+    assert _suppressed(aws) == {"ann@example.org": "HardBounce"}
+    [(status, details)] = history(aws, "order-1")
+    assert (status, details["type"]) == (DeliveryStatus.BOUNCED, "HardBounce")
+    assert len(_objects(aws, "events/")) == 1
+
+
+def test_a_soft_bounce_is_logged_but_does_not_suppress(aws: Stage, event: Post) -> None:
+    soft = hard_bounce("ann@example.org", Type="SoftBounce", TypeCode=4096, Inactive=False)
+
+    assert event(soft).status_code == 200
+    assert _suppressed(aws) == {}
+    assert [s for s, _ in history(aws, "order-0")] == [DeliveryStatus.BOUNCED]
+
+
+def test_a_spam_complaint_suppresses(aws: Stage, event: Post) -> None:
+    complaint = hard_bounce("ann@example.org", RecordType="SpamComplaint", Type="SpamComplaint")
+
+    assert event(complaint).status_code == 200
+    assert _suppressed(aws) == {"ann@example.org": "SpamComplaint"}
+    assert [s for s, _ in history(aws, "order-0")] == [DeliveryStatus.COMPLAINED]
+
+
+@pytest.mark.parametrize(
+    ("record_type", "time_field", "status"),
+    [
+        ("Delivery", "DeliveredAt", DeliveryStatus.DELIVERED),
+        ("Open", "ReceivedAt", DeliveryStatus.OPENED),
+        ("Click", "ReceivedAt", DeliveryStatus.CLICKED),
+    ],
+)
+def test_delivery_open_and_click_go_to_the_delivery_log(
+    aws: Stage, event: Post, record_type: str, time_field: str, status: DeliveryStatus
+) -> None:
+    body = {
+        "RecordType": record_type,
+        "MessageID": "pm-1",
+        "Recipient": "ann@example.org",
+        time_field: "2026-11-22T10:00:00Z",
+        "Metadata": {"correlation_id": "order-9"},
+        "Tag": None,
+    }
+
+    assert event(body).status_code == 200
+    [(logged, details)] = history(aws, "order-9")
+    assert (logged, details["postmark_message_id"]) == (status, "pm-1")
+
+
+def test_a_duplicate_is_acknowledged_and_does_not_undo_a_later_reactivation(
+    aws: Stage, event: Post
+) -> None:
+    bounce = hard_bounce("ann@example.org")
+    event(bounce)
+    event(subscription_change("ann@example.org", suppress=False))
+    again = event(bounce)
+
+    assert again.status_code == 200
+    assert json.loads(again.body)["status"] == "duplicate"
+    assert _suppressed(aws) == {}
+
+
+def test_a_subscription_change_that_suppresses_adds_the_address(aws: Stage, event: Post) -> None:
+    assert event(subscription_change("ann@example.org", suppress=True)).status_code == 200
+    assert _suppressed(aws) == {"ann@example.org": "ManualSuppression"}
+
+
+def test_an_unknown_record_type_is_stored_and_acknowledged(aws: Stage, event: Post) -> None:
+    response = event({"RecordType": "InboundRuleTriggered", "MessageID": "pm-2", "Whatever": 1})
+
+    assert response.status_code == 200
+    assert json.loads(response.body)["record_type"] == "InboundRuleTriggered"
+    assert len(_objects(aws, "events/")) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{broken",
+        b"[1, 2]",
+        json.dumps({"MessageID": "pm-3"}).encode(),  # no RecordType
+        json.dumps({"RecordType": "Bounce", "MessageID": "pm-4"}).encode(),  # no Email
+        json.dumps({"RecordType": "SubscriptionChange", "Recipient": "a@b.org"}).encode(),
+    ],
+)
+def test_a_malformed_event_is_400_and_kept_under_rejected(
+    aws: Stage, event: Post, body: bytes
+) -> None:
+    response = event(body)
+
+    assert response.status_code == 400
+    assert len(_objects(aws, "rejected/")) == 1
+    assert _objects(aws, "events/") == []
+
+
+def test_wrong_credentials_are_401_and_change_nothing(aws: Stage, event: Post) -> None:
+    response = event(hard_bounce("ann@example.org"), password="wrong")
+
+    assert response.status_code == 401
+    assert _suppressed(aws) == {}
+
+
+def test_a_storage_outage_is_5xx_so_postmark_retries(
+    aws: Stage, event: Post, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.clients.aws import reset_clients
+
+    monkeypatch.setenv("MAILROOM_STATE_TABLE", "mailroom-test-missing")
+    reset_clients()
+
+    assert event(hard_bounce("ann@example.org")).status_code >= 500
+
+
+def test_a_hard_bounce_then_a_send_to_that_address_is_suppressed_and_reactivation_resumes(
+    aws: Stage, event: Post, sender: Any, standin: Standin
+) -> None:
+    event(hard_bounce("ann@example.org"))
+    publish(aws, outbound("order-a", to="ann@example.org"))
+    sender()
+    event(subscription_change("ann@example.org", suppress=False))
+    publish(aws, outbound("order-b", to="ann@example.org"))
+    sender()
+
+    assert [s for s, _ in history(aws, "order-a")] == [DeliveryStatus.SUPPRESSED]
+    assert [s for s, _ in history(aws, "order-b")] == [DeliveryStatus.SENT]
+    assert [m["Metadata"]["correlation_id"] for m in standin.sent()] == ["order-b"]
+
+
+def test_no_postmark_call_for_a_suppressed_address(aws: Stage, event: Post, sender: Any) -> None:
+    event(hard_bounce("ann@example.org"))
+    publish(aws, outbound("order-c", to="ann@example.org"))
+
+    with responses.RequestsMock() as postmark:
+        sender()
+
+    assert len(postmark.calls) == 0
