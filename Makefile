@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STAGE ?= dev
 
-.PHONY: install test lint run demo deploy bench clean
+.PHONY: install test lint run demo send deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ run: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m mailroom_local demo
+
+send: $(STAMP)
+	$(BIN)/python -m mailroom_local send $(REQUEST)
 
 deploy: $(STAMP)
 	$(BIN)/python -m infra.deploy --stage $(STAGE)

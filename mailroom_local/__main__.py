@@ -1,4 +1,5 @@
-"""``python -m mailroom_local run|demo``: the local stack and a demo that sends it mail."""
+"""``python -m mailroom_local run|demo|send``: the local stack, a demo that sends it mail, and
+a signed outbound request from a JSON file."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo = sub.add_parser("demo", help="send sample emails to a running stack")
     demo.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
+    send = sub.add_parser("send", help="sign an outbound request file and POST it to the stack")
+    send.add_argument("request", type=Path, nargs="?", help="JSON file (default: a sample)")
+    send.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
     args = parser.parse_args(argv)
     if args.command == "run":
         from mailroom_local.stack import run as run_stack
@@ -30,9 +34,11 @@ def main(argv: list[str] | None = None) -> int:
             api_port=args.api_port,
             report_batch_item_failures=args.report_batch_item_failures == "on",
         )
-    from mailroom_local.demo import run as run_demo
+    from mailroom_local import demo
 
-    return run_demo(args.state_dir)
+    if args.command == "send":
+        return demo.send(args.state_dir, args.request or demo.OUTBOUND_SAMPLE)
+    return demo.run(args.state_dir)
 
 
 if __name__ == "__main__":

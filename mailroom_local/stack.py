@@ -24,6 +24,7 @@ REGION = "us-east-1"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "postmark", "local-webhook-password"
 FREESCOUT_KEY = "local-freescout-key"
 POSTMARK_TOKEN = "local-postmark-token"
+SIGNING_SECRET = "local-signing-secret"
 GMAIL_CLIENT = {
     "client_id": "local-client",
     "client_secret": "local-secret",
@@ -109,6 +110,9 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             "MAILROOM_SECRETS_TTL_SECONDS": "5",
             "MAILROOM_ROUTES_CACHE_SECONDS": "5",
             "MAILROOM_FUNCTION_TIMEOUT_SECONDS": "10",
+            # Stand-ins on loopback answer in milliseconds; a short timeout makes a slow-answer
+            # fault (``delay_ms``) look like a real timeout within seconds.
+            "MAILROOM_HTTP_TIMEOUT_SECONDS": "3",
         }
         os.environ.update(env)
 
@@ -122,6 +126,7 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
                 "postmark/webhook-basic-auth": f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}",
                 "freescout/api-key": FREESCOUT_KEY,
                 "postmark/server-token": POSTMARK_TOKEN,
+                "outbound/signing-secret": SIGNING_SECRET,
             },
             visibility_seconds=LOCAL_VISIBILITY_SECONDS,
             default_route={
@@ -132,6 +137,7 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             },
         )
         env["MAILROOM_INBOUND_TOPIC_ARN"] = resources.topics["inbound"]
+        env["MAILROOM_OUTBOUND_TOPIC_ARN"] = resources.topics["outbound"]
         env["MAILROOM_MAIL_BUCKET"] = resources.bucket
         os.environ.update(env)
         parts.append(
@@ -183,6 +189,12 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
                 "url": f"{api_url}/webhooks/postmark/inbound",
                 "username": WEBHOOK_USER,
                 "password": WEBHOOK_PASSWORD,
+                "events_url": f"{api_url}/webhooks/postmark/events",
+            },
+            "outbound": {
+                "url": f"{api_url}/v1/outbound",
+                "signing_secret": SIGNING_SECRET,
+                "signature_header": "X-Mailroom-Signature",
             },
             "freescout": {"url": env["MAILROOM_FREESCOUT_URL"], "api_key": FREESCOUT_KEY},
             "postmark": {"url": env["MAILROOM_POSTMARK_API_URL"], "server_token": POSTMARK_TOKEN},
@@ -233,9 +245,12 @@ mailroom local stack is up (state in {state_dir}/, details in {state_dir}/local.
   Gmail stand-in        {local["gmail"]["url"]}
   pump handlers         {", ".join(local["pump"]["handlers"])}
 
-Send an email:
+Send an email in:
   curl -u {hook["username"]}:{hook["password"]} -H 'Content-Type: application/json' \\
     -d @tests/events/postmark_inbound_basic.json {hook["url"]}
+Send an email out (signed with the local secret):
+  make send   (or: .venv/bin/python -m mailroom_local send <request.json>)
+Postmark events go to {hook["events_url"]} (same credentials).
 Ctrl-C stops everything.""",
         flush=True,
     )

@@ -3,66 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests
+
+from tests.e2e.conftest import aws_client, until
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "tests" / "events" / "postmark_inbound_basic.json"
 
 pytestmark = pytest.mark.e2e
-
-
-def _until(check: Callable[[], Any], *, seconds: float = 30) -> Any:
-    """Poll ``check`` until it returns something truthy, or fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)  # polling another process, bounded by the deadline
-    raise AssertionError(f"condition not met within {seconds} s")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state = tmp_path_factory.mktemp("stack")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILROOM_"))}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mailroom_local",
-            "run",
-            "--state-dir",
-            str(state),
-            "--api-port",
-            "0",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        local_json = state / "local.json"
-        _until(lambda: local_json.exists() or process.poll() is not None, seconds=90)
-        assert process.poll() is None, "the local stack exited during start-up"
-        local = json.loads(local_json.read_text())
-        local["state_dir"] = str(state)
-        yield local
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _email(**overrides: Any) -> dict[str, Any]:
@@ -87,22 +42,12 @@ def _conversations_with(stack: dict[str, Any], body: str) -> list[dict[str, Any]
     return [c for c in found if any(t["body"] == body for t in c["_embedded"]["threads"])]
 
 
-def _sqs(stack: dict[str, Any]) -> Any:
-    return boto3.client(
-        "sqs",
-        endpoint_url=stack["aws_endpoint_url"],
-        region_name=stack["region"],
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-
-
 def test_posted_email_becomes_a_conversation(stack: dict[str, Any]) -> None:
     email = _email()
 
     assert _post(stack, email).status_code == 200
 
-    [conversation] = _until(lambda: _conversations_with(stack, email["HtmlBody"]))
+    [conversation] = until(lambda: _conversations_with(stack, email["HtmlBody"]))
     assert conversation["mailboxId"] == 1
     assert (
         conversation["_embedded"]["threads"][0]["_embedded"]["attachments"][0]["fileName"]
@@ -119,14 +64,14 @@ def test_freescout_failing_three_times_then_healing_yields_one_conversation(
 
     assert _post(stack, email).status_code == 200
 
-    _until(lambda: _conversations_with(stack, email["HtmlBody"]), seconds=60)
+    until(lambda: _conversations_with(stack, email["HtmlBody"]), seconds=60)
     faults = requests.post(f"{freescout}/_control/faults", json={"count": 0}, timeout=10).json()
     assert faults["count"] == 0
     assert len(_conversations_with(stack, email["HtmlBody"])) == 1
 
 
 def test_poison_message_reaches_the_dlq_with_its_reason(stack: dict[str, Any]) -> None:
-    sqs = _sqs(stack)
+    sqs = aws_client(stack)
     sqs.send_message(
         QueueUrl=stack["queues"]["inbound-bridge"],
         MessageBody=json.dumps({"not": "a postmark payload"}),
@@ -143,7 +88,7 @@ def test_poison_message_reaches_the_dlq_with_its_reason(stack: dict[str, Any]) -
             ).get("Messages", [])
         )
 
-    [message] = _until(dead)
+    [message] = until(dead)
     attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
     assert attributes["mailroom_error_class"] == "PoisonMessageError"
     assert attributes["mailroom_reason"].startswith("not a Postmark inbound payload")

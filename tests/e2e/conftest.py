@@ -1,0 +1,71 @@
+"""The local stack, started once per test session as a user would (``python -m mailroom_local
+run``), and helpers to wait on it and reach its embedded AWS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def until(check: Callable[[], Any], *, seconds: float = 30) -> Any:
+    """Poll ``check`` until it returns something truthy, or fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)  # polling another process, bounded by the deadline
+    raise AssertionError(f"condition not met within {seconds} s")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    state = tmp_path_factory.mktemp("stack")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILROOM_"))}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mailroom_local",
+            "run",
+            "--state-dir",
+            str(state),
+            "--api-port",
+            "0",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        local_json = state / "local.json"
+        until(lambda: local_json.exists() or process.poll() is not None, seconds=90)
+        assert process.poll() is None, "the local stack exited during start-up"
+        local = json.loads(local_json.read_text())
+        local["state_dir"] = str(state)
+        yield local
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def aws_client(stack: dict[str, Any], service: str = "sqs") -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=stack["aws_endpoint_url"],
+        region_name=stack["region"],
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
