@@ -21,6 +21,8 @@ CASES = {
     "app": "import app",
     "app + webhook": "import app, boto3; import chalicelib.handlers.webhooks",
     "app + inbound_bridge": "import app, boto3; import chalicelib.handlers.inbound_bridge",
+    "app + outbound_api": "import app, boto3; import chalicelib.handlers.outbound_api",
+    "app + outbound_sender": "import app, boto3; import chalicelib.handlers.outbound_sender",
 }
 
 PROBE = """

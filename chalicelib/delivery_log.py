@@ -52,6 +52,19 @@ class DeliveryLog:
         at: datetime | None = None,
         details: Mapping[str, str] | None = None,
     ) -> None:
+        self._client.put_item(
+            TableName=self._table, Item=self.item(correlation_id, status, at=at, details=details)
+        )
+
+    def item(
+        self,
+        correlation_id: str,
+        status: DeliveryStatus,
+        *,
+        at: datetime | None = None,
+        details: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The DynamoDB item ``record`` writes, for callers that batch their writes."""
         when = (at or datetime.now(UTC)).isoformat(timespec="microseconds")
         item: dict[str, Any] = {
             "PK": {"S": PREFIX + correlation_id},
@@ -62,7 +75,7 @@ class DeliveryLog:
         }
         if details:
             item["details"] = {"M": {k: {"S": v} for k, v in details.items()}}
-        self._client.put_item(TableName=self._table, Item=item)
+        return item
 
     def history(self, correlation_id: str) -> list[DeliveryEvent]:
         """Every event of ``correlation_id``, oldest first."""

@@ -121,6 +121,18 @@ class IdempotencyStore:
             },
         )
 
+    def completed_item(self, key: str, result: dict[str, str]) -> dict[str, Any]:
+        """The whole COMPLETED record, for callers that complete many keys in one batch write."""
+        now = int(self._clock())
+        return {
+            "PK": {"S": _pk(key)},
+            "SK": {"S": "v1"},
+            "status": {"S": COMPLETED},
+            "result": {"M": {k: {"S": v} for k, v in result.items()}},
+            "created_at": {"N": str(now)},
+            "expires_at": {"N": str(now + self._ttl_seconds)},
+        }
+
     def release(self, key: str) -> None:
         """Drop an IN_PROGRESS lock after a failure, so the retry can claim at once."""
         self.client.delete_item(

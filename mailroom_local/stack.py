@@ -60,7 +60,8 @@ def _already_running(pid_file: Path) -> int | None:
     return pid
 
 
-def _serve(app: Any, port: int) -> Any:
+def serve(app: Any, port: int = 0) -> Any:
+    """Serve a WSGI app on loopback in a thread; ``port=0`` picks a free one (``.server_port``)."""
     from werkzeug.serving import make_server
 
     server = make_server("127.0.0.1", port, app, threaded=True)
@@ -141,15 +142,15 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
         env["MAILROOM_MAIL_BUCKET"] = resources.bucket
         os.environ.update(env)
         parts.append(
-            _serve(freescout.create_app(api_key=FREESCOUT_KEY, state_dir=state_dir), freescout_port)
+            serve(freescout.create_app(api_key=FREESCOUT_KEY, state_dir=state_dir), freescout_port)
         )
         parts.append(
-            _serve(
+            serve(
                 postmark.create_app(server_token=POSTMARK_TOKEN, state_dir=state_dir),
                 postmark_port,
             )
         )
-        parts.append(_serve(gmail.create_app(state_dir=state_dir, **GMAIL_CLIENT), gmail_port))
+        parts.append(serve(gmail.create_app(state_dir=state_dir, **GMAIL_CLIENT), gmail_port))
 
         chalice_bin = Path(sys.executable).with_name("chalice")
         chalice = subprocess.Popen(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from chalicelib.handlers import inbound_bridge, outbound_sender
 from chalicelib.secrets import reset_secrets
 from mailroom_local import lambda_rules
 from mailroom_local.provision import Queue, provision
+from mailroom_local.stack import serve
 
 STAGE = "test"
 REGION = "us-east-1"
@@ -34,11 +34,7 @@ os.environ["MAILROOM_STAGE"] = STAGE
 
 def serve_wsgi(app: Any) -> Iterator[str]:
     """Serve a WSGI app on a free loopback port for the duration of a fixture."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve(app)
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
 

@@ -32,6 +32,24 @@ def aws_client(service: str) -> Any:
     )
 
 
+def put_items(client: Any, table: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write ``items`` with BatchWriteItem (25 per call, unprocessed ones retried twice);
+    the items still unwritten (usually none)."""
+    left: list[dict[str, Any]] = []
+    for start in range(0, len(items), 25):
+        pending = items[start : start + 25]
+        for _ in range(3):
+            if not pending:
+                break
+            response = client.batch_write_item(
+                RequestItems={table: [{"PutRequest": {"Item": item}} for item in pending]}
+            )
+            unprocessed = response.get("UnprocessedItems", {}).get(table, [])
+            pending = [request["PutRequest"]["Item"] for request in unprocessed]
+        left.extend(pending)
+    return left
+
+
 def reset_clients() -> None:
     """Forget cached clients and settings (tests and the local stack switch endpoints)."""
     aws_client.cache_clear()
