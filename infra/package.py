@@ -42,6 +42,19 @@ def merge_template(stage: str) -> dict[str, Any]:
         for props in [spec["Properties"]]
     }
     resources: dict[str, Any] = dict(template["Resources"])
+    # What `make deploy` writes into .chalice/config.json from the stack's outputs, the
+    # packaged functions read straight from the stack's own resources.
+    from infra.deploy import OUTPUT_VARIABLES
+
+    variables = {
+        variable: template["Outputs"][output]["Value"]
+        for output, variable in OUTPUT_VARIABLES.items()
+    }
+    functions = ["APIHandler"] + [
+        _camel(s.name) for s in app.app.event_sources if type(s).__name__ == "SQSEventConfig"
+    ]
+    for function in functions:
+        resources[function] = {"Properties": {"Environment": {"Variables": dict(variables)}}}
     for source in app.app.event_sources:
         if type(source).__name__ != "SQSEventConfig":
             continue
@@ -49,15 +62,11 @@ def merge_template(stage: str) -> dict[str, Any]:
         # Chalice already names the queue by ARN (Fn::Sub of the same name this stack
         # creates); a merged Fn::GetAtt would be mixed into that dict, so bind the two by
         # DependsOn instead: the mapping is created after the stack's queue.
-        resources[function] = {
-            "DependsOn": [queues[source.queue]],
-            "Properties": {
-                "Events": {
-                    f"{function}SqsEventSource": {
-                        "Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
-                    }
-                }
-            },
+        resources[function]["DependsOn"] = [queues[source.queue]]
+        resources[function]["Properties"]["Events"] = {
+            f"{function}SqsEventSource": {
+                "Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
+            }
         }
     return {
         "Parameters": template["Parameters"],

@@ -40,6 +40,15 @@ def test_packaged_template_has_the_flag_on_every_sqs_source_and_passes_cfn_lint(
     ]
 
     assert sources, "no SQS event source in the packaged template"
+    functions = {
+        name: resource["Properties"]["Environment"]["Variables"]
+        for name, resource in sam["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    for variables in functions.values():
+        assert variables["MAILROOM_OUTBOUND_TOPIC_ARN"] == {"Ref": "OutboundTopic"}
+        assert variables["MAILROOM_MAIL_BUCKET"] == {"Ref": "MailBucket"}
+        assert variables["MAILROOM_STAGE"] == "dev"
     for name, event in sources:
         props = event["Properties"]
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
