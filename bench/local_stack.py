@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -18,6 +17,9 @@ import uuid
 from pathlib import Path
 
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mailroom_local.stack import spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "events" / "postmark_inbound_basic.json"
@@ -27,21 +29,7 @@ EMAILS = 20
 def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
     started = time.perf_counter()
-    stack = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mailroom_local",
-            "run",
-            "--state-dir",
-            str(state),
-            "--api-port",
-            "0",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    stack = spawn(state)
     try:
         local_json = state / "local.json"
         while not local_json.exists():

@@ -22,6 +22,7 @@ from typing import Any
 
 from chalicelib.clients.aws import aws_client
 from chalicelib.errors import TransientError
+from chalicelib.settings import Settings
 
 IN_PROGRESS = "IN_PROGRESS"
 COMPLETED = "COMPLETED"
@@ -65,6 +66,16 @@ class IdempotencyStore:
         self._ttl_seconds = ttl_days * 86_400
         self._client = client
         self._clock = clock
+
+    @classmethod
+    def for_settings(cls, settings: Settings, client: Any) -> IdempotencyStore:
+        """The stage's store: locks outlive the function timeout, records the queues."""
+        return cls(
+            settings.state_table,
+            lock_seconds=settings.function_timeout_seconds,
+            ttl_days=settings.idempotency_ttl_days,
+            client=client,
+        )
 
     @property
     def client(self) -> Any:

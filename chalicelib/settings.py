@@ -9,12 +9,14 @@ needs only ``MAILROOM_STAGE`` and the ARNs that embed the account id.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 from chalicelib.errors import ConfigurationError
 
+T = TypeVar("T")
 DEFAULT_POSTMARK_API_URL = "https://api.postmarkapp.com"
 # Lambda's synchronous invocation payload limit is 6 MB; keep room for the event envelope.
 DEFAULT_MAX_WEBHOOK_BYTES = 6_000_000
@@ -153,3 +155,17 @@ def _required(value: str | None, name: str) -> str:
 def get_settings() -> Settings:
     """Settings for this container, read once."""
     return Settings.from_env()
+
+
+def per_container(build: Callable[[Settings], T]) -> Callable[[], T]:
+    """``build(settings)`` once per container, and again only if the settings are reloaded
+    (tests and the local stack reload them when they switch endpoints)."""
+    built: list[tuple[Settings, T]] = []
+
+    def get() -> T:
+        settings = get_settings()
+        if not built or built[0][0] is not settings:
+            built[:] = [(settings, build(settings))]
+        return built[0][1]
+
+    return get

@@ -47,6 +47,7 @@ def _consumer(prefix: str, queue: str) -> list[dict[str, Any]]:
                 "dynamodb:GetItem",
                 "dynamodb:BatchGetItem",
                 "dynamodb:PutItem",
+                "dynamodb:BatchWriteItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem",
             ],
@@ -88,13 +89,13 @@ def policy(stage: str, function: str) -> dict[str, Any]:
                 "Action": ["s3:PutObject"],
                 "Resource": [
                     f"arn:aws:s3:::{prefix}-mail-*/{folder}/*"
-                    for folder in ("quarantine", "rejected", "payloads")
+                    for folder in ("quarantine", "rejected", "payloads", "events")
                 ],
             },
             {
                 # Replay records of signatures, feedback events, suppression list, delivery log.
                 "Effect": "Allow",
-                "Action": ["dynamodb:PutItem", "dynamodb:DeleteItem"],
+                "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
                 "Resource": _arn("dynamodb", f"table/{prefix}-state"),
             },
         ]

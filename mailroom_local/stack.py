@@ -51,6 +51,27 @@ def _wait_for_port(port: int, deadline: float, process: subprocess.Popen[bytes])
     raise SystemExit("error: chalice local did not start within 60 s")
 
 
+def spawn(state_dir: Path, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``python -m mailroom_local run`` on free ports in a child process, as a user
+    would; it is up once ``state_dir/local.json`` exists."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mailroom_local",
+            "run",
+            "--state-dir",
+            str(state_dir),
+            "--api-port",
+            "0",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def _already_running(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text().strip())

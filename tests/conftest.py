@@ -14,7 +14,6 @@ from moto import mock_aws
 
 from chalicelib import batch
 from chalicelib.clients.aws import reset_clients
-from chalicelib.handlers import inbound_bridge, outbound_sender
 from chalicelib.secrets import reset_secrets
 from mailroom_local import lambda_rules
 from mailroom_local.provision import Queue, provision
@@ -44,8 +43,6 @@ def _reset() -> None:
     reset_secrets()
     batch.queue_url_for_arn.cache_clear()
     batch.dead_letter_queue_url.cache_clear()
-    inbound_bridge._services = None
-    outbound_sender._services = None
 
 
 @pytest.fixture(autouse=True)

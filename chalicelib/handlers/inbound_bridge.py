@@ -40,7 +40,7 @@ from chalicelib.models.envelope import unwrap
 from chalicelib.models.postmark_inbound import PostmarkInbound
 from chalicelib.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
 from chalicelib.secrets import FREESCOUT_API_KEY, get_secrets
-from chalicelib.settings import Settings, get_settings
+from chalicelib.settings import Settings, per_container
 
 EVENT_TYPE = "inbound_bridge"
 RECONCILE_WINDOW = timedelta(hours=1)
@@ -54,30 +54,21 @@ class _Services:
     session: requests.Session
 
 
-_services: _Services | None = None
+def _build(settings: Settings) -> _Services:
+    get_logger(settings.log_level)
+    dynamodb = aws_client("dynamodb")
+    return _Services(
+        settings=settings,
+        routes=DynamoRouteStore(
+            settings.routes_table, cache_seconds=settings.routes_cache_seconds, client=dynamodb
+        ),
+        idempotency=IdempotencyStore.for_settings(settings, dynamodb),
+        session=requests.Session(),
+    )
 
 
-def services() -> _Services:
-    """Stores and the HTTP session, built once per container (rebuilt if settings reload)."""
-    global _services
-    settings = get_settings()
-    if _services is None or _services.settings is not settings:
-        get_logger(settings.log_level)
-        dynamodb = aws_client("dynamodb")
-        _services = _Services(
-            settings=settings,
-            routes=DynamoRouteStore(
-                settings.routes_table, cache_seconds=settings.routes_cache_seconds, client=dynamodb
-            ),
-            idempotency=IdempotencyStore(
-                settings.state_table,
-                lock_seconds=settings.function_timeout_seconds,
-                ttl_days=settings.idempotency_ttl_days,
-                client=dynamodb,
-            ),
-            session=requests.Session(),
-        )
-    return _services
+# Stores and the HTTP session, built once per container.
+services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:

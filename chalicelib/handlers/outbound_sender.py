@@ -38,7 +38,7 @@ from chalicelib.logging import get_logger, log_event
 from chalicelib.models.envelope import unwrap
 from chalicelib.models.outbound import OutboundEmail
 from chalicelib.secrets import POSTMARK_SERVER_TOKEN, get_secrets
-from chalicelib.settings import Settings, get_settings
+from chalicelib.settings import Settings, per_container
 from chalicelib.suppression import SuppressionList, normalise
 
 EVENT_TYPE = "outbound_sender"
@@ -56,31 +56,22 @@ class _Services:
     session: requests.Session
 
 
-_services: _Services | None = None
+def _build(settings: Settings) -> _Services:
+    get_logger(settings.log_level)
+    dynamodb = aws_client("dynamodb")
+    return _Services(
+        settings=settings,
+        idempotency=IdempotencyStore.for_settings(settings, dynamodb),
+        suppressions=SuppressionList(settings.state_table, client=dynamodb),
+        log=DeliveryLog(
+            settings.state_table, client=dynamodb, ttl_days=settings.idempotency_ttl_days
+        ),
+        session=requests.Session(),
+    )
 
 
-def services() -> _Services:
-    """Stores and the HTTP session, built once per container (rebuilt if settings reload)."""
-    global _services
-    settings = get_settings()
-    if _services is None or _services.settings is not settings:
-        get_logger(settings.log_level)
-        dynamodb = aws_client("dynamodb")
-        _services = _Services(
-            settings=settings,
-            idempotency=IdempotencyStore(
-                settings.state_table,
-                lock_seconds=settings.function_timeout_seconds,
-                ttl_days=settings.idempotency_ttl_days,
-                client=dynamodb,
-            ),
-            suppressions=SuppressionList(settings.state_table, client=dynamodb),
-            log=DeliveryLog(
-                settings.state_table, client=dynamodb, ttl_days=settings.idempotency_ttl_days
-            ),
-            session=requests.Session(),
-        )
-    return _services
+# Stores and the HTTP session, built once per container.
+services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -173,8 +164,9 @@ class _Batch:
         claim = self.svc.idempotency.claim(key)
         if claim.state is ClaimState.COMPLETED:
             return "duplicate"
-        ready = _Prepared(email, key, self._blocked(email))
+        ready = _Prepared(email, key)
         try:
+            ready.blocked = self._blocked(email)
             if ready.nobody_left():
                 return self._suppressed(ready)
             if claim.takeover or record.receive_count > 1:

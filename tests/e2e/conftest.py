@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from mailroom_local.stack import spawn
 
 
 def until(check: Callable[[], Any], *, seconds: float = 30) -> Any:
@@ -33,22 +30,7 @@ def until(check: Callable[[], Any], *, seconds: float = 30) -> Any:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state = tmp_path_factory.mktemp("stack")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILROOM_"))}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mailroom_local",
-            "run",
-            "--state-dir",
-            str(state),
-            "--api-port",
-            "0",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = spawn(state, env=env)
     try:
         local_json = state / "local.json"
         until(lambda: local_json.exists() or process.poll() is not None, seconds=90)

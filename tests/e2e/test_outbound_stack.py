@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -40,13 +41,16 @@ def _request(to: str = "ann@example.org", **extra: Any) -> dict[str, Any]:
     }
 
 
-def _submit(stack: Stack, request: dict[str, Any]) -> requests.Response:
+def _submit(
+    stack: Stack, request: dict[str, Any], *, secret: str | None = None, age: int = 0
+) -> requests.Response:
     body = json.dumps(request).encode()
     outbound = stack["outbound"]
-    headers = {
-        "Content-Type": "application/json",
-        outbound["signature_header"]: sign(body, outbound["signing_secret"]),
-    }
+    headers = {"Content-Type": "application/json"}
+    if secret != "":
+        signed_at = int(time.time()) - age
+        value = sign(body, secret or outbound["signing_secret"], timestamp=signed_at)
+        headers[outbound["signature_header"]] = value
     return requests.post(outbound["url"], data=body, headers=headers, timeout=10)
 
 
@@ -94,6 +98,34 @@ def test_a_signed_request_is_sent_once_and_logged(stack: Stack, postmark: str) -
     [queued, (status, details)] = _history(stack, request["correlation_id"])
     assert (queued[0], status) == (DeliveryStatus.QUEUED, DeliveryStatus.SENT)
     assert details["postmark_message_id"] == message["MessageID"]
+
+
+@pytest.mark.parametrize(
+    ("secret", "age", "reason"),
+    [
+        ("", 0, "missing signature header"),
+        ("wrong-secret", 0, "signature does not match"),
+        (None, 301, "stale signature timestamp"),
+    ],
+)
+def test_unsigned_wrongly_signed_or_stale_requests_are_401(
+    stack: Stack, secret: str | None, age: int, reason: str
+) -> None:
+    answer = _submit(stack, _request(), secret=secret, age=age)
+
+    assert answer.status_code == 401
+    assert answer.json()["message"] == reason
+
+
+def test_the_previous_secret_is_accepted_during_a_rotation(stack: Stack) -> None:
+    ssm = aws_client(stack, "ssm")
+    name = "/mailroom/local/outbound/signing-secret-previous"
+    ssm.put_parameter(Name=name, Value="rotated-out", Type="SecureString", Overwrite=True)
+    try:
+        # Containers cache secrets for MAILROOM_SECRETS_TTL_SECONDS (5 s locally).
+        until(lambda: _submit(stack, _request(), secret="rotated-out").status_code == 202)
+    finally:
+        ssm.delete_parameter(Name=name)
 
 
 def test_messages_published_to_the_topic_are_batched_and_sent_once(
