@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from typing import Any
 
 import boto3
@@ -260,3 +262,27 @@ def test_the_postmark_message_carries_threading_headers_attachments_and_the_corr
         "receipt",
     )
     assert (raw["TrackOpens"], raw["TrackLinks"]) == (True, "HtmlOnly")
+
+
+def test_a_request_too_big_for_sns_travels_by_claim_check_and_is_sent_whole(
+    aws: Stage, standin: Standin, sender: Sender, submit: Any, tmp_path: Any
+) -> None:
+    content = base64.b64encode(os.urandom(300_000)).decode()
+    attachment = {"name": "big.bin", "content": content, "content_type": "application/pdf"}
+
+    assert submit(outbound("order-big", attachments=[attachment])).status_code == 202
+    [queued] = aws.receive(aws.queues["outbound-sender"].url)
+    assert "mailroom_claim_check" in json.loads(queued["Body"])["Message"]
+    boto3.client("sqs", region_name=REGION).change_message_visibility(
+        QueueUrl=aws.queues["outbound-sender"].url,
+        ReceiptHandle=queued["ReceiptHandle"],
+        VisibilityTimeout=0,
+    )
+    _, _, error = sender()
+
+    assert error is None
+    [accepted] = standin.sent()
+    raw = json.loads(
+        next((tmp_path / "postmark").glob(f"message-{accepted['MessageID']}.json")).read_text()
+    )
+    assert raw["Attachments"][0]["Content"] == content
