@@ -1,16 +1,25 @@
 """One suppression list for every provider, keyed by normalised address, in the state table.
 
-Items are ``PK = SUPPRESSION#<address>``, ``SK = v1`` with the reason, source and time.
-``filter`` checks many addresses with one BatchGetItem, so a send costs one read.
+Items are ``PK = SUPPRESSION#<address>``, ``SK = v1`` with the state (``suppressed`` or
+``reactivated``), reason, source and ``changed_at``, the time of the change itself (a
+bounce's BouncedAt, not when we heard of it). A change older than the stored one is
+ignored, so a bounce that Postmark retries for hours cannot undo a reactivation made in
+the meantime. A reactivation stays as a marker until it expires (``REACTIVATED_DAYS``).
+``suppressed`` checks many addresses with one BatchGetItem, so a batch costs one read.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 PREFIX = "SUPPRESSION#"
+SUPPRESSED = "suppressed"
+REACTIVATED = "reactivated"
+# How long a reactivation is remembered to outrank older, late-arriving bounces.
+REACTIVATED_DAYS = 30
 
 
 def normalise(address: str) -> str:
@@ -33,23 +42,42 @@ class SuppressionList:
         self._table = table_name
         self._client = client
 
-    def add(self, address: str, *, reason: str, source: str, at: datetime | None = None) -> None:
-        when = (at or datetime.now(UTC)).isoformat(timespec="seconds")
-        self._client.put_item(
-            TableName=self._table,
-            Item={
-                "PK": {"S": PREFIX + normalise(address)},
-                "SK": {"S": "v1"},
-                "reason": {"S": reason},
-                "source": {"S": source},
-                "suppressed_at": {"S": when},
-            },
-        )
+    def add(self, address: str, *, reason: str, source: str, at: datetime | None = None) -> bool:
+        """Suppress ``address``; False if a newer change (a reactivation) already holds."""
+        return self._change(address, SUPPRESSED, reason=reason, source=source, at=at)
 
-    def remove(self, address: str) -> None:
-        self._client.delete_item(
-            TableName=self._table, Key={"PK": {"S": PREFIX + normalise(address)}, "SK": {"S": "v1"}}
-        )
+    def remove(self, address: str, *, source: str = "operator", at: datetime | None = None) -> bool:
+        """Make ``address`` sendable again; False if a newer suppression already holds."""
+        return self._change(address, REACTIVATED, reason="reactivated", source=source, at=at)
+
+    def _change(
+        self, address: str, state: str, *, reason: str, source: str, at: datetime | None
+    ) -> bool:
+        from botocore.exceptions import ClientError
+
+        when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+        item: dict[str, Any] = {
+            "PK": {"S": PREFIX + normalise(address)},
+            "SK": {"S": "v1"},
+            "state": {"S": state},
+            "reason": {"S": reason},
+            "source": {"S": source},
+            "changed_at": {"S": when},
+        }
+        if state == REACTIVATED:
+            item["expires_at"] = {"N": str(int(time.time()) + REACTIVATED_DAYS * 86_400)}
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(PK) OR changed_at <= :when",
+                ExpressionAttributeValues={":when": {"S": when}},
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def suppressed(self, addresses: list[str]) -> set[str]:
         """The normalised addresses among ``addresses`` that are suppressed."""
@@ -59,11 +87,18 @@ class SuppressionList:
             keys = [
                 {"PK": {"S": PREFIX + a}, "SK": {"S": "v1"}} for a in wanted[start : start + 100]
             ]
-            request: dict[str, Any] = {self._table: {"Keys": keys}}
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys,
+                    "ProjectionExpression": "PK, #state",
+                    "ExpressionAttributeNames": {"#state": "state"},
+                }
+            }
             while request:
                 response = self._client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self._table, []):
-                    found.add(item["PK"]["S"][len(PREFIX) :])
+                    if item.get("state", {}).get("S") != REACTIVATED:
+                        found.add(item["PK"]["S"][len(PREFIX) :])
                 request = response.get("UnprocessedKeys") or {}
         return found
 
@@ -79,8 +114,12 @@ class SuppressionList:
         found: list[Suppression] = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,
-            "FilterExpression": "begins_with(PK, :prefix)",
-            "ExpressionAttributeValues": {":prefix": {"S": PREFIX}},
+            "FilterExpression": "begins_with(PK, :prefix) AND #state <> :reactivated",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {
+                ":prefix": {"S": PREFIX},
+                ":reactivated": {"S": REACTIVATED},
+            },
         }
         while True:
             page = self._client.scan(**kwargs)
@@ -89,7 +128,7 @@ class SuppressionList:
                     address=item["PK"]["S"][len(PREFIX) :],
                     reason=item["reason"]["S"],
                     source=item["source"]["S"],
-                    suppressed_at=item["suppressed_at"]["S"],
+                    suppressed_at=item["changed_at"]["S"],
                 )
                 for item in page.get("Items", [])
             )

@@ -116,7 +116,7 @@ def _apply(event: PostmarkEvent, table: str, dynamodb: object) -> None:
             reason = event.suppression_reason or "ManualSuppression"
             suppressions.add(event.address, reason=reason, source=SOURCE, at=when)
         else:
-            suppressions.remove(event.address)
+            suppressions.remove(event.address, source=SOURCE, at=when)
     status = _LOGGED.get(kind)
     if status is not None and event.correlation_id:
         details = {"recipient": event.address, "postmark_message_id": event.message_id}

@@ -103,6 +103,14 @@ def test_a_duplicate_is_acknowledged_and_does_not_undo_a_later_reactivation(
     assert _suppressed(aws) == {}
 
 
+def test_a_bounce_retried_late_does_not_undo_a_newer_reactivation(aws: Stage, event: Post) -> None:
+    event(subscription_change("ann@example.org", suppress=False))  # 11:00
+    late = event(hard_bounce("ann@example.org", BouncedAt="2026-11-22T05:00:00-05:00"))  # 10:00
+
+    assert late.status_code == 200
+    assert _suppressed(aws) == {}
+
+
 def test_a_subscription_change_that_suppresses_adds_the_address(aws: Stage, event: Post) -> None:
     assert event(subscription_change("ann@example.org", suppress=True)).status_code == 200
     assert _suppressed(aws) == {"ann@example.org": "ManualSuppression"}

@@ -46,3 +46,18 @@ def test_list_shows_reason_source_and_time_and_spans_many_addresses(aws: Stage) 
     assert (listed[0].reason, listed[0].source) == ("HardBounce", "postmark")
     assert listed[0].suppressed_at == "2026-11-22T12:00:00+00:00"
     assert len(checked) == 120
+
+
+def test_an_older_change_does_not_undo_a_newer_one(aws: Stage) -> None:
+    suppression = _list(aws)
+    bounced = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    reactivated = datetime(2026, 11, 22, 11, 0, tzinfo=UTC)
+
+    assert suppression.remove("ann@example.org", source="postmark", at=reactivated)
+    late_bounce = suppression.add("ann@example.org", reason="HardBounce", source="x", at=bounced)
+    assert not late_bounce
+    assert suppression.suppressed(["ann@example.org"]) == set()
+    assert suppression.list() == []
+
+    assert suppression.add("ann@example.org", reason="SpamComplaint", source="postmark")
+    assert suppression.suppressed(["ann@example.org"]) == {"ann@example.org"}
