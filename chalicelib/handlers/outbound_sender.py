@@ -19,6 +19,7 @@ message (the others of its group were already accepted).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,14 +88,30 @@ def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dic
     )
 
 
+class InvalidRequest(PoisonMessageError):
+    """The record is not a valid outbound request; carries its correlation id if it has one."""
+
+    def __init__(self, reason: str, correlation_id: str | None) -> None:
+        super().__init__(reason)
+        self.correlation_id = correlation_id
+
+
 def parse(record: SqsRecord) -> OutboundEmail:
     """The outbound request in ``record``; a malformed one is poison."""
     message, _ = unwrap(record.body)
+    payload = claimcheck.check_out(message)
     try:
-        return OutboundEmail.model_validate_json(claimcheck.check_out(message))
+        return OutboundEmail.model_validate_json(payload)
     except ValidationError as err:
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in err.errors()})
-        raise PoisonMessageError(f"not an outbound request: {', '.join(fields)}") from err
+        try:
+            named = json.loads(payload).get("correlation_id")
+        except (ValueError, AttributeError):
+            named = None
+        raise InvalidRequest(
+            f"not an outbound request: {', '.join(fields)}",
+            named if isinstance(named, str) and named else None,
+        ) from err
 
 
 @dataclass
@@ -158,7 +175,13 @@ class _Batch:
         return self._postmark
 
     def prepare(self, record: SqsRecord, ctx: LogContext) -> str:
-        email = self.parsed.get(record.message_id) or parse(record)
+        try:
+            email = self.parsed.get(record.message_id) or parse(record)
+        except InvalidRequest as err:
+            if err.correlation_id:  # so "what happened to X" has an answer
+                ctx.correlation_id = err.correlation_id[:128]
+                self._log(err.correlation_id[:128], DeliveryStatus.DEAD_LETTERED, reason=err.reason)
+            raise
         ctx.correlation_id = email.correlation_id
         key = f"outbound:{email.correlation_id}"
         claim = self.svc.idempotency.claim(key)
@@ -277,20 +300,24 @@ class _Batch:
     def _suppressed(self, prepared: _Prepared) -> str:
         self.svc.idempotency.complete(prepared.key, {"outcome": "suppressed"})
         self._log(
-            prepared, DeliveryStatus.SUPPRESSED, recipients=", ".join(sorted(prepared.blocked))
+            prepared.email.correlation_id,
+            DeliveryStatus.SUPPRESSED,
+            recipients=", ".join(sorted(prepared.blocked)),
         )
         return "suppressed"
 
     def _failed(self, prepared: _Prepared, err: BaseException) -> BaseException:
         self.svc.idempotency.release_quietly(prepared.key)
         if not is_transient(err):
-            self._log(prepared, DeliveryStatus.DEAD_LETTERED, reason=reason_for(err))
+            self._log(
+                prepared.email.correlation_id, DeliveryStatus.DEAD_LETTERED, reason=reason_for(err)
+            )
         return err
 
-    def _log(self, prepared: _Prepared, status: DeliveryStatus, **details: str) -> None:
+    def _log(self, correlation_id: str, status: DeliveryStatus, **details: str) -> None:
         """A delivery log line; the send itself is settled even if this write fails."""
         try:
-            self.svc.log.record(prepared.email.correlation_id, status, details=details)
+            self.svc.log.record(correlation_id, status, details=details)
         except Exception as err:
             log_event(
                 "delivery log write failed", event_type=EVENT_TYPE, error_class=error_class(err)

@@ -223,6 +223,9 @@ def test_a_malformed_request_is_dead_lettered_as_poison(aws: Stage, sender: Send
     attributes = dead["MessageAttributes"]
     assert attributes["mailroom_disposition"]["StringValue"] == "poison"
     assert "from" in attributes["mailroom_reason"]["StringValue"]
+    [(status, details)] = history(aws, "order-p")
+    assert status is DeliveryStatus.DEAD_LETTERED
+    assert details["reason"].startswith("not an outbound request")
 
 
 def test_the_postmark_message_carries_threading_headers_attachments_and_the_correlation_id(
