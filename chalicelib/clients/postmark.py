@@ -10,6 +10,7 @@ search by their correlation id before re-sending after an ambiguous failure.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ from chalicelib.errors import (
 
 PROVIDER = "postmark"
 BATCH_LIMIT = 500
+# Postmark takes at most 50 MB per batch request; stay clear of it (and of JSON overhead).
+BATCH_BYTES = 40_000_000
 INACTIVE_RECIPIENT = 406
 _TRANSIENT_CODES = {100, 429}
 _INACTIVE = re.compile(r"Found inactive addresses: (.+?)\.(?:\s|$)")
@@ -71,6 +74,20 @@ def classify(error_code: int, message: str, *, status: int | None = None) -> Pro
     return ProviderPermanentError(message[:200], provider=PROVIDER, **context)
 
 
+def _chunks(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``messages`` in order, split so no request exceeds Postmark's batch limits."""
+    chunks: list[list[dict[str, Any]]] = []
+    size = 0
+    for message in messages:
+        length = len(json.dumps(message))
+        if not chunks or len(chunks[-1]) >= BATCH_LIMIT or size + length > BATCH_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(message)
+        size += length
+    return chunks
+
+
 class PostmarkClient(JsonHttpClient):
     """A small client over an injected ``requests.Session``."""
 
@@ -96,13 +113,12 @@ class PostmarkClient(JsonHttpClient):
         return SendResult(str(body["MessageID"]), submitted_at=str(body.get("SubmittedAt", "")))
 
     def send_batch(self, messages: list[dict[str, Any]]) -> list[SendResult]:
-        """POST /email/batch in chunks of 500; one result per message, in order.
+        """POST /email/batch in chunks (500 messages, 40 MB); one result per message, in order.
 
         HTTP 200 can still carry per-message failures, so every element's ErrorCode is read.
         """
         results: list[SendResult] = []
-        for start in range(0, len(messages), BATCH_LIMIT):
-            chunk = messages[start : start + BATCH_LIMIT]
+        for chunk in _chunks(messages):
             answers = self._request("POST", "/email/batch", json=chunk)
             if not isinstance(answers, list) or len(answers) != len(chunk):
                 raise ProviderTransientError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,33 @@ def test_inactive_addresses_are_parsed_from_the_message() -> None:
         "addresses: A@x.test, b@y.test. Inactive recipients are ones that ..."
     )
     assert inactive_addresses(message) == ["a@x.test", "b@y.test"]
+
+
+def test_a_batch_is_split_by_count_and_by_size_in_order() -> None:
+    big = "x" * 15_000_000
+    messages = [_message(f"x{i}@t.test", f"c-{i}") | {"TextBody": big} for i in range(5)]
+    messages += [_message(f"y{i}@t.test", f"d-{i}") for i in range(600)]
+    with responses.RequestsMock() as postmark:
+        postmark.add_callback(
+            responses.POST,
+            "https://postmark.test/email/batch",
+            callback=lambda request: (
+                200,
+                {},
+                json.dumps(
+                    [
+                        {
+                            "ErrorCode": 0,
+                            "Message": "OK",
+                            "MessageID": m["Metadata"]["correlation_id"],
+                        }
+                        for m in json.loads(request.body)
+                    ]
+                ),
+            ),
+        )
+        results = PostmarkClient(TOKEN, base_url="https://postmark.test").send_batch(messages)
+        sizes = [len(json.loads(c.request.body)) for c in postmark.calls]
+
+    assert [r.message_id for r in results] == [m["Metadata"]["correlation_id"] for m in messages]
+    assert sizes == [2, 2, 500, 101]
