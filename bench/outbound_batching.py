@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ import boto3  # noqa: E402
 import requests  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chalicelib.clients.aws import reset_clients  # noqa: E402
+from chalicelib.clients.aws import aws_client, reset_clients  # noqa: E402
 from chalicelib.handlers import outbound_sender  # noqa: E402
 from mailroom_local import postmark  # noqa: E402
 from mailroom_local.lambda_rules import apply, to_lambda_record  # noqa: E402
@@ -103,12 +104,21 @@ def main() -> None:
         reset_clients()
         sqs = boto3.client("sqs")
         queue = resources.queues["outbound-sender"]
+        dynamodb: Counter[str] = Counter()  # the handler's DynamoDB calls, by operation
+        aws_client("dynamodb").meta.events.register(
+            "before-call", lambda model, **_: dynamodb.update([model.name])
+        )
         results = {}
+        writes: dict[str, str] = {}
         for label, batch_size in (("one per message", 1), ("batched", 10)):
             before = _calls(url)
+            dynamodb.clear()
             _fill(sqs, queue.url, label.replace(" ", "-"))
             per_ten = _drain(sqs, queue, batch_size)
             results[label] = ((_calls(url) - before) / MESSAGES, statistics.median(per_ten))
+            writes[label] = ", ".join(
+                f"{op} {n / (MESSAGES / 10):g}" for op, n in sorted(dynamodb.items())
+            )
         sent = len(requests.get(f"{url}/_control/messages", timeout=5).json()["messages"])
         server.shutdown()
 
@@ -121,6 +131,9 @@ def main() -> None:
             f"  {label:<16} {calls:5.2f} HTTP calls/message   "
             f"{seconds * 1000:7.1f} ms per 10 messages (median)"
         )
+    print("  DynamoDB calls per 10 messages:")
+    for label, counted in writes.items():
+        print(f"    {label:<16} {counted}")
     single, batched = results["one per message"], results["batched"]
     call_ratio, time_ratio = single[0] / batched[0], single[1] / batched[1]
     print(f"  fewer calls: {call_ratio:.1f}x (target >= 5x)   less wall time: {time_ratio:.1f}x")
