@@ -48,7 +48,8 @@ def error(status: int, code: str, message: str, **details: Any) -> HttpReply:
 def guarded(
     event_type: str, handle: Callable[[Mapping[str, str], bytes], HttpReply]
 ) -> Callable[[Mapping[str, str], bytes], HttpReply]:
-    """``handle`` that never raises: 4xx for ``Refused``, 503 when we are down, 500 for bugs.
+    """``handle`` that never raises: 4xx for ``Refused``, 503 when we or AWS are down, 500 for
+    bugs.
 
     Every 5xx is retried by the caller (Postmark retries for hours), so nothing is lost.
     """
@@ -65,6 +66,11 @@ def guarded(
             log_event("request failed", event_type=event_type, error_class=error_class(err))
             return error(503, "unavailable", "temporarily unavailable; retry later")
         except Exception as err:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if isinstance(err, BotoCoreError | ClientError):  # AWS said no: an outage
+                log_event("aws unavailable", event_type=event_type, error_class=error_class(err))
+                return error(503, "unavailable", "storage unavailable; retry later")
             log_event("request crashed", event_type=event_type, error_class=error_class(err))
             return error(500, "internal_error", "unexpected error; retry later")
 

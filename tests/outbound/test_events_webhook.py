@@ -159,7 +159,10 @@ def test_a_storage_outage_is_5xx_so_postmark_retries(
     monkeypatch.setenv("MAILROOM_STATE_TABLE", "mailroom-test-missing")
     reset_clients()
 
-    assert event(hard_bounce("ann@example.org")).status_code >= 500
+    response = event(hard_bounce("ann@example.org"))
+
+    assert response.status_code == 503
+    assert json.loads(response.body)["error"] == "unavailable"
 
 
 def test_a_hard_bounce_then_a_send_to_that_address_is_suppressed_and_reactivation_resumes(
