@@ -54,9 +54,9 @@ def postmark_inbound_webhook() -> Response:
 
 @app.route("/webhooks/postmark/events", methods=["POST"], content_types=JSON_TYPES)
 def postmark_events_webhook() -> Response:
-    from chalicelib.handlers import webhooks
+    from chalicelib.handlers import postmark_events
 
-    return _reply(webhooks.postmark_events(_headers(), _raw_body()))
+    return _reply(postmark_events.postmark_events(_headers(), _raw_body()))
 
 
 @app.route("/v1/outbound", methods=["POST"], content_types=JSON_TYPES)

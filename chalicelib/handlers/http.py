@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from chalicelib.auth import header
+from chalicelib.auth import basic_auth_ok, header
 from chalicelib.clients.aws import aws_client
 from chalicelib.errors import MailroomError, error_class
 from chalicelib.logging import hash_id, log_event
-from chalicelib.secrets import SecretUnavailable
+from chalicelib.secrets import WEBHOOK_BASIC_AUTH, SecretUnavailable, get_secrets
 from chalicelib.settings import get_settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -83,6 +83,15 @@ def check_size(headers: Mapping[str, str], body: bytes) -> None:
     declared = header(headers, "Content-Length")
     if len(body) > limit or (declared is not None and declared.isdigit() and int(declared) > limit):
         raise Refused(error(413, "payload_too_large", f"body exceeds {limit} bytes"))
+
+
+def require_basic_auth(headers: Mapping[str, str], body: bytes) -> None:
+    """Size check, then Postmark's Basic credentials (current or previous); a 401 keeps the
+    body (size-capped) under ``quarantine/``."""
+    check_size(headers, body)
+    if not basic_auth_ok(headers, get_secrets().values(WEBHOOK_BASIC_AUTH)):
+        keep("quarantine", body[: get_settings().quarantine_max_bytes], reason="unauthenticated")
+        raise Refused(error(401, "unauthorized", "missing or wrong credentials"))
 
 
 def parse_json(body: bytes, *, keep_rejected: bool) -> Any:

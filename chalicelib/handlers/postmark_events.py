@@ -1,0 +1,112 @@
+"""POST /webhooks/postmark/events: Postmark's outbound events into the suppression list and
+the delivery log, behind the same Basic credentials as the inbound webhook.
+
+An event is answered 2xx only once it is stored (S3 ``events/``) and applied; a duplicate is
+answered 2xx and changes nothing; 5xx on an outage, so Postmark retries. Never 403, which
+Postmark would not retry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from chalicelib.clients.aws import aws_client
+from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.handlers.http import (
+    HttpReply,
+    guarded,
+    parse_json,
+    require_basic_auth,
+    validate,
+)
+from chalicelib.logging import log_event, log_outcome
+from chalicelib.models.postmark_events import PostmarkEvent, RecordType
+from chalicelib.settings import get_settings
+from chalicelib.suppression import SuppressionList
+
+EVENT_TYPE = "postmark_events_webhook"
+EVENT_PREFIX = "POSTMARK_EVENT#"
+SOURCE = "postmark"
+_LOGGED = {
+    RecordType.DELIVERY: DeliveryStatus.DELIVERED,
+    RecordType.OPEN: DeliveryStatus.OPENED,
+    RecordType.CLICK: DeliveryStatus.CLICKED,
+    RecordType.BOUNCE: DeliveryStatus.BOUNCED,
+    RecordType.SPAM_COMPLAINT: DeliveryStatus.COMPLAINED,
+}
+
+
+def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
+    require_basic_auth(headers, body)
+    decoded = parse_json(body, keep_rejected=True)
+    event = validate(PostmarkEvent, decoded, body, keep_rejected=True)
+    settings = get_settings()
+    dynamodb = aws_client("dynamodb")
+    key = event.dedupe_key(body)
+    marker = {"PK": {"S": EVENT_PREFIX + key}, "SK": {"S": "v1"}}
+    seen = dynamodb.get_item(TableName=settings.state_table, Key=marker, ConsistentRead=True)
+    if "Item" in seen:
+        _log_event(event, "duplicate")
+        return HttpReply(200, {"status": "duplicate"})
+    aws_client("s3").put_object(
+        Bucket=settings.mail_bucket,
+        Key=f"events/{datetime.now(UTC):%Y-%m-%d}/{key}.json",
+        Body=body,
+        ContentType="application/json",
+    )
+    _apply(event, settings.state_table, dynamodb)
+    # Marked last: a crash before this line replays idempotent writes, and the marker stops
+    # a late duplicate from undoing what a newer event did (a bounce after a reactivation).
+    dynamodb.put_item(
+        TableName=settings.state_table,
+        Item={
+            **marker,
+            "record_type": {"S": event.raw_record_type},
+            "expires_at": {"N": str(int(time.time()) + settings.idempotency_ttl_days * 86_400)},
+        },
+    )
+    _log_event(event, "stored")
+    return HttpReply(200, {"status": "stored", "record_type": event.raw_record_type})
+
+
+def _apply(event: PostmarkEvent, table: str, dynamodb: object) -> None:
+    """Suppression list and delivery log changes for ``event`` (idempotent writes)."""
+    suppressions = SuppressionList(table, client=dynamodb)
+    when = event.occurred_at
+    kind = event.record_type
+    if kind is RecordType.SPAM_COMPLAINT or (
+        kind is RecordType.BOUNCE and (event.type == "HardBounce" or event.inactive)
+    ):
+        suppressions.add(event.address, reason=event.type or kind.value, source=SOURCE, at=when)
+    elif kind is RecordType.SUBSCRIPTION_CHANGE:
+        if event.suppress_sending:
+            reason = event.suppression_reason or "ManualSuppression"
+            suppressions.add(event.address, reason=reason, source=SOURCE, at=when)
+        else:
+            suppressions.remove(event.address, source=SOURCE, at=when)
+    status = _LOGGED.get(kind)
+    if status is not None and event.correlation_id:
+        details = {"recipient": event.address, "postmark_message_id": event.message_id}
+        if event.type:
+            details["type"] = event.type
+        DeliveryLog(table, client=dynamodb).record(
+            event.correlation_id, status, at=when, details=details
+        )
+
+
+def _log_event(event: PostmarkEvent, outcome: str) -> None:
+    log_outcome(
+        EVENT_TYPE,
+        message_id=event.message_id or None,
+        outcome=outcome,
+        duration_ms=0.0,
+        correlation_id=event.correlation_id,
+        action=event.raw_record_type[:40],
+    )
+    if event.record_type is RecordType.UNKNOWN:
+        log_event("unknown Postmark event type stored", event_type=EVENT_TYPE)
+
+
+postmark_events = guarded(EVENT_TYPE, _events)
