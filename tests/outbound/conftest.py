@@ -32,6 +32,7 @@ from tests.conftest import (
 )
 
 Request = dict[str, Any]
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
 def outbound(correlation_id: str = "order-1", to: str = "ann@example.org", **extra: Any) -> Request:
@@ -141,31 +142,23 @@ def event(client: Client) -> Callable[..., Any]:
     return post
 
 
+def recorded(name: str, **overrides: Any) -> dict[str, Any]:
+    """A recorded Postmark event from ``tests/events/postmark_event_<name>.json``."""
+    event = json.loads((EVENTS / f"postmark_event_{name}.json").read_text())
+    event.update(overrides)
+    return dict(event)
+
+
 def hard_bounce(address: str, correlation_id: str = "order-0", **extra: Any) -> dict[str, Any]:
-    return {
-        "RecordType": "Bounce",
-        "ID": 4323372036854775807,
-        "Type": "HardBounce",
-        "TypeCode": 1,
-        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
-        "Email": address,
-        "BouncedAt": "2026-11-22T10:00:00Z",
-        "Inactive": True,
-        "MessageStream": "outbound",
-        "Metadata": {"correlation_id": correlation_id},
-        **extra,
-    }
+    metadata = {"correlation_id": correlation_id}
+    return recorded("bounce", Email=address, Metadata=metadata, **extra)
 
 
 def subscription_change(address: str, *, suppress: bool) -> dict[str, Any]:
-    return {
-        "RecordType": "SubscriptionChange",
-        "MessageID": "a4909a96-73d0-4c4d-9d47-a7a7b1c5b2f0",
-        "Recipient": address,
-        "ChangedAt": "2026-11-22T11:00:00Z",
-        "Origin": "Customer",
-        "SuppressSending": suppress,
-        "SuppressionReason": "ManualSuppression" if suppress else None,
-        "MessageStream": "outbound",
-        "Metadata": {},
-    }
+    reason = "ManualSuppression" if suppress else None
+    return recorded(
+        "subscription_change",
+        Recipient=address,
+        SuppressSending=suppress,
+        SuppressionReason=reason,
+    )

@@ -19,6 +19,7 @@ from tests.outbound.conftest import (
     history,
     outbound,
     publish,
+    recorded,
     subscription_change,
 )
 
@@ -57,37 +58,38 @@ def test_a_soft_bounce_is_logged_but_does_not_suppress(aws: Stage, event: Post) 
     assert [s for s, _ in history(aws, "order-0")] == [DeliveryStatus.BOUNCED]
 
 
-def test_a_spam_complaint_suppresses(aws: Stage, event: Post) -> None:
-    complaint = hard_bounce("ann@example.org", RecordType="SpamComplaint", Type="SpamComplaint")
-
-    assert event(complaint).status_code == 200
-    assert _suppressed(aws) == {"ann@example.org": "SpamComplaint"}
-    assert [s for s, _ in history(aws, "order-0")] == [DeliveryStatus.COMPLAINED]
-
-
 @pytest.mark.parametrize(
-    ("record_type", "time_field", "status"),
+    ("name", "correlation_id", "logged", "suppressed"),
     [
-        ("Delivery", "DeliveredAt", DeliveryStatus.DELIVERED),
-        ("Open", "ReceivedAt", DeliveryStatus.OPENED),
-        ("Click", "ReceivedAt", DeliveryStatus.CLICKED),
+        ("bounce", "order-0", DeliveryStatus.BOUNCED, {"ann@example.org": "HardBounce"}),
+        (
+            "spam_complaint",
+            "order-1",
+            DeliveryStatus.COMPLAINED,
+            {"ann@example.org": "SpamComplaint"},
+        ),
+        ("delivery", "order-2", DeliveryStatus.DELIVERED, {}),
+        ("open", "order-4", DeliveryStatus.OPENED, {}),
+        ("click", "order-5", DeliveryStatus.CLICKED, {}),
     ],
 )
-def test_delivery_open_and_click_go_to_the_delivery_log(
-    aws: Stage, event: Post, record_type: str, time_field: str, status: DeliveryStatus
+def test_each_recorded_event_is_stored_and_applied(
+    aws: Stage,
+    event: Post,
+    name: str,
+    correlation_id: str,
+    logged: DeliveryStatus,
+    suppressed: dict[str, str],
 ) -> None:
-    body = {
-        "RecordType": record_type,
-        "MessageID": "pm-1",
-        "Recipient": "ann@example.org",
-        time_field: "2026-11-22T10:00:00Z",
-        "Metadata": {"correlation_id": "order-9"},
-        "Tag": None,
-    }
+    response = event(recorded(name))
 
-    assert event(body).status_code == 200
-    [(logged, details)] = history(aws, "order-9")
-    assert (logged, details["postmark_message_id"]) == (status, "pm-1")
+    assert response.status_code == 200
+    assert json.loads(response.body)["status"] == "stored"
+    assert _suppressed(aws) == suppressed
+    [(status, details)] = history(aws, correlation_id)
+    assert status is logged
+    assert details["recipient"] == "ann@example.org"
+    assert len(_objects(aws, "events/")) == 1
 
 
 def test_a_duplicate_is_acknowledged_and_does_not_undo_a_later_reactivation(
