@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from chalicelib.clients.aws import aws_client
 from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
@@ -57,8 +58,8 @@ def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
         ContentType="application/json",
     )
     _apply(event, settings.state_table, dynamodb)
-    # Marked last: a crash before this line replays idempotent writes, and the marker stops
-    # a late duplicate from undoing what a newer event did (a bounce after a reactivation).
+    # Marked last: a crash before this line replays the same writes (same keys, same event
+    # times), and once marked, a duplicate changes nothing at all.
     dynamodb.put_item(
         TableName=settings.state_table,
         Item={
@@ -71,7 +72,7 @@ def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
     return HttpReply(200, {"status": "stored", "record_type": event.raw_record_type})
 
 
-def _apply(event: PostmarkEvent, table: str, dynamodb: object) -> None:
+def _apply(event: PostmarkEvent, table: str, dynamodb: Any) -> None:
     """Suppression list and delivery log changes for ``event`` (idempotent writes)."""
     suppressions = SuppressionList(table, client=dynamodb)
     when = event.occurred_at
