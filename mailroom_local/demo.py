@@ -58,7 +58,7 @@ def send(state_dir: Path, request_file: Path = OUTBOUND_SAMPLE) -> int:
     except (OSError, ValueError) as err:
         print(f"cannot read an outbound request from {request_file}: {err}")
         return 1
-    if request_file == OUTBOUND_SAMPLE:
+    if request_file.resolve() == OUTBOUND_SAMPLE:  # a fresh id, so the sample can go again
         request["correlation_id"] = f"demo-{time.time_ns()}"
     body = json.dumps(request).encode()
     outbound = local["outbound"]

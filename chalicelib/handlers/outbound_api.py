@@ -94,7 +94,9 @@ def _accept_once(signed: str, *, expires_at: int) -> None:
         if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
             raise
         log_event("outbound request refused", event_type=EVENT_TYPE, reason="replayed signature")
-        raise Refused(error(401, "unauthorized", "replayed signature")) from None
+        raise Refused(
+            error(401, "unauthorized", "replayed signature", hint="sign each request afresh")
+        ) from None
 
 
 def _forget(signed: str) -> None:
