@@ -289,3 +289,36 @@ def test_a_request_too_big_for_sns_travels_by_claim_check_and_is_sent_whole(
         next((tmp_path / "postmark").glob(f"message-{accepted['MessageID']}.json")).read_text()
     )
     assert raw["Attachments"][0]["Content"] == content
+
+
+def test_a_send_whose_claim_could_not_be_completed_is_found_later_not_sent_twice(
+    aws: Stage, standin: Standin, sender: Sender
+) -> None:
+    from chalicelib.clients.aws import aws_client
+
+    publish(aws, outbound("order-lost-write"))
+
+    def refuse(**_: Any) -> None:
+        raise RuntimeError("DynamoDB is unavailable")
+
+    events = aws_client("dynamodb").meta.events
+    events.register("before-call.dynamodb.BatchWriteItem", refuse, unique_id="refuse")
+    _, _, error = sender()
+    events.unregister("before-call.dynamodb.BatchWriteItem", unique_id="refuse")
+    assert error is not None
+    assert len(standin.sent()) == 1
+
+    # The claim is still locked; let its lock run out, as time would.
+    boto3.client("dynamodb", region_name=REGION).update_item(
+        TableName=aws.state_table,
+        Key={"PK": {"S": "IDEMPOTENCY#outbound:order-lost-write"}, "SK": {"S": "v1"}},
+        UpdateExpression="SET lock_expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": "0"}},
+    )
+    aws.make_visible("outbound-sender")
+    _, _, error = sender()
+
+    assert error is None
+    assert len(standin.sent()) == 1
+    [(status, details)] = history(aws, "order-lost-write")
+    assert (status, details["found_by"]) == (DeliveryStatus.SENT, "search")
