@@ -23,8 +23,8 @@ REACTIVATED_DAYS = 30
 
 
 def normalise(address: str) -> str:
-    """Lowercased bare address: ``"Ann <Ann@X.org>"`` → ``ann@x.org``."""
-    return address.rsplit("<", 1)[-1].rstrip(">").strip().lower()
+    """Lowercased bare address: ``"Ann <Ann@X.org>"``, ``" <Ann@X.org> "`` → ``ann@x.org``."""
+    return address.strip().rsplit("<", 1)[-1].rstrip(">").strip().lower()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.suppression import normalise
+
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 
 
@@ -99,8 +101,3 @@ class PostmarkInbound(_PostmarkModel):
     @property
     def body(self) -> str:
         return self.html_body or self.text_body
-
-
-def normalise(address: str) -> str:
-    """Lowercased, trimmed address, without angle brackets."""
-    return address.strip().strip("<>").strip().lower()

@@ -18,10 +18,10 @@ def test_added_address_is_filtered_whatever_its_case_or_display_name(aws: Stage)
     suppression = _list(aws)
     suppression.add("Gone@Example.org", reason="HardBounce", source="postmark")
 
-    keep, drop = suppression.filter(["Ann <gone@example.ORG>", "ok@example.org"])
+    keep, drop = suppression.filter(["Ann <gone@example.ORG>", " <GONE@example.org> ", "ok@x.org"])
 
-    assert keep == ["ok@example.org"]
-    assert drop == ["Ann <gone@example.ORG>"]
+    assert keep == ["ok@x.org"]
+    assert drop == ["Ann <gone@example.ORG>", " <GONE@example.org> "]
 
 
 def test_removed_address_is_sendable_again(aws: Stage) -> None:
