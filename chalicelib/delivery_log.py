@@ -14,6 +14,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from chalicelib.errors import error_class
+from chalicelib.logging import log_event
+from chalicelib.settings import Settings
+
 PREFIX = "DELIVERY#"
 
 
@@ -44,6 +48,11 @@ class DeliveryLog:
         self._client = client
         self._ttl_seconds = ttl_days * 86_400
 
+    @classmethod
+    def for_settings(cls, settings: Settings, client: Any) -> DeliveryLog:
+        """The stage's log, whose entries live as long as the idempotency records."""
+        return cls(settings.state_table, client=client, ttl_days=settings.idempotency_ttl_days)
+
     def record(
         self,
         correlation_id: str,
@@ -55,6 +64,16 @@ class DeliveryLog:
         self._client.put_item(
             TableName=self._table, Item=self.item(correlation_id, status, at=at, details=details)
         )
+
+    def record_quietly(self, correlation_id: str, status: DeliveryStatus, **details: str) -> None:
+        """``record`` where the log is a by-product: the message's fate is already settled
+        (queued, sent, dead-lettered), so a failed write is logged, not raised."""
+        try:
+            self.record(correlation_id, status, details=details)
+        except Exception as err:
+            log_event(
+                "delivery log write failed", status=status.value, error_class=error_class(err)
+            )
 
     def item(
         self,

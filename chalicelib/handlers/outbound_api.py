@@ -65,7 +65,10 @@ def _submit(headers: Mapping[str, str], body: bytes) -> HttpReply:
     except BaseException:
         _forget(signed)  # the caller's retry of this very request must not look like a replay
         raise
-    _queued(email.correlation_id)
+    # The message is on its way even if this write fails.
+    DeliveryLog.for_settings(settings, aws_client("dynamodb")).record_quietly(
+        email.correlation_id, DeliveryStatus.QUEUED
+    )
     log_outcome(
         EVENT_TYPE,
         message_id=None,
@@ -107,16 +110,6 @@ def _forget(signed: str) -> None:
         )
     except Exception as err:  # the publish error is the one the caller needs to see
         log_event("could not forget signature", event_type=EVENT_TYPE, error_class=error_class(err))
-
-
-def _queued(correlation_id: str) -> None:
-    """The delivery log's first line; the message is on its way even if this write fails."""
-    try:
-        DeliveryLog(get_settings().state_table, client=aws_client("dynamodb")).record(
-            correlation_id, DeliveryStatus.QUEUED
-        )
-    except Exception as err:
-        log_event("delivery log write failed", event_type=EVENT_TYPE, error_class=error_class(err))
 
 
 submit = guarded(EVENT_TYPE, _submit)

@@ -64,9 +64,7 @@ def _build(settings: Settings) -> _Services:
         settings=settings,
         idempotency=IdempotencyStore.for_settings(settings, dynamodb),
         suppressions=SuppressionList(settings.state_table, client=dynamodb),
-        log=DeliveryLog(
-            settings.state_table, client=dynamodb, ttl_days=settings.idempotency_ttl_days
-        ),
+        log=DeliveryLog.for_settings(settings, dynamodb),
         session=requests.Session(),
     )
 
@@ -180,7 +178,9 @@ class _Batch:
         except InvalidRequest as err:
             if err.correlation_id:  # so "what happened to X" has an answer
                 ctx.correlation_id = err.correlation_id[:128]
-                self._log(err.correlation_id[:128], DeliveryStatus.DEAD_LETTERED, reason=err.reason)
+                self.svc.log.record_quietly(
+                    err.correlation_id[:128], DeliveryStatus.DEAD_LETTERED, reason=err.reason
+                )
             raise
         ctx.correlation_id = email.correlation_id
         key = f"outbound:{email.correlation_id}"
@@ -299,7 +299,7 @@ class _Batch:
 
     def _suppressed(self, prepared: _Prepared) -> str:
         self.svc.idempotency.complete(prepared.key, {"outcome": "suppressed"})
-        self._log(
+        self.svc.log.record_quietly(
             prepared.email.correlation_id,
             DeliveryStatus.SUPPRESSED,
             recipients=", ".join(sorted(prepared.blocked)),
@@ -309,16 +309,7 @@ class _Batch:
     def _failed(self, prepared: _Prepared, err: BaseException) -> BaseException:
         self.svc.idempotency.release_quietly(prepared.key)
         if not is_transient(err):
-            self._log(
+            self.svc.log.record_quietly(
                 prepared.email.correlation_id, DeliveryStatus.DEAD_LETTERED, reason=reason_for(err)
             )
         return err
-
-    def _log(self, correlation_id: str, status: DeliveryStatus, **details: str) -> None:
-        """A delivery log line; the send itself is settled even if this write fails."""
-        try:
-            self.svc.log.record(correlation_id, status, details=details)
-        except Exception as err:
-            log_event(
-                "delivery log write failed", event_type=EVENT_TYPE, error_class=error_class(err)
-            )

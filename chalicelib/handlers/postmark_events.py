@@ -24,7 +24,7 @@ from chalicelib.handlers.http import (
 )
 from chalicelib.logging import log_event, log_outcome
 from chalicelib.models.postmark_events import PostmarkEvent, RecordType
-from chalicelib.settings import get_settings
+from chalicelib.settings import Settings, get_settings
 from chalicelib.suppression import SuppressionList
 
 EVENT_TYPE = "postmark_events_webhook"
@@ -57,7 +57,7 @@ def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
         Body=body,
         ContentType="application/json",
     )
-    _apply(event, settings.state_table, dynamodb)
+    _apply(event, settings, dynamodb)
     # Marked last: a crash before this line replays the same writes (same keys, same event
     # times), and once marked, a duplicate changes nothing at all.
     dynamodb.put_item(
@@ -72,9 +72,9 @@ def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
     return HttpReply(200, {"status": "stored", "record_type": event.raw_record_type})
 
 
-def _apply(event: PostmarkEvent, table: str, dynamodb: Any) -> None:
+def _apply(event: PostmarkEvent, settings: Settings, dynamodb: Any) -> None:
     """Suppression list and delivery log changes for ``event`` (idempotent writes)."""
-    suppressions = SuppressionList(table, client=dynamodb)
+    suppressions = SuppressionList(settings.state_table, client=dynamodb)
     when = event.occurred_at
     kind = event.record_type
     if kind is RecordType.SPAM_COMPLAINT or (
@@ -92,7 +92,7 @@ def _apply(event: PostmarkEvent, table: str, dynamodb: Any) -> None:
         details = {"recipient": event.address, "postmark_message_id": event.message_id}
         if event.type:
             details["type"] = event.type
-        DeliveryLog(table, client=dynamodb).record(
+        DeliveryLog.for_settings(settings, dynamodb).record(
             event.correlation_id, status, at=when, details=details
         )
 
