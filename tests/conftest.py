@@ -38,6 +38,17 @@ def serve_wsgi(app: Any) -> Iterator[str]:
     server.shutdown()
 
 
+def postmark_message(to: str, correlation_id: str = "c-1") -> dict[str, Any]:
+    """A minimal Postmark message object carrying mailroom's correlation id."""
+    return {
+        "From": "app@example.com",
+        "To": to,
+        "Subject": "Hi",
+        "TextBody": "Hello",
+        "Metadata": {"correlation_id": correlation_id},
+    }
+
+
 def _reset() -> None:
     reset_clients()
     reset_secrets()

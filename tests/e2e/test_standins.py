@@ -6,13 +6,12 @@ import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from mailroom_local import gmail, postmark
-from tests.conftest import serve_wsgi
+from tests.conftest import postmark_message, serve_wsgi
 
 TOKEN = "pm-token"
 JSON = {"X-Postmark-Server-Token": TOKEN, "Accept": "application/json"}
@@ -30,24 +29,18 @@ def gm(tmp_path: Path) -> Iterator[str]:
     )
 
 
-def _message(to: str, correlation_id: str = "c-1") -> dict[str, Any]:
-    return {
-        "From": "app@example.com",
-        "To": to,
-        "Subject": "Hi",
-        "TextBody": "Hello",
-        "Metadata": {"correlation_id": correlation_id},
-    }
-
-
 def test_postmark_rejects_a_bad_token_with_error_code_10(pm: str) -> None:
-    answer = requests.post(f"{pm}/email", json=_message("a@x.test"), timeout=5)
+    answer = requests.post(f"{pm}/email", json=postmark_message("a@x.test"), timeout=5)
     assert (answer.status_code, answer.json()["ErrorCode"]) == (401, 10)
 
 
 def test_postmark_batch_answers_200_with_per_message_errors(pm: str) -> None:
     requests.post(f"{pm}/_control/inactive", json={"addresses": ["gone@x.test"]}, timeout=5)
-    batch = [_message("a@x.test", "c-1"), _message("gone@x.test", "c-2"), {"From": "x"}]
+    batch = [
+        postmark_message("a@x.test", "c-1"),
+        postmark_message("gone@x.test", "c-2"),
+        {"From": "x"},
+    ]
 
     answer = requests.post(f"{pm}/email/batch", json=batch, headers=JSON, timeout=5)
 
@@ -57,8 +50,8 @@ def test_postmark_batch_answers_200_with_per_message_errors(pm: str) -> None:
 
 
 def test_postmark_outbound_search_filters_by_metadata(pm: str) -> None:
-    requests.post(f"{pm}/email", json=_message("a@x.test", "c-1"), headers=JSON, timeout=5)
-    requests.post(f"{pm}/email", json=_message("b@x.test", "c-2"), headers=JSON, timeout=5)
+    requests.post(f"{pm}/email", json=postmark_message("a@x.test", "c-1"), headers=JSON, timeout=5)
+    requests.post(f"{pm}/email", json=postmark_message("b@x.test", "c-2"), headers=JSON, timeout=5)
 
     found = requests.get(
         f"{pm}/messages/outbound",
@@ -74,12 +67,14 @@ def test_postmark_outbound_search_filters_by_metadata(pm: str) -> None:
 def test_faults_fail_the_next_requests_then_heal_and_delays_slow_them(pm: str) -> None:
     requests.post(f"{pm}/_control/faults", json={"status": 503, "count": 2}, timeout=5)
     statuses = [
-        requests.post(f"{pm}/email", json=_message("a@x.test"), headers=JSON, timeout=5).status_code
+        requests.post(
+            f"{pm}/email", json=postmark_message("a@x.test"), headers=JSON, timeout=5
+        ).status_code
         for _ in range(3)
     ]
     requests.post(f"{pm}/_control/faults", json={"delay_ms": 150}, timeout=5)
     started = time.perf_counter()
-    requests.post(f"{pm}/email", json=_message("a@x.test"), headers=JSON, timeout=5)
+    requests.post(f"{pm}/email", json=postmark_message("a@x.test"), headers=JSON, timeout=5)
     slow = time.perf_counter() - started
     requests.delete(f"{pm}/_control/faults", timeout=5)
 

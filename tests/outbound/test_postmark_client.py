@@ -14,7 +14,7 @@ import responses
 from chalicelib.clients.postmark import InactiveRecipients, PostmarkClient, inactive_addresses
 from chalicelib.errors import ProviderAuthError, ProviderPermanentError, ProviderTransientError
 from mailroom_local import postmark
-from tests.conftest import serve_wsgi
+from tests.conftest import postmark_message, serve_wsgi
 
 TOKEN = "pm-token"
 
@@ -24,21 +24,11 @@ def standin(tmp_path: Path) -> Iterator[str]:
     yield from serve_wsgi(postmark.create_app(server_token=TOKEN, state_dir=tmp_path))
 
 
-def _message(to: str, correlation_id: str) -> dict[str, Any]:
-    return {
-        "From": "app@example.com",
-        "To": to,
-        "Subject": "Hi",
-        "TextBody": "Hello",
-        "Metadata": {"correlation_id": correlation_id},
-    }
-
-
 def test_batch_of_ten_is_one_http_call_with_per_message_results(standin: str) -> None:
     requests.post(f"{standin}/_control/inactive", json={"addresses": ["x3@t.test"]}, timeout=5)
     client = PostmarkClient(TOKEN, base_url=standin)
 
-    results = client.send_batch([_message(f"x{i}@t.test", f"c-{i}") for i in range(10)])
+    results = client.send_batch([postmark_message(f"x{i}@t.test", f"c-{i}") for i in range(10)])
 
     calls = requests.get(f"{standin}/_control/messages", timeout=5).json()["messages"]
     assert len(calls) == 9
@@ -50,7 +40,7 @@ def test_batch_of_ten_is_one_http_call_with_per_message_results(standin: str) ->
 
 def test_outbound_search_finds_a_sent_message_by_correlation_id(standin: str) -> None:
     client = PostmarkClient(TOKEN, base_url=standin)
-    sent = client.send(_message("a@t.test", "order-42"))
+    sent = client.send(postmark_message("a@t.test", "order-42"))
 
     found = client.search_outbound({"correlation_id": "order-42"})
 
@@ -59,7 +49,7 @@ def test_outbound_search_finds_a_sent_message_by_correlation_id(standin: str) ->
 
 def test_wrong_token_is_a_configuration_error(standin: str) -> None:
     with pytest.raises(ProviderAuthError):
-        PostmarkClient("wrong", base_url=standin).send(_message("a@t.test", "c"))
+        PostmarkClient("wrong", base_url=standin).send(postmark_message("a@t.test", "c"))
 
 
 @pytest.mark.parametrize(
@@ -81,24 +71,24 @@ def test_statuses_and_error_codes_are_classified(
     responses.add(responses.POST, "https://pm.test/email", status=status, **kwargs)
 
     with pytest.raises(expected):
-        PostmarkClient(TOKEN, base_url="https://pm.test").send(_message("a@t.test", "c"))
+        PostmarkClient(TOKEN, base_url="https://pm.test").send(postmark_message("a@t.test", "c"))
 
 
 @responses.activate
 def test_html_403_from_the_network_layer_is_transient() -> None:
     responses.add(responses.POST, "https://pm.test/email", status=403, body="<html>denied</html>")
     with pytest.raises(ProviderTransientError):
-        PostmarkClient(TOKEN, base_url="https://pm.test").send(_message("a@t.test", "c"))
+        PostmarkClient(TOKEN, base_url="https://pm.test").send(postmark_message("a@t.test", "c"))
 
 
 @responses.activate
 def test_timeout_is_transient() -> None:
     responses.add(responses.POST, "https://pm.test/email", body=requests.Timeout())
     with pytest.raises(ProviderTransientError):
-        PostmarkClient(TOKEN, base_url="https://pm.test").send(_message("a@t.test", "c"))
+        PostmarkClient(TOKEN, base_url="https://pm.test").send(postmark_message("a@t.test", "c"))
 
 
-def test_inactive_addresses_are_parsed_from_the_message() -> None:
+def test_inactive_addresses_are_parsed_from_thepostmark_message() -> None:
     message = (
         "You tried to send to recipient(s) that have been marked as inactive. Found inactive "
         "addresses: A@x.test, b@y.test. Inactive recipients are ones that ..."
@@ -108,8 +98,8 @@ def test_inactive_addresses_are_parsed_from_the_message() -> None:
 
 def test_a_batch_is_split_by_count_and_by_size_in_order() -> None:
     big = "x" * 15_000_000
-    messages = [_message(f"x{i}@t.test", f"c-{i}") | {"TextBody": big} for i in range(5)]
-    messages += [_message(f"y{i}@t.test", f"d-{i}") for i in range(600)]
+    messages = [postmark_message(f"x{i}@t.test", f"c-{i}") | {"TextBody": big} for i in range(5)]
+    messages += [postmark_message(f"y{i}@t.test", f"d-{i}") for i in range(600)]
     with responses.RequestsMock() as postmark:
         postmark.add_callback(
             responses.POST,
