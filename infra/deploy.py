@@ -1,10 +1,11 @@
-"""``python -m infra.deploy --stage <stage>``: template, Chalice, then ReportBatchItemFailures.
+"""``python -m infra.deploy --stage <stage>``: template, Chalice, then the event source mappings.
 
-Steps: check AWS credentials and region; create or update the stack ``mailroom-<stage>``
-from ``infra/template.yaml``; write its outputs into the stage's environment variables in
-``.chalice/config.json``; ``chalice deploy``; set ``FunctionResponseTypes`` on every SQS
-event source mapping listed in ``.chalice/deployed/<stage>.json`` and read it back.
-Re-running is safe. Failures print one line and exit non-zero, never a traceback.
+Steps: check AWS credentials and region (``AWS_REGION`` alone is enough); create or update the
+stack ``mailroom-<stage>`` from ``infra/template.yaml``; write its outputs into the stage's
+environment variables in ``.chalice/config.json``; ``chalice deploy``; on every SQS event source
+mapping listed in ``.chalice/deployed/<stage>.json`` set ``FunctionResponseTypes`` and
+``ScalingConfig.MaximumConcurrency`` and read both back. Re-running is safe. Failures print one
+line and exit non-zero, never a traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "template.yaml"
 CONFIG = ROOT / ".chalice" / "config.json"
 FLAG = "ReportBatchItemFailures"
+# Lambda's bounds for ScalingConfig.MaximumConcurrency on an SQS event source.
+MIN_CONCURRENCY, MAX_CONCURRENCY = 2, 1000
+# A function without reserved concurrency still shares the account's pool; cap its pollers so a
+# burst cannot throttle it (a throttled batch returns with its receive count raised).
+DEFAULT_MAXIMUM_CONCURRENCY = 10
 # Stack output → environment variable the functions read.
 OUTPUT_VARIABLES = {
     "InboundTopicArn": "MAILROOM_INBOUND_TOPIC_ARN",
@@ -93,18 +99,81 @@ def write_environment(config_path: Path, stage: str, outputs: dict[str, str]) ->
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def enable_partial_batch_responses(lambda_client: Any, deployed: dict[str, Any]) -> list[str]:
-    """Set and verify FunctionResponseTypes on every SQS event source; their UUIDs."""
+def use_aws_region() -> None:
+    """Let ``AWS_REGION`` alone name the region: boto3 and Chalice read only AWS_DEFAULT_REGION."""
+    region = os.environ.get("AWS_REGION")
+    if region and not os.environ.get("AWS_DEFAULT_REGION"):
+        os.environ["AWS_DEFAULT_REGION"] = region
+
+
+def maximum_concurrency(config: dict[str, Any], stage: str, function: str) -> int:
+    """The MaximumConcurrency for ``function``'s SQS event source in ``stage``.
+
+    The function's reserved concurrency where one is set (stage over top level, as Chalice
+    reads it): event source mappings do not account for it, so more pollers than reserved
+    instances means throttled batches drifting toward the DLQ. Otherwise a modest default.
+    """
+    reserved = None
+    for scope in (config, config.get("stages", {}).get(stage, {})):
+        settings = scope.get("lambda_functions", {}).get(function, {})
+        if "reserved_concurrency" in settings:
+            reserved = settings["reserved_concurrency"]
+    if reserved is None:
+        return DEFAULT_MAXIMUM_CONCURRENCY
+    if not isinstance(reserved, int) or reserved < MIN_CONCURRENCY:
+        raise DeployError(
+            f"{function}: reserved_concurrency {reserved!r} in stage {stage} is below "
+            f"{MIN_CONCURRENCY}, the least MaximumConcurrency an SQS event source accepts"
+        )
+    return min(reserved, MAX_CONCURRENCY)
+
+
+def _reserved_in_aws(lambda_client: Any, function_arn: str) -> int | None:
+    answer = lambda_client.get_function_concurrency(FunctionName=function_arn)
+    value = answer.get("ReservedConcurrentExecutions")
+    return int(value) if value is not None else None
+
+
+def configure_event_sources(
+    lambda_client: Any, deployed: dict[str, Any], config: dict[str, Any], stage: str
+) -> list[tuple[str, str, int]]:
+    """Set and verify ReportBatchItemFailures and MaximumConcurrency on every SQS event source.
+
+    Returns ``(uuid, function, maximum concurrency)`` per mapping. Generic over every
+    ``on_sqs_message`` handler Chalice deployed; the function is named by the resource
+    (``<function>-sqs-event-source``).
+    """
     done = []
     for resource in deployed.get("resources", []):
         if resource.get("resource_type") != "sqs_event":
             continue
         uuid = resource["event_uuid"]
-        lambda_client.update_event_source_mapping(UUID=uuid, FunctionResponseTypes=[FLAG])
+        function = str(resource.get("name", "")).removesuffix("-sqs-event-source")
+        wanted = maximum_concurrency(config, stage, function)
+        if resource.get("lambda_arn"):
+            # What AWS holds wins over the config file when it is lower (set by hand, say).
+            reserved = _reserved_in_aws(lambda_client, resource["lambda_arn"])
+            if reserved is not None and reserved < wanted:
+                if reserved < MIN_CONCURRENCY:
+                    raise DeployError(
+                        f"{function}: reserved concurrency {reserved} in AWS is below "
+                        f"{MIN_CONCURRENCY}; its queue would be throttled into the DLQ"
+                    )
+                wanted = reserved
+        lambda_client.update_event_source_mapping(
+            UUID=uuid,
+            FunctionResponseTypes=[FLAG],
+            ScalingConfig={"MaximumConcurrency": wanted},
+        )
         mapping = lambda_client.get_event_source_mapping(UUID=uuid)
         if FLAG not in mapping.get("FunctionResponseTypes", []):
             raise DeployError(f"event source mapping {uuid} did not keep {FLAG}")
-        done.append(uuid)
+        kept = (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
+        if kept != wanted:
+            raise DeployError(
+                f"event source mapping {uuid} has MaximumConcurrency {kept}, not {wanted}"
+            )
+        done.append((uuid, function, wanted))
     return done
 
 
@@ -116,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import boto3
 
+        use_aws_region()
         session = boto3.session.Session()
         check_credentials(session)
         outputs = deploy_stack(session.client("cloudformation"), args.stage)
@@ -133,8 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         if not deployed_file.exists():
             raise DeployError(f"{deployed_file} not found: run chalice deploy first")
         deployed = json.loads(deployed_file.read_text())
-        for uuid in enable_partial_batch_responses(session.client("lambda"), deployed):
-            print(f"event source mapping {uuid}: {FLAG} on")
+        config = json.loads(CONFIG.read_text())
+        lambda_client = session.client("lambda")
+        for uuid, function, most in configure_event_sources(
+            lambda_client, deployed, config, args.stage
+        ):
+            print(f"event source mapping {uuid} ({function}): {FLAG} on, MaximumConcurrency {most}")
     except DeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

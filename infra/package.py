@@ -2,9 +2,10 @@
 
 Builds a merge template from ``infra/template.yaml`` (the same resources ``make deploy``
 creates) plus, for every ``on_sqs_message`` handler, ``FunctionResponseTypes:
-[ReportBatchItemFailures]`` and a dependency on the queue created in the same stack,
-then runs ``chalice package --merge-template``. Deploy ``OUT/sam.json`` with
-``aws cloudformation package``/``deploy`` as usual.
+[ReportBatchItemFailures]``, ``ScalingConfig.MaximumConcurrency`` (as ``make deploy`` sets it)
+and a dependency on the queue created in the same stack, then runs ``chalice package
+--merge-template``. Deploy ``OUT/sam.json`` with ``aws cloudformation package``/``deploy`` as
+usual. ``AWS_REGION`` alone is enough.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def merge_template(stage: str) -> dict[str, Any]:
     resources: dict[str, Any] = dict(template["Resources"])
     # What `make deploy` writes into .chalice/config.json from the stack's outputs, the
     # packaged functions read straight from the stack's own resources.
-    from infra.deploy import OUTPUT_VARIABLES
+    from infra.deploy import CONFIG, OUTPUT_VARIABLES, maximum_concurrency
+
+    config = json.loads(CONFIG.read_text())
 
     variables = {
         variable: template["Outputs"][output]["Value"]
@@ -65,7 +68,12 @@ def merge_template(stage: str) -> dict[str, Any]:
         resources[function]["DependsOn"] = [queues[source.queue]]
         resources[function]["Properties"]["Events"] = {
             f"{function}SqsEventSource": {
-                "Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
+                "Properties": {
+                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                    "ScalingConfig": {
+                        "MaximumConcurrency": maximum_concurrency(config, stage, source.name)
+                    },
+                }
             }
         }
     return {
@@ -83,9 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     if not re.fullmatch(r"[a-z][a-z0-9-]{0,19}", args.stage):
         print("error: a stage is lowercase letters, digits and dashes", file=sys.stderr)
         return 2
+    from infra.deploy import DeployError, use_aws_region
+
+    use_aws_region()
+    try:
+        template = merge_template(args.stage)
+    except DeployError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     with tempfile.TemporaryDirectory() as scratch:
         merge = Path(scratch) / "merge-template.json"
-        merge.write_text(json.dumps(merge_template(args.stage), indent=2))
+        merge.write_text(json.dumps(template, indent=2))
         chalice = Path(sys.executable).with_name("chalice")
         done = subprocess.run(
             [

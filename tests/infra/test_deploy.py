@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -71,45 +72,149 @@ def test_stack_outputs_are_written_into_the_stage_config(tmp_path: Path) -> None
     assert env["MAILROOM_STATE_TABLE"] == "mailroom-dev-state"
 
 
-def _function_with_sqs_mapping() -> str:
+def _function_with_sqs_mapping(name: str = "inbound_bridge", reserved: int | None = None) -> str:
     iam = boto3.client("iam", region_name=REGION)
-    role = iam.create_role(
-        RoleName="mailroom-dev",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
-    )["Role"]["Arn"]
+    try:
+        role = iam.get_role(RoleName="mailroom-dev")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        role = iam.create_role(
+            RoleName="mailroom-dev",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )["Role"]["Arn"]
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("app.py", "def handler(event, context):\n    return {}\n")
     lam = boto3.client("lambda", region_name=REGION)
     function = lam.create_function(
-        FunctionName="mailroom-dev-inbound_bridge",
+        FunctionName=f"mailroom-dev-{name}",
         Runtime="python3.11",
         Role=role,
         Handler="app.handler",
         Code={"ZipFile": code.getvalue()},
     )["FunctionArn"]
+    if reserved is not None:
+        lam.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=reserved)
     sqs = boto3.client("sqs", region_name=REGION)
-    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    url = sqs.create_queue(QueueName=f"q-{name}")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
     return str(lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=function)["UUID"])
 
 
+def _deployed(*mappings: tuple[str, str]) -> dict[str, Any]:
+    """``.chalice/deployed/<stage>.json`` as Chalice writes it, for (function, uuid) pairs."""
+    lam = boto3.client("lambda", region_name=REGION)
+    return {
+        "resources": [
+            {"resource_type": "rest_api", "name": "rest_api"},
+            *(
+                {
+                    "resource_type": "sqs_event",
+                    "name": f"{function}-sqs-event-source",
+                    "event_uuid": uuid,
+                    "lambda_arn": lam.get_event_source_mapping(UUID=uuid)["FunctionArn"],
+                }
+                for function, uuid in mappings
+            ),
+        ]
+    }
+
+
+def _config(**reserved: int) -> dict[str, Any]:
+    return {
+        "lambda_functions": {},
+        "stages": {
+            "dev": {
+                "lambda_functions": {
+                    name: {"reserved_concurrency": value} for name, value in reserved.items()
+                }
+            }
+        },
+    }
+
+
 def test_every_sqs_event_source_gets_report_batch_item_failures_and_is_verified() -> None:
     with mock_aws():
         uuid = _function_with_sqs_mapping()
-        deployed = {
-            "resources": [
-                {"resource_type": "rest_api", "name": "rest_api"},
-                {"resource_type": "sqs_event", "name": "inbound_bridge-sqs", "event_uuid": uuid},
-            ]
-        }
+        deployed = _deployed(("inbound_bridge", uuid))
         lam = boto3.client("lambda", region_name=REGION)
 
-        first = deploy.enable_partial_batch_responses(lam, deployed)
-        second = deploy.enable_partial_batch_responses(lam, deployed)  # re-running is safe
+        first = deploy.configure_event_sources(lam, deployed, _config(), "dev")
+        second = deploy.configure_event_sources(lam, deployed, _config(), "dev")  # safe again
 
         mapping = lam.get_event_source_mapping(UUID=uuid)
-    assert first == second == [uuid]
+    assert first == second == [(uuid, "inbound_bridge", deploy.DEFAULT_MAXIMUM_CONCURRENCY)]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_every_sqs_source_is_capped_at_its_functions_reserved_concurrency() -> None:
+    functions = {"inbound_bridge": 20, "outbound_sender": 10, "gmail_forwarder": 3}
+    with mock_aws():
+        uuids = {
+            name: _function_with_sqs_mapping(name, reserved) for name, reserved in functions.items()
+        }
+        uuids["router"] = _function_with_sqs_mapping("router")  # no reserved concurrency
+        lam = boto3.client("lambda", region_name=REGION)
+
+        done = deploy.configure_event_sources(
+            lam, _deployed(*uuids.items()), _config(**functions), "dev"
+        )
+
+        kept = {
+            name: lam.get_event_source_mapping(UUID=uuid)["ScalingConfig"]["MaximumConcurrency"]
+            for name, uuid in uuids.items()
+        }
+    assert kept == {**functions, "router": deploy.DEFAULT_MAXIMUM_CONCURRENCY}
+    assert sorted(function for _, function, _ in done) == sorted(uuids)
+
+
+def test_a_lower_reserved_concurrency_in_aws_wins_over_the_config() -> None:
+    with mock_aws():
+        uuid = _function_with_sqs_mapping("outbound_sender", reserved=4)
+        lam = boto3.client("lambda", region_name=REGION)
+
+        [(_, _, most)] = deploy.configure_event_sources(
+            lam, _deployed(("outbound_sender", uuid)), _config(outbound_sender=10), "dev"
+        )
+
+        kept = lam.get_event_source_mapping(UUID=uuid)["ScalingConfig"]
+    assert most == 4
+    assert kept == {"MaximumConcurrency": 4}
+
+
+@pytest.mark.parametrize("reserved", [0, 1])
+def test_reserved_concurrency_below_two_stops_the_deploy_naming_the_function(
+    reserved: int,
+) -> None:
+    with pytest.raises(deploy.DeployError, match=r"^outbound_sender: reserved_concurrency"):
+        deploy.maximum_concurrency(_config(outbound_sender=reserved), "dev", "outbound_sender")
+
+
+def test_stage_reserved_concurrency_overrides_the_top_level_one() -> None:
+    config = _config(inbound_bridge=20)
+    config["lambda_functions"] = {"inbound_bridge": {"reserved_concurrency": 50}}
+
+    assert deploy.maximum_concurrency(config, "dev", "inbound_bridge") == 20
+    assert deploy.maximum_concurrency(config, "prod", "inbound_bridge") == 50
+
+
+def test_committed_prod_config_caps_every_queue_function_at_its_reservation() -> None:
+    config = json.loads(deploy.CONFIG.read_text())
+    functions = config["stages"]["prod"]["lambda_functions"]
+
+    for name, settings in functions.items():
+        if name != "api_handler" and "reserved_concurrency" in settings:
+            most = deploy.maximum_concurrency(config, "prod", name)
+            assert 2 <= most <= settings["reserved_concurrency"]
+
+
+def test_aws_region_alone_names_the_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "")  # recorded, so the value set below is undone
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+
+    deploy.use_aws_region()
+
+    assert boto3.session.Session().region_name == "eu-west-1"

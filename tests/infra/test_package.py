@@ -13,13 +13,15 @@ from mailroom_local.provision import load_template
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_packaged_template_has_the_flag_on_every_sqs_source_and_passes_cfn_lint(
+def test_packaged_template_has_the_flag_and_the_cap_on_every_sqs_source_and_passes_cfn_lint(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "MAILROOM_STAGE": "dev"}
+    # AWS_REGION alone, as the README says: no AWS_DEFAULT_REGION, no ~/.aws/config.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_REGION="eu-west-1", AWS_CONFIG_FILE=str(tmp_path / "none"))
     subprocess.run(
-        [sys.executable, "-m", "infra.package", "--stage", "dev", str(out)],
+        [sys.executable, "-m", "infra.package", "--stage", "prod", str(out)],
         cwd=ROOT,
         env=env,
         check=True,
@@ -28,9 +30,14 @@ def test_packaged_template_has_the_flag_on_every_sqs_source_and_passes_cfn_lint(
     )
     sam = json.loads((out / "sam.json").read_text())
     queue_names = {
-        logical: spec["Properties"]["QueueName"]["Fn::Sub"].replace("${Stage}", "dev")
+        logical: spec["Properties"]["QueueName"]["Fn::Sub"].replace("${Stage}", "prod")
         for logical, spec in load_template()["Resources"].items()
         if spec["Type"] == "AWS::SQS::Queue"
+    }
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    reserved = {
+        _camel(name): settings.get("reserved_concurrency")
+        for name, settings in config["stages"]["prod"]["lambda_functions"].items()
     }
     sources = [
         (name, event)
@@ -48,10 +55,12 @@ def test_packaged_template_has_the_flag_on_every_sqs_source_and_passes_cfn_lint(
     for variables in functions.values():
         assert variables["MAILROOM_OUTBOUND_TOPIC_ARN"] == {"Ref": "OutboundTopic"}
         assert variables["MAILROOM_MAIL_BUCKET"] == {"Ref": "MailBucket"}
-        assert variables["MAILROOM_STAGE"] == "dev"
+        assert variables["MAILROOM_STAGE"] == "prod"
     for name, event in sources:
         props = event["Properties"]
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        most = props["ScalingConfig"]["MaximumConcurrency"]
+        assert 2 <= most <= (reserved.get(name) or 1000), name
         [queue] = sam["Resources"][name]["DependsOn"]
         assert props["Queue"]["Fn::Sub"].endswith(":" + queue_names[queue])
         assert queue in sam["Resources"]
@@ -62,6 +71,10 @@ def test_packaged_template_has_the_flag_on_every_sqs_source_and_passes_cfn_lint(
         check=False,
     )
     assert lint.returncode == 0, lint.stdout
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def test_committed_policy_files_are_the_generated_ones() -> None:
