@@ -1,10 +1,10 @@
 """The event-source pump: feeds SQS messages to the on_sqs_message handlers as Lambda does.
 
 Handlers are found through the Chalice app object (``app.event_sources``), never a second
-list. Each queue gets one thread that long-polls, builds a Lambda-shaped event, invokes the
-handler and applies Lambda's delete rules (``lambda_rules``). SQS FIFO returns no message of
-a group that still has one in flight, and one thread per queue handles one batch at a
-time, so a message group is never processed out of order.
+list. Each queue gets ``pollers`` threads (as Lambda runs several batches of a queue at
+once) that long-poll, build a Lambda-shaped event, invoke the handler and apply Lambda's
+delete rules (``lambda_rules``). Group order holds because SQS FIFO returns no message of a
+group that still has one in flight; moto needs ``moto_fifo`` for that.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from mailroom_local import lambda_rules
 
 FUNCTION_TIMEOUT_MS = 60_000
+DEFAULT_POLLERS = 4
 
 
 @dataclass
@@ -80,15 +81,24 @@ def pump_once(
 
 
 class Pump:
-    """One polling thread per ``on_sqs_message`` handler of ``app_module``."""
+    """``pollers`` polling threads per ``on_sqs_message`` handler of ``app_module``."""
 
     def __init__(
-        self, app_module: Any, sqs: Any, *, region: str, report_batch_item_failures: bool
+        self,
+        app_module: Any,
+        sqs: Any,
+        *,
+        region: str,
+        report_batch_item_failures: bool,
+        pollers: int = DEFAULT_POLLERS,
     ) -> None:
+        if pollers < 1:
+            raise ValueError("a queue needs at least one poller")
         self._module = app_module
         self._sqs = sqs
         self._region = region
         self._flag = report_batch_item_failures
+        self._pollers = pollers
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -102,14 +112,15 @@ class Pump:
                 "Attributes"
             ]["QueueArn"]
             handler = getattr(self._module, source.name)
-            thread = threading.Thread(
-                target=self._loop,
-                args=(url, arn, handler, source.name, source.batch_size),
-                name=f"pump-{source.name}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
+            for number in range(self._pollers):
+                thread = threading.Thread(
+                    target=self._loop,
+                    args=(url, arn, handler, source.name, source.batch_size),
+                    name=f"pump-{source.name}-{number}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
             started.append(source.name)
         return started
 

@@ -82,6 +82,85 @@ def test_faults_fail_the_next_requests_then_heal_and_delays_slow_them(pm: str) -
     assert slow >= 0.15
 
 
+def _statuses(pm: str, n: int, path: str = "/email") -> list[int]:
+    return [
+        requests.post(
+            f"{pm}{path}", json=postmark_message("a@x.test"), headers=JSON, timeout=5
+        ).status_code
+        for _ in range(n)
+    ]
+
+
+def test_fault_rules_apply_in_order_and_the_control_route_shows_what_is_left(pm: str) -> None:
+    rules = [{"status": 503, "count": 3}, {"status": 400, "count": 1}]
+    set_answer = requests.post(f"{pm}/_control/faults", json={"rules": rules}, timeout=5)
+
+    statuses = _statuses(pm, 2)
+    shown = requests.get(f"{pm}/_control/faults", timeout=5).json()
+    statuses += _statuses(pm, 3)
+
+    assert set_answer.status_code == 200
+    assert statuses == [503, 503, 503, 400, 200]
+    assert [(r["status"], r["left"], r["applied"]) for r in shown["rules"]] == [
+        (503, 1, 2),
+        (400, 1, 0),
+    ]
+
+
+def test_repeating_rules_make_a_service_flap(pm: str) -> None:
+    rules = [{"status": 500, "count": 1}, {"count": 2}]
+    requests.post(f"{pm}/_control/faults", json={"rules": rules, "repeat": True}, timeout=5)
+
+    assert _statuses(pm, 7) == [500, 200, 200, 500, 200, 200, 500]
+
+
+def test_a_rule_limited_to_a_path_lets_other_requests_through_unspent(pm: str) -> None:
+    rule = {"status": 503, "count": 1, "path": "/email/batch"}
+    requests.post(f"{pm}/_control/faults", json={"rules": [rule]}, timeout=5)
+
+    single = _statuses(pm, 1)
+    batch = requests.post(
+        f"{pm}/email/batch", json=[postmark_message("a@x.test")], headers=JSON, timeout=5
+    ).status_code
+
+    assert (single, batch) == ([200], 503)
+
+
+def test_a_delayed_rule_without_status_answers_late_but_does_the_work(pm: str) -> None:
+    requests.post(
+        f"{pm}/_control/faults", json={"rules": [{"delay_ms": 300, "count": 1}]}, timeout=5
+    )
+
+    with pytest.raises(requests.Timeout):
+        requests.post(f"{pm}/email", json=postmark_message("a@x.test"), headers=JSON, timeout=0.1)
+    sent = until_sent(pm, 1)
+
+    assert len(sent) == 1
+
+
+def until_sent(pm: str, n: int) -> list[dict[str, object]]:
+    """The stand-in's sent messages once there are ``n`` (the late request finishes on its own)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        sent = requests.get(f"{pm}/_control/messages", timeout=5).json()["messages"]
+        if len(sent) >= n:
+            return list(sent)
+        time.sleep(0.05)  # polling a server thread, bounded by the deadline
+    raise AssertionError(f"fewer than {n} messages sent")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], {"rules": "x"}, {"rules": [{"status": 99}]}, {"rules": [{"colour": "red"}]}],
+    ids=["list", "rules-not-list", "bad-status", "unknown-key"],
+)
+def test_a_malformed_fault_schedule_is_refused_with_400(pm: str, body: object) -> None:
+    answer = requests.post(f"{pm}/_control/faults", json=body, timeout=5)
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]
+
+
 def test_gmail_token_refresh_then_import_dedupes_on_message_id(gm: str) -> None:
     bad = requests.post(
         f"{gm}/token",
