@@ -4,6 +4,7 @@ a signed outbound request from a JSON file."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,13 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="start the whole pipeline on loopback")
     run.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
     run.add_argument("--api-port", type=int, default=8000, help="0 picks a free port")
+    run.add_argument(
+        "--pollers",
+        type=int,
+        default=int(os.environ.get("MAILROOM_LOCAL_POLLERS", "4")),
+        help="batches each queue's handler runs at once, as Lambda does (default 4, "
+        "or MAILROOM_LOCAL_POLLERS)",
+    )
     run.add_argument(
         "--report-batch-item-failures",
         choices=["on", "off"],
@@ -33,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             args.state_dir,
             api_port=args.api_port,
             report_batch_item_failures=args.report_batch_item_failures == "on",
+            pollers=max(1, args.pollers),
         )
     from mailroom_local import demo
 

@@ -1,7 +1,10 @@
-"""Start the whole pipeline on loopback: moto, FreeScout stand-in, chalice local and the pump.
+"""Start the whole pipeline on loopback: moto, the stand-ins, the HTTP routes and the pump.
 
-Writes ``<state_dir>/local.json`` when everything answers, prints a banner, and stops every
-part on Ctrl-C or SIGTERM. A second start while one runs says so and exits 1.
+Writes ``<state_dir>/local.json`` (addresses, credentials and the functions' environment)
+once its own API answers on the port written there, prints a banner, and stops every part on
+Ctrl-C or SIGTERM. Every start is clean: moto is in memory and the stand-ins' files of the
+previous run are removed. A second start while one runs says so and exits 1; a busy API port
+is one line naming it, exit 3.
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ import importlib
 import json
 import logging
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,9 @@ GMAIL_CLIENT = {
 }
 # Short visibility locally: a retry within seconds, a poison message in its DLQ within a minute.
 LOCAL_VISIBILITY_SECONDS = 3
+# What the stand-ins write for people to read; removed at start so runs do not mix.
+STANDIN_DIRS = ("freescout", "postmark", "gmail")
+PORT_BUSY = 3
 
 
 def free_port() -> int:
@@ -40,20 +49,47 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, deadline: float, process: subprocess.Popen[bytes]) -> None:
+def port_in_use(port: int) -> bool:
+    """True when something holds ``port`` on loopback (bound or answering)."""
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            return True
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _wait_for_api(
+    api_url: str, nonce: str, deadline: float, process: subprocess.Popen[bytes]
+) -> None:
+    """Until the API process we started answers our nonce: another process on the port never
+    passes for ours."""
+    import requests
+
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"error: chalice local exited with code {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if process.returncode == PORT_BUSY:
+                raise SystemExit(PORT_BUSY)  # the API process said which port, in one line
+            raise SystemExit(f"error: the API process exited with code {process.returncode}")
+        try:
+            answer = requests.get(f"{api_url}/_local/ping", timeout=2)
+            if answer.status_code == 200 and answer.text == nonce:
                 return
-        time.sleep(0.1)  # polling a port that is not open yet; bounded by the deadline
-    raise SystemExit("error: chalice local did not start within 60 s")
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)  # polling a process that is starting, bounded by the deadline
+    raise SystemExit("error: the API did not start within 60 s")
 
 
-def spawn(state_dir: Path, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    state_dir: Path, *, env: dict[str, str] | None = None, pollers: int | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``python -m mailroom_local run`` on free ports in a child process, as a user
     would; it is up once ``state_dir/local.json`` exists."""
+    extra = [] if pollers is None else ["--pollers", str(pollers)]
     return subprocess.Popen(
         [
             sys.executable,
@@ -64,6 +100,7 @@ def spawn(state_dir: Path, *, env: dict[str, str] | None = None) -> subprocess.P
             str(state_dir),
             "--api-port",
             "0",
+            *extra,
         ],
         cwd=Path(__file__).resolve().parent.parent,
         env=env,
@@ -90,36 +127,78 @@ def serve(app: Any, port: int = 0) -> Any:
     return server
 
 
-def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> int:
+def start_clean(state_dir: Path) -> None:
+    """Remove what a previous run left: its ``local.json`` and the stand-ins' files."""
+    (state_dir / "local.json").unlink(missing_ok=True)
+    for name in STANDIN_DIRS:
+        shutil.rmtree(state_dir / name, ignore_errors=True)
+
+
+@dataclass
+class _Api:
+    process: subprocess.Popen[bytes]
+    nonce: str
+
+
+def _start_api(port: int, env: dict[str, str]) -> _Api:
+    nonce = secrets.token_hex(16)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailroom_local.api", "--port", str(port), "--stage", STAGE],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**env, "MAILROOM_LOCAL_API_NONCE": nonce},
+    )
+    return _Api(process, nonce)
+
+
+def run(
+    state_dir: Path, *, api_port: int, report_batch_item_failures: bool, pollers: int = 4
+) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     pid_file = state_dir / "stack.pid"
     running = _already_running(pid_file)
     if running is not None:
         print(f"mailroom local stack is already running (pid {running}); stop it first.")
         return 1
+    if api_port and port_in_use(api_port):
+        print(
+            f"error: port {api_port} is already in use; stop what holds it or pick another "
+            "(make run API_PORT=0 takes any free port)",
+            flush=True,
+        )
+        return PORT_BUSY
     pid_file.write_text(str(os.getpid()))
-    (state_dir / "local.json").unlink(missing_ok=True)
+    start_clean(state_dir)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     parts: list[Any] = []
-    chalice: subprocess.Popen[bytes] | None = None
+    api_process: subprocess.Popen[bytes] | None = None
     try:
         import boto3
         from moto.server import ThreadedMotoServer
 
-        from mailroom_local import freescout, gmail, postmark
+        from mailroom_local import freescout, gmail, moto_fifo, postmark
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
 
-        moto_port, freescout_port = free_port(), free_port()
-        postmark_port, gmail_port = free_port(), free_port()
-        api_port = api_port or free_port()
+        moto_fifo.install()  # FIFO groups stay in order through retries, as in SQS
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call is noise
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         parts.append(moto)
-        endpoint = f"http://127.0.0.1:{moto_port}"
+        endpoint = f"http://127.0.0.1:{moto.get_host_and_port()[1]}"
+        # Bound on port 0: no race with other processes for a port picked earlier.
+        standins = {
+            "freescout": serve(freescout.create_app(api_key=FREESCOUT_KEY, state_dir=state_dir)),
+            "postmark": serve(
+                postmark.create_app(server_token=POSTMARK_TOKEN, state_dir=state_dir)
+            ),
+            "gmail": serve(gmail.create_app(state_dir=state_dir, **GMAIL_CLIENT)),
+        }
+        parts.extend(standins.values())
+        freescout_port = standins["freescout"].server_port
+        postmark_port = standins["postmark"].server_port
+        gmail_port = standins["gmail"].server_port
         env = {
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
@@ -162,35 +241,20 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
         env["MAILROOM_OUTBOUND_TOPIC_ARN"] = resources.topics["outbound"]
         env["MAILROOM_MAIL_BUCKET"] = resources.bucket
         os.environ.update(env)
-        parts.append(
-            serve(freescout.create_app(api_key=FREESCOUT_KEY, state_dir=state_dir), freescout_port)
-        )
-        parts.append(
-            serve(
-                postmark.create_app(server_token=POSTMARK_TOKEN, state_dir=state_dir),
-                postmark_port,
-            )
-        )
-        parts.append(serve(gmail.create_app(state_dir=state_dir, **GMAIL_CLIENT), gmail_port))
 
-        chalice_bin = Path(sys.executable).with_name("chalice")
-        chalice = subprocess.Popen(
-            [
-                str(chalice_bin),
-                "local",
-                # Without this, chalice reloads whenever the stand-ins write under .mailroom/.
-                "--no-autoreload",
-                "--stage",
-                STAGE,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-            ],
-            cwd=Path(__file__).resolve().parent.parent,
-            env={**os.environ, **env},
-        )
-        _wait_for_port(api_port, time.monotonic() + 60, chalice)
+        # The routes as `chalice local` serves them, with a backlog for bursts
+        # (mailroom_local.api); the nonce proves that what answers on the port is ours.
+        for attempt in range(3):
+            port = api_port or free_port()
+            api, api_url = _start_api(port, {**os.environ, **env}), f"http://127.0.0.1:{port}"
+            api_process = api.process
+            try:
+                _wait_for_api(api_url, api.nonce, time.monotonic() + 60, api.process)
+                break
+            except SystemExit as busy:
+                # A free port picked for us was taken meanwhile: pick again.
+                if busy.code != PORT_BUSY or api_port or attempt == 2:
+                    raise
 
         app_module = importlib.import_module("app")
         pump = Pump(
@@ -198,12 +262,13 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             client("sqs"),
             region=REGION,
             report_batch_item_failures=report_batch_item_failures,
+            pollers=pollers,
         )
         handlers = pump.start()
         parts.append(pump)
 
-        api_url = f"http://127.0.0.1:{api_port}"
         local = {
+            "pid": os.getpid(),
             "api_url": api_url,
             "aws_endpoint_url": endpoint,
             "region": REGION,
@@ -234,8 +299,12 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             "bucket": resources.bucket,
             "pump": {
                 "handlers": handlers,
+                "pollers": pollers,
                 "report_batch_item_failures": report_batch_item_failures,
             },
+            # What the functions run with: `chalice local` started by hand reads it
+            # (mailroom_local.attach) to join this stack.
+            "env": env,
         }
         (state_dir / "local.json").write_text(json.dumps(local, indent=2))
         _banner(local, state_dir)
@@ -243,12 +312,12 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
         return 0
     finally:
         print("stopping mailroom local stack", flush=True)
-        if chalice is not None and chalice.poll() is None:
-            chalice.terminate()
+        if api_process is not None and api_process.poll() is None:
+            api_process.terminate()
             try:
-                chalice.wait(timeout=10)
+                api_process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                chalice.kill()
+                api_process.kill()
         for part in reversed(parts):
             (getattr(part, "shutdown", None) or part.stop)()
         (state_dir / "local.json").unlink(missing_ok=True)
@@ -257,6 +326,7 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
 
 def _banner(local: dict[str, Any], state_dir: Path) -> None:
     hook = local["webhook"]
+    pump = local["pump"]
     print(
         f"""
 mailroom local stack is up (state in {state_dir}/, details in {state_dir}/local.json)
@@ -265,7 +335,7 @@ mailroom local stack is up (state in {state_dir}/, details in {state_dir}/local.
   FreeScout stand-in    {local["freescout"]["url"]}
   Postmark stand-in     {local["postmark"]["url"]}
   Gmail stand-in        {local["gmail"]["url"]}
-  pump handlers         {", ".join(local["pump"]["handlers"])}
+  pump handlers         {", ".join(pump["handlers"])} ({pump["pollers"]} pollers each)
 
 Send an email in:
   curl -u {hook["username"]}:{hook["password"]} -H 'Content-Type: application/json' \\
