@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STAGE ?= dev
+# `make run API_PORT=0` takes any free port; POLLERS = batches per queue at once.
+API_PORT ?= 8000
+POLLERS ?= 4
 
 .PHONY: install test lint run demo send deploy bench clean
 
@@ -24,13 +27,14 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-## The one command that runs the whole pipeline locally (Ctrl-C stops it).
+## The one command that runs the whole pipeline locally (Ctrl-C stops it; every start is clean).
 run: $(STAMP)
-	$(BIN)/python -m mailroom_local run
+	$(BIN)/python -m mailroom_local run --api-port $(API_PORT) --pollers $(POLLERS)
 
 demo: $(STAMP)
 	$(BIN)/python -m mailroom_local demo
 
+## Sign and post an outbound request; returns once it is sent, suppressed or dead-lettered.
 send: $(STAMP)
 	$(BIN)/python -m mailroom_local send $(REQUEST)
 

@@ -1,5 +1,6 @@
 """``python -m mailroom_local demo|send``: post sample emails to a running stack (inbound, and
-a signed outbound request), say where each went."""
+a signed outbound request), say where each went; ``send`` returns once the request is settled
+(sent, suppressed or dead-lettered) and says which."""
 
 from __future__ import annotations
 
@@ -74,17 +75,64 @@ def send(state_dir: Path, request_file: Path = OUTBOUND_SAMPLE) -> int:
     print(f"POST /v1/outbound answered {answer.status_code}: {answer.text}", flush=True)
     if answer.status_code != 202:
         return 1
-    correlation_id = request.get("correlation_id")
-    deadline = time.monotonic() + 30
+    correlation_id = str(request.get("correlation_id"))
+    outcome, detail = wait_until_settled(local, correlation_id)
+    print(f"-> {outcome}: {detail}", flush=True)
+    return 0 if outcome in ("sent", "suppressed") else 1
+
+
+def wait_until_settled(
+    local: dict[str, Any], correlation_id: str, *, seconds: float = 60
+) -> tuple[str, str]:
+    """``(outcome, detail)`` as soon as the request is sent, suppressed or dead-lettered.
+
+    The delivery log says which (the sender records each); a dead letter the batch runner
+    moved without a log entry is found by peeking the DLQ (visibility 0, so it stays there).
+    """
+    import boto3
+
+    from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=local["aws_endpoint_url"],
+            region_name=local["region"],
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    log = DeliveryLog(local["tables"]["state"], client=client("dynamodb"))
+    sqs = client("sqs")
+    terminal = {
+        DeliveryStatus.SENT: "sent",
+        DeliveryStatus.SUPPRESSED: "suppressed",
+        DeliveryStatus.DEAD_LETTERED: "dead-lettered",
+    }
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        sent = requests.get(f"{local['postmark']['url']}/_control/messages", timeout=10).json()
-        for message in sent["messages"]:
-            if message["Metadata"].get("correlation_id") == correlation_id:
-                print(f"-> Postmark stand-in accepted it as {message['MessageID']}", flush=True)
-                return 0
-        time.sleep(0.5)  # polling a running stack, bounded by the deadline
-    print("-> not sent yet (see queues.outbound-sender-dlq in local.json)", flush=True)
-    return 1
+        for event in log.history(correlation_id):
+            if event.status in terminal:
+                details = event.details
+                detail = (
+                    details.get("postmark_message_id")
+                    or details.get("reason")
+                    or details.get("recipients")
+                    or event.status.value
+                )
+                return terminal[event.status], detail
+        dead = sqs.receive_message(
+            QueueUrl=local["queues"]["outbound-sender-dlq"],
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        for message in dead:
+            if correlation_id in message["Body"]:
+                reason = message.get("MessageAttributes", {}).get("mailroom_reason", {})
+                return "dead-lettered", reason.get("StringValue", "no reason recorded")
+        time.sleep(0.2)  # polling a running stack, bounded by the deadline
+    return "not settled", f"nothing within {seconds:.0f} s (see queues in local.json)"
 
 
 def run(state_dir: Path) -> int:

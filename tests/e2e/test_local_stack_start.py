@@ -157,3 +157,55 @@ def test_a_restart_starts_clean(tmp_path: Path) -> None:
     local_stack.start_clean(tmp_path)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def _send(stack: dict[str, Any], tmp_path: Path, to: str) -> subprocess.CompletedProcess[str]:
+    request = {
+        "correlation_id": f"send-{uuid.uuid4()}",
+        "from": "Shop <shop@example.com>",
+        "to": to,
+        "subject": "Your receipt",
+        "text_body": "Thanks",
+    }
+    request_file = tmp_path / "request.json"
+    request_file.write_text(json.dumps(request))
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mailroom_local",
+            "send",
+            str(request_file),
+            "--state-dir",
+            stack["state_dir"],
+        ],
+        cwd=ROOT,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def test_make_send_returns_once_sent_and_says_so(stack: dict[str, Any], tmp_path: Path) -> None:
+    done = _send(stack, tmp_path, "ann@example.org")
+
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("-> sent: ")
+
+
+def test_make_send_says_when_the_recipient_is_suppressed(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    from chalicelib.suppression import SuppressionList
+    from tests.e2e.conftest import aws_client
+
+    address = f"gone-{uuid.uuid4().hex[:8]}@example.org"
+    suppressions = SuppressionList(stack["tables"]["state"], client=aws_client(stack, "dynamodb"))
+    suppressions.add(address, reason="hard bounce", source="test")
+
+    done = _send(stack, tmp_path, address)
+
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("-> suppressed: ")
