@@ -4,7 +4,7 @@ Handlers are found through the Chalice app object (``app.event_sources``), never
 list. Each queue gets ``pollers`` threads (as Lambda runs several batches of a queue at
 once) that long-poll, build a Lambda-shaped event, invoke the handler and apply Lambda's
 delete rules (``lambda_rules``). Group order holds because SQS FIFO returns no message of a
-group that still has one in flight; moto needs ``moto_fifo`` for that.
+group that still has one in flight; moto needs ``moto_sqs`` for that.
 """
 
 from __future__ import annotations

@@ -177,11 +177,11 @@ def run(
         import boto3
         from moto.server import ThreadedMotoServer
 
-        from mailroom_local import freescout, gmail, moto_fifo, postmark
+        from mailroom_local import freescout, gmail, moto_sqs, postmark
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
 
-        moto_fifo.install()  # FIFO groups stay in order through retries, as in SQS
+        moto_sqs.install()  # FIFO groups stay in order through retries, as in SQS
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call is noise
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()

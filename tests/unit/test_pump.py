@@ -10,7 +10,7 @@ import pytest
 
 from chalicelib.batch import LogContext, SqsRecord, process_batch
 from chalicelib.errors import TransientError
-from mailroom_local import moto_fifo
+from mailroom_local import moto_sqs
 from mailroom_local.pump import Pump, pump_once
 from tests.conftest import REGION, Stage
 
@@ -18,7 +18,7 @@ from tests.conftest import REGION, Stage
 @pytest.fixture
 def fifo_order() -> Any:
     """moto with the local stack's FIFO group-order patch, undone afterwards."""
-    undo = moto_fifo.install()
+    undo = moto_sqs.install()
     yield
     undo()
 
@@ -129,7 +129,7 @@ def test_pump_keeps_a_groups_order_through_a_retry(aws: Stage, fifo_order: None)
 
 
 def test_moto_alone_hands_out_the_last_held_back_message_first(aws: Stage) -> None:
-    """Why ``moto_fifo`` exists: without it, the group above comes back a7 first."""
+    """Why ``moto_sqs`` exists: without it, the group above comes back a7 first."""
     _send(aws, "a1", "a2", "a3")
     sqs = boto3.client("sqs", region_name=REGION)
     url = aws.queues["inbound-bridge"].url
