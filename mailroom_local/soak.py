@@ -56,6 +56,7 @@ class Report:
     unsettled_in_queues: int = 0
     webhook_retries: int = 0
     seconds: float = 0.0
+    posting_seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
 
     @property
@@ -83,7 +84,8 @@ class Report:
             f"reasonless dead letters {self.reasonless} (all must be 0)",
             f"still queued at the deadline: {self.unsettled_in_queues}; "
             f"webhook retries: {self.webhook_retries}",
-            f"throughput {self.throughput:.1f} msgs/s end to end over {self.seconds:.1f} s; "
+            f"throughput {self.throughput:.1f} msgs/s end to end over {self.seconds:.1f} s "
+            f"(posting took {self.posting_seconds:.1f} s); "
             f"latency (webhook 200 -> FreeScout, request 202 -> Postmark) "
             f"p50 {self.percentile(0.5):.0f} ms, p95 {self.percentile(0.95):.0f} ms",
         ]
@@ -330,6 +332,7 @@ class Soak:
             self.clear_faults()
         self._observe(sqs, deep=True)
         self.report.seconds = max(self.settled_at.values(), default=started) - started
+        self.report.posting_seconds = max(self.posted.values(), default=started) - started
         self._judge(sqs)
         return self.report
 

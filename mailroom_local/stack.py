@@ -135,6 +135,37 @@ def start_clean(state_dir: Path) -> None:
 
 
 @dataclass
+class _Moto:
+    """moto with the local stack's SQS patches, in its own process (mailroom_local.moto_process)."""
+
+    process: subprocess.Popen[str]
+    port: int
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _start_moto() -> _Moto:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailroom_local.moto_process"],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().split()  # "port <n>" once it listens
+    if len(line) != 2 or line[0] != "port":
+        process.kill()
+        raise SystemExit("error: the embedded AWS (moto) did not start")
+    return _Moto(process, int(line[1]))
+
+
+@dataclass
 class _Api:
     process: subprocess.Popen[bytes]
     nonce: str
@@ -175,18 +206,15 @@ def run(
     api_process: subprocess.Popen[bytes] | None = None
     try:
         import boto3
-        from moto.server import ThreadedMotoServer
 
-        from mailroom_local import freescout, gmail, moto_sqs, postmark
+        from mailroom_local import freescout, gmail, postmark
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
 
-        moto_sqs.install()  # FIFO groups stay in order through retries, as in SQS
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call is noise
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request is noise
+        moto = _start_moto()
         parts.append(moto)
-        endpoint = f"http://127.0.0.1:{moto.get_host_and_port()[1]}"
+        endpoint = f"http://127.0.0.1:{moto.port}"
         # Bound on port 0: no race with other processes for a port picked earlier.
         standins = {
             "freescout": serve(freescout.create_app(api_key=FREESCOUT_KEY, state_dir=state_dir)),

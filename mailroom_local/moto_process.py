@@ -1,0 +1,39 @@
+"""``python -m mailroom_local.moto_process``: the embedded AWS in a process of its own.
+
+moto is the busiest part of the local stack; in the pump's process it competed with the
+handlers for one interpreter lock. Runs moto's server with ``moto_sqs``'s patches on a free
+loopback port, prints ``port <n>`` once it listens, and stops on SIGTERM or when its parent
+closes stdin.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+
+def main() -> int:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    from mailroom_local import moto_sqs
+
+    moto_sqs.install()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call is noise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    # The parent holds our stdin; if it dies without stopping us, reading it ends.
+    threading.Thread(target=lambda: (sys.stdin.read(), stopping.set()), daemon=True).start()
+    print(f"port {server.get_host_and_port()[1]}", flush=True)
+    stopping.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
