@@ -108,6 +108,8 @@ class Soak:
         self.inbound, self.outbound, self.mailboxes = inbound, outbound, mailboxes
         self.run_id = uuid.uuid4().hex[:8]
         self.http = requests.Session()
+        pool = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+        self.http.mount("http://", pool)
         self.posted: dict[str, float] = {}  # marker -> when the edge accepted it
         self.seen: dict[str, float] = {}  # marker -> when first delivered or sent
         self.settled_at: dict[str, float] = {}  # marker -> when first seen settled, any way
