@@ -1,20 +1,37 @@
-"""Cold-start import time: `app` for each function versus a bare `import boto3`, fresh processes.
+"""Cold start: import time of `app` per function versus `import boto3`, and each function's
+cold first invocation (import + clients + one small event), fresh processes.
 
-Each figure is the median (and the minimum) of N fresh interpreters, the cases taking turns
-so a machine that slows down affects all alike (`python -X importtime` is not used: it
+Each import figure is the median (and the minimum) of N fresh interpreters, the cases taking
+turns so a machine that slows down affects all alike (`python -X importtime` is not used: it
 slows imports unevenly). "app" is what every Lambda function of the app imports at init;
-"app + <pipeline>" adds the handler module that function imports on its first event, which
-is what a cold request really waits for. Target (issue 2): at most 1.3 times boto3.
+"app + <pipeline>" adds the handler module that function imports on its first event.
+Target (issue 2): at most 1.3 times boto3.
+
+The cold first invocation is timed in a fresh interpreter from before `import app` to the
+handler's answer, against moto and the stand-ins served by this process: the API function
+with a Postmark inbound post and a signed outbound request, and every `on_sqs_message`
+function with the message the API call queued (a function without a sample gets one
+malformed record, which it dead-letters).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 import statistics
 import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "tests" / "events" / "postmark_inbound_basic.json"
 RUNS = 15
 
 CASES = {
@@ -65,6 +82,233 @@ def measure() -> dict[str, tuple[float, float] | None]:
     }
 
 
+INVOKE_RUNS = 5
+
+CHILD = """
+import json, sys, time
+event = json.loads(open(sys.argv[1]).read())
+kind, name = sys.argv[2], sys.argv[3]
+
+
+class Context:
+    function_name = name
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + name
+    aws_request_id = "cold-start"
+    deadline = time.monotonic() + 60
+
+    def get_remaining_time_in_millis(self):
+        return int((self.deadline - time.monotonic()) * 1000)
+
+
+t = time.perf_counter()
+import app
+handler = app.app if kind == "api" else getattr(app, name)
+answer = handler(event, Context())
+ms = (time.perf_counter() - t) * 1000
+print(json.dumps({"ms": ms, "answer": answer}, default=str))
+"""
+
+
+def _api_event(path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """An API Gateway proxy event, as Lambda hands it to the API function."""
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": "POST",
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": path,
+            "httpMethod": "POST",
+            "path": f"/api{path}",
+            "stage": "api",
+            "requestId": "cold-start",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def _invoke(kind: str, name: str, event: dict[str, Any], env: dict[str, str]) -> tuple[float, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(event, handle)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, handle.name, kind, name],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+    finally:
+        Path(handle.name).unlink()
+    if out.returncode != 0:
+        raise SystemExit(f"{name}: the cold invocation failed: {out.stderr.strip()[-500:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(result["ms"]), result["answer"]
+
+
+def invocations() -> None:
+    """Each function's cold first invocation against moto and the stand-ins (median, min)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from chalicelib.auth import sign
+    from mailroom_local import freescout, lambda_rules, moto_sqs, postmark
+    from mailroom_local.provision import provision
+    from mailroom_local.stack import serve
+
+    moto_sqs.install()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    endpoint = f"http://127.0.0.1:{moto.get_host_and_port()[1]}"
+    state = Path(tempfile.mkdtemp(prefix="mailroom-cold-"))
+    fs = serve(freescout.create_app(api_key="k", state_dir=state))
+    pm = serve(postmark.create_app(server_token="t", state_dir=state))
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    resources = provision(
+        client,
+        "bench",
+        secrets={
+            "postmark/webhook-basic-auth": "u:p",
+            "freescout/api-key": "k",
+            "postmark/server-token": "t",
+            "outbound/signing-secret": "s",
+        },
+        default_route={"pattern": "*", "action": "freescout", "target": "1", "description": ""},
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MAILROOM_STAGE": "bench",
+        "MAILROOM_LOG_LEVEL": "ERROR",
+        "MAILROOM_AWS_ENDPOINT_URL": endpoint,
+        "MAILROOM_FREESCOUT_URL": f"http://127.0.0.1:{fs.server_port}",
+        "MAILROOM_POSTMARK_API_URL": f"http://127.0.0.1:{pm.server_port}",
+        "MAILROOM_INBOUND_TOPIC_ARN": resources.topics["inbound"],
+        "MAILROOM_OUTBOUND_TOPIC_ARN": resources.topics["outbound"],
+        "MAILROOM_MAIL_BUCKET": resources.bucket,
+    }
+    sqs = client("sqs")
+    auth = "Basic " + base64.b64encode(b"u:p").decode()
+    times: dict[str, list[float]] = {}
+    functions = _sqs_functions()
+    for run in range(INVOKE_RUNS):
+        email = json.loads(SAMPLE.read_text())
+        email["MessageID"] = f"cold-{run}-{time.time_ns()}"
+        email["To"] = f"cold{run}@example.com"
+        inbound = json.dumps(email).encode()
+        request = {
+            "correlation_id": f"cold-{run}-{time.time_ns()}",
+            "from": "Shop <shop@example.com>",
+            "to": f"cold{run}@example.org",
+            "subject": "Cold",
+            "text_body": "Hello",
+        }
+        outbound = json.dumps(request).encode()
+        calls = [
+            (
+                "api_handler: inbound webhook",
+                _api_event(
+                    "/webhooks/postmark/inbound",
+                    inbound,
+                    {"Content-Type": "application/json", "Authorization": auth},
+                ),
+            ),
+            (
+                "api_handler: outbound API",
+                _api_event(
+                    "/v1/outbound",
+                    outbound,
+                    {
+                        "Content-Type": "application/json",
+                        "X-Mailroom-Signature": sign(outbound, "s"),
+                    },
+                ),
+            ),
+        ]
+        for label, event in calls:
+            ms, answer = _invoke("api", "api_handler", event, env)
+            if answer.get("statusCode") not in (200, 202):
+                raise SystemExit(f"{label} answered {answer.get('statusCode')}: {answer}")
+            times.setdefault(label, []).append(ms)
+        for name, queue in functions.items():
+            url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            messages = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=1,
+                WaitTimeSeconds=2,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if messages:
+                records = [lambda_rules.to_lambda_record(messages[0], arn, "us-east-1")]
+                label = name
+            else:  # no sample for this function: one malformed record, dead-lettered
+                fake = {
+                    "MessageId": str(uuid.uuid4()),
+                    "ReceiptHandle": "x",
+                    "Body": "{}",
+                    "Attributes": {"MessageGroupId": "cold", "SequenceNumber": "1"},
+                }
+                records = [lambda_rules.to_lambda_record(fake, arn, "us-east-1")]
+                label = f"{name} (malformed record)"
+            ms, answer = _invoke("sqs", name, {"Records": records}, env)
+            times.setdefault(label, []).append(ms)
+            for message in messages:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    print(
+        f"cold first invocation (import + clients + one event), {INVOKE_RUNS} fresh processes each:"
+    )
+    for label, values in times.items():
+        print(
+            f"  {label:<34} median {statistics.median(values):7.1f} ms  (min {min(values):6.1f} ms)"
+        )
+    fs.shutdown()
+    pm.shutdown()
+    moto.stop()
+
+
+def _sqs_functions() -> dict[str, str]:
+    """Every on_sqs_message function of the app and its queue, for the bench stage."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import app, json; print(json.dumps({s.name: s.queue for s in "
+            "app.app.event_sources if type(s).__name__ == 'SQSEventConfig'}))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "MAILROOM_STAGE": "bench"},
+    )
+    return dict(json.loads(out.stdout))
+
+
 def main() -> None:
     results = measure()
     if results["boto3"] is None:
@@ -99,3 +343,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    invocations()
