@@ -6,7 +6,8 @@ must be 0), throughput and p50/p95 latency.
     .venv/bin/python bench/soak.py --state-dir .mailroom   # against a running `make run`
 
 Target (issue 8): at least 50 msgs/s end to end locally with concurrent pollers. Exit code 1
-when anything was lost, doubled or dead-lettered without a reason.
+when anything was lost, doubled or dead-lettered without a reason, or had not settled by the
+deadline (``--settle-seconds``).
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ def main() -> int:
         print(line)
     verdict = "met" if report.throughput >= TARGET_MSGS_PER_SECOND else "missed"
     print(f"target >= {TARGET_MSGS_PER_SECOND} msgs/s: {verdict}")
-    for name, markers in (("lost", report.lost), ("doubled", report.doubled)):
+    for name, markers in (
+        ("lost", report.lost),
+        ("doubled", report.doubled),
+        ("not settled", report.unsettled),
+    ):
         if markers:
             print(f"{name}: {', '.join(markers[:20])}{' ...' if len(markers) > 20 else ''}")
     return 0 if report.ok else 1
