@@ -24,5 +24,6 @@ def test_flapping_providers_lose_nothing_double_nothing_and_dead_letter_with_rea
     assert report.lost == [], summary
     assert report.doubled == [], summary
     assert report.reasonless == 0, summary
+    assert report.unsettled == [], summary
     assert report.delivered + sum(report.dead_lettered.values()) >= 1, summary
     assert time.monotonic() - started < 90, summary
