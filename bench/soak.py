@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--inbound", type=int, default=500)
     parser.add_argument("--outbound", type=int, default=200)
     parser.add_argument("--pollers", type=int, default=4)
-    parser.add_argument("--settle-seconds", type=float, default=300)
+    parser.add_argument("--settle-seconds", type=float, default=900)
     parser.add_argument("--no-faults", action="store_true", help="the same load, no flapping")
     parser.add_argument("--state-dir", type=Path, help="a running stack's (default: start one)")
     args = parser.parse_args()
