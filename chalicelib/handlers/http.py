@@ -130,8 +130,11 @@ def _log_answer(
 def check_size(headers: Mapping[str, str], body: bytes) -> None:
     """Refuse with 413 a body (or a declared Content-Length) over the configured limit."""
     limit = get_settings().max_webhook_bytes
-    declared = header(headers, "Content-Length")
-    if len(body) > limit or (declared is not None and declared.isdigit() and int(declared) > limit):
+    declared = header(headers, "Content-Length") or ""
+    # ASCII digits only (int() also takes "¹²" and "1_0"); a 20-digit length is over any limit.
+    if declared.isascii() and declared.isdigit() and len(declared) > 20:
+        declared = str(limit + 1)
+    if len(body) > limit or (declared.isascii() and declared.isdigit() and int(declared) > limit):
         raise Refused(error(413, "payload_too_large", f"body exceeds {limit} bytes"))
 
 

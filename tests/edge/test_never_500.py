@@ -4,6 +4,7 @@ app.py calls, answer 2xx or a 4xx JSON error, and whatever is accepted parses in
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -106,5 +107,38 @@ def test_any_json_is_answered_2xx_or_4xx(aws: Stage, post: Post, path: str) -> N
     @given(body=serialised(JSON_VALUES | near_valid(path)) | deep().map(str.encode))
     def check(body: bytes) -> None:
         _check(aws, path, post(path, body))
+
+    check()
+
+
+LATIN1 = st.text(st.characters(max_codepoint=255), max_size=60)
+NUMBERS = (
+    st.integers().map(str)
+    | st.text("0123456789¹²³_ -", min_size=1, max_size=20)
+    | st.text("0123456789", min_size=300, max_size=4200)
+)
+NOW = st.builds(lambda: str(int(time.time())))
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_any_credential_and_length_headers_are_answered_2xx_or_4xx(
+    aws: Stage, client: Any, path: str
+) -> None:
+    body = json.dumps(valid_body(path)).encode()
+
+    @PROPERTY
+    @given(
+        authorization=LATIN1 | LATIN1.map("Basic ".__add__),
+        length=LATIN1 | NUMBERS,
+        signature=LATIN1 | st.builds("t={},v1={}".format, NOW | NUMBERS, LATIN1),
+    )
+    def check(authorization: str, length: str, signature: str) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": authorization,
+            "Content-Length": length,
+            "X-Mailroom-Signature": signature,
+        }
+        _check(aws, path, client.http.post(path, headers=headers, body=body))
 
     check()
