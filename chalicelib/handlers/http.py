@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from chalicelib.auth import basic_auth_ok, header
 from chalicelib.clients.aws import aws_client
-from chalicelib.errors import MailroomError, error_class
+from chalicelib.errors import ConfigurationError, MailroomError, error_class
 from chalicelib.logging import hash_id, log_event
 from chalicelib.models.payload import PayloadRejected
 from chalicelib.secrets import WEBHOOK_BASIC_AUTH, SecretUnavailable, get_secrets
@@ -61,8 +61,9 @@ def error(status: int, code: str, message: str, *, reason: str = "", **details: 
 def guarded(
     event_type: str, handle: Callable[[Mapping[str, str], bytes], HttpReply]
 ) -> Callable[[Mapping[str, str], bytes], HttpReply]:
-    """``handle`` that never raises: 4xx for ``Refused``, 503 when we or AWS are down, 500 for
-    bugs; each answer logged as one line with its status, reason and measured duration.
+    """``handle`` that never raises: 4xx for ``Refused``, 503 when we or AWS are down or a
+    setting is missing, 500 for bugs; each answer logged as one line with its status, reason
+    and measured duration.
 
     Every 5xx is retried by the caller (Postmark retries for hours), so nothing is lost.
     """
@@ -93,6 +94,15 @@ def _failure_reply(err: Exception) -> HttpReply:
         )
     if isinstance(err, MailroomError):
         return error(503, "unavailable", "temporarily unavailable; retry later")
+    if isinstance(err, ConfigurationError):
+        # Our misconfiguration, not the caller's fault nor a bug: 503, so Postmark keeps the
+        # message until the setting is fixed; the log names the variable (a constant).
+        return error(
+            503,
+            "unavailable",
+            "service misconfigured; retry later",
+            reason=f"configuration error: {err.variable}",
+        )
     from botocore.exceptions import BotoCoreError, ClientError
 
     if isinstance(err, BotoCoreError | ClientError):  # AWS said no: an outage

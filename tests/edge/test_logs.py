@@ -136,3 +136,17 @@ def test_a_bug_answers_500_and_logs_at_error_with_its_class(
         "crashed",
         "ZeroDivisionError",
     )
+
+
+def test_a_missing_setting_answers_503_and_logs_the_variable_name(
+    aws: Stage, post: Post, lines: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MAILROOM_INBOUND_TOPIC_ARN")
+    reset_clients()
+
+    response = post(ENDPOINTS[0], _body(ENDPOINTS[0]))
+
+    [line] = lines()
+    assert response.status_code == 503
+    assert line["reason"] == "configuration error: MAILROOM_INBOUND_TOPIC_ARN"
+    assert line["error_class"] == "ConfigurationError"
