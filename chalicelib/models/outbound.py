@@ -40,6 +40,12 @@ HEADER_NAME = "^[!-9;-~]+$"
 RESERVED_HEADERS = frozenset(
     {"to", "cc", "bcc", "from", "sender", "reply-to", "return-path", "message-id"}
 )
+# The same rule for JSON Schema, whose (ECMA) patterns have no case-insensitive flag.
+_ANY_CASE = (
+    "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in name)
+    for name in sorted(RESERVED_HEADERS)
+)
+RESERVED_PATTERN = f"^({'|'.join(_ANY_CASE)})$"
 
 
 def _no_controls(value: str) -> str:
@@ -100,6 +106,13 @@ class OutboundEmail(BaseModel):
         default_factory=dict,
         description="custom headers; not To, Cc, Bcc, From, Sender, Reply-To, Return-Path "
         "or Message-ID (use the fields)",
+        json_schema_extra={
+            "propertyNames": {
+                "pattern": HEADER_NAME,
+                "maxLength": 100,
+                "not": {"pattern": RESERVED_PATTERN},
+            }
+        },
     )
     attachments: list[OutboundAttachment] = Field(default_factory=list)
     tag: HeaderText | None = Field(default=None, max_length=1000)
