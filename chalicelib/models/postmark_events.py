@@ -77,7 +77,7 @@ class PostmarkEvent(BaseModel):
     def _address_present(self) -> PostmarkEvent:
         if self.record_type is RecordType.UNKNOWN:
             return self
-        if not self.address:
+        if not self.address.strip():
             name = "Email" if self.record_type in _ADDRESS_FIELD else "Recipient"
             raise ValueError(f"{name} is required for {self.record_type.value} events")
         if self.record_type is RecordType.SUBSCRIPTION_CHANGE and self.suppress_sending is None:

@@ -140,3 +140,12 @@ def test_the_event_parser_rejects_what_storage_could_not_hold() -> None:
 
     assert caught.value.fields == ["Email"]
     assert parse_postmark_event(json.dumps(bounce)).address
+
+
+def test_an_event_whose_address_is_blank_is_rejected_not_stored_under_an_empty_key() -> None:
+    bounce = json.loads((EVENTS / "postmark_event_bounce.json").read_text())
+
+    with pytest.raises(PayloadRejected) as caught:
+        parse_postmark_event(json.dumps({**bounce, "Email": "   "}))
+
+    assert "Email is required for Bounce events" in caught.value.reason
