@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: port {args.port} is already in use", file=sys.stderr, flush=True)
             return PORT_BUSY
         raise
+    if os.environ.get(NONCE_VARIABLE):
+        # Started by the stack, which holds our stdin: if it dies without stopping us,
+        # reading ends and we stop too, rather than hold the port.
+        threading.Thread(
+            target=lambda: (sys.stdin.read(), server.server.shutdown()), daemon=True
+        ).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.server.serve_forever()
     return 0

@@ -177,6 +177,7 @@ def _start_api(port: int, env: dict[str, str]) -> _Api:
         [sys.executable, "-m", "mailroom_local.api", "--port", str(port), "--stage", STAGE],
         cwd=Path(__file__).resolve().parent.parent,
         env={**env, "MAILROOM_LOCAL_API_NONCE": nonce},
+        stdin=subprocess.PIPE,  # closed when we exit, however we exit: the API stops too
     )
     return _Api(process, nonce)
 
