@@ -5,9 +5,10 @@ service requests (a rule without ``count`` applies until cleared)::
 
     {"rules": [{"status": 503, "count": 3}, {"status": 400, "count": 1}], "repeat": false}
 
-A rule answers ``status`` with the service's own error body, waits ``delay_ms`` first (then
-answers ``status``, or serves the request normally: an answer later than the client's
-timeout), or neither (pass through, to space faults out). ``"repeat": true`` starts the list
+A rule answers ``status`` with the service's own error body (after ``delay_ms`` if given);
+``delay_ms`` alone serves the request at once and holds the answer back (the work is done,
+the answer comes after the client's timeout); neither passes the request through (to space
+faults out). ``"repeat": true`` starts the list
 again when it runs out, so a service can flap. ``path`` (a prefix) and ``method`` limit a
 rule to matching requests; others pass through without using it up. The older single forms
 ``{"status": 503, "count": 3}`` and ``{"delay_ms": 200}`` still work. ``GET /_control/faults``
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, g, request
 
 ErrorBody = Callable[[int], Any]
 USAGE = (
@@ -146,11 +147,19 @@ def install(app: Flask, error_body: ErrorBody) -> None:
         rule = schedule.take(request.method, request.path)
         if rule is None:
             return None
+        if rule.status is None:
+            g.late_answer_ms = rule.delay_ms  # served now, answered late (hold_answer)
+            return None
         if rule.delay_ms:
             time.sleep(rule.delay_ms / 1000)  # the injected latency itself
-        if rule.status is not None:
-            return error_body(rule.status), rule.status
-        return None
+        return error_body(rule.status), rule.status
+
+    @app.after_request
+    def hold_answer(response: Response) -> Response:
+        delay = g.pop("late_answer_ms", 0)
+        if delay:
+            time.sleep(delay / 1000)  # the work is done; the answer is what comes late
+        return response
 
     @app.post("/_control/faults")
     def set_faults() -> Any:

@@ -45,6 +45,7 @@ def pump_once(
     batch_size: int,
     report_batch_item_failures: bool,
     wait_seconds: int = 1,
+    function_timeout_ms: int = FUNCTION_TIMEOUT_MS,
 ) -> int:
     """Receive one batch, invoke ``handler`` like Lambda, apply the delete rules; batch size."""
     messages = sqs.receive_message(
@@ -60,7 +61,7 @@ def pump_once(
     context = FakeContext(
         function_name=name,
         invoked_function_arn=f"arn:aws:lambda:{region}:123456789012:function:{name}",
-        deadline=time.monotonic() + FUNCTION_TIMEOUT_MS / 1000,
+        deadline=time.monotonic() + function_timeout_ms / 1000,
         aws_request_id=str(uuid.uuid4()),
     )
     result: Any = None
@@ -91,6 +92,7 @@ class Pump:
         region: str,
         report_batch_item_failures: bool,
         pollers: int = DEFAULT_POLLERS,
+        function_timeout_ms: int = FUNCTION_TIMEOUT_MS,
     ) -> None:
         if pollers < 1:
             raise ValueError("a queue needs at least one poller")
@@ -99,6 +101,7 @@ class Pump:
         self._region = region
         self._flag = report_batch_item_failures
         self._pollers = pollers
+        self._timeout_ms = function_timeout_ms
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -136,6 +139,7 @@ class Pump:
                     region=self._region,
                     batch_size=batch_size,
                     report_batch_item_failures=self._flag,
+                    function_timeout_ms=self._timeout_ms,
                 )
             except Exception as err:  # the pump must outlive a broken queue or handler
                 print(f"pump {name}: {type(err).__name__}: {err}", flush=True)

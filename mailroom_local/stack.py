@@ -36,8 +36,11 @@ GMAIL_CLIENT = {
     "client_secret": "local-secret",
     "refresh_token": "local-refresh",
 }
-# Short visibility locally: a retry within seconds, a poison message in its DLQ within a minute.
-LOCAL_VISIBILITY_SECONDS = 3
+# The functions' timeout locally: the pump's deadline and the idempotency lock's expiry alike.
+LOCAL_FUNCTION_TIMEOUT_SECONDS = 10
+# Short visibility locally, so a retry comes within seconds (in AWS it is 6 x the function
+# timeout); longer than one call's 3 s HTTP timeout.
+LOCAL_VISIBILITY_SECONDS = 5
 # What the stand-ins write for people to read; removed at start so runs do not mix.
 STANDIN_DIRS = ("freescout", "postmark", "gmail")
 PORT_BUSY = 3
@@ -239,7 +242,7 @@ def run(
             "MAILROOM_POSTMARK_API_URL": f"http://127.0.0.1:{postmark_port}",
             "MAILROOM_SECRETS_TTL_SECONDS": "5",
             "MAILROOM_ROUTES_CACHE_SECONDS": "5",
-            "MAILROOM_FUNCTION_TIMEOUT_SECONDS": "10",
+            "MAILROOM_FUNCTION_TIMEOUT_SECONDS": str(LOCAL_FUNCTION_TIMEOUT_SECONDS),
             # Stand-ins on loopback answer in milliseconds; a short timeout makes a slow-answer
             # fault (``delay_ms``) look like a real timeout within seconds.
             "MAILROOM_HTTP_TIMEOUT_SECONDS": "3",
@@ -292,6 +295,7 @@ def run(
             region=REGION,
             report_batch_item_failures=report_batch_item_failures,
             pollers=pollers,
+            function_timeout_ms=LOCAL_FUNCTION_TIMEOUT_SECONDS * 1000,
         )
         handlers = pump.start()
         parts.append(pump)
