@@ -70,6 +70,7 @@ def merge_template(stage: str) -> dict[str, Any]:
         }
     return {
         "Parameters": template["Parameters"],
+        "Conditions": template.get("Conditions", {}),
         "Resources": resources,
         "Outputs": template["Outputs"],
     }

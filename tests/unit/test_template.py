@@ -34,10 +34,11 @@ def test_every_consumed_queue_dead_letters_after_five_tries_into_a_14_day_dlq() 
     for props in consumed.values():
         policy = props["RedrivePolicy"]
         assert isinstance(policy, dict)
-        assert policy["maxReceiveCount"] == 5
+        # 5 on the FIFO queues; 30 (a crash-loop backstop) where the handler dead-letters itself.
+        assert policy["maxReceiveCount"] in {5, 30}
         dlq = queues[policy["deadLetterTargetArn"]["Fn::GetAtt"][0]]
         assert dlq["MessageRetentionPeriod"] == 1209600
-        assert dlq["FifoQueue"] is True
+        assert dlq.get("FifoQueue", False) is props.get("FifoQueue", False)
 
 
 def test_every_subscription_has_its_own_dead_letter_queue() -> None:
