@@ -192,7 +192,7 @@ class GmailClient:
         timeout: float = 60.0,
     ) -> None:
         self.mailbox = mailbox
-        self._oauth = oauth
+        self.oauth = oauth
         self._tokens = tokens
         self._http = _SessionHttp(session, api_url, timeout)
         self._service: Any = None
@@ -240,7 +240,7 @@ class GmailClient:
         from googleapiclient.errors import HttpError
 
         for attempt in (1, 2):
-            self._http.token = self._tokens.token(self.mailbox, self._oauth, force=attempt == 2)
+            self._http.token = self._tokens.token(self.mailbox, self.oauth, force=attempt == 2)
             try:
                 return dict(build(self.service()).execute(num_retries=0))
             except HttpError as err:

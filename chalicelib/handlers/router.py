@@ -119,7 +119,9 @@ def dispatch(
     spam_label = options.get("spam_label", "")
     decision = decide(rule.action, mail.verdicts, has_spam_label=bool(spam_label))
     if decision.disposition in {Disposition.DROP, Disposition.REFUSE_BOUNCE}:
-        _audit(audit, mail, recipient, rule, decision)
+        audit_drop(
+            audit, mail, recipient, rule_pattern=rule.pattern, action=rule.action, decision=decision
+        )
         log_event(
             "mail dropped by policy",
             event_type=EVENT_TYPE,
@@ -207,20 +209,28 @@ def _stored(note: SesNotification) -> S3Location:
     return S3Location(bucket=action.bucket_name, key=action.object_key)
 
 
-def _audit(
-    audit: AuditLog, mail: MailRef, recipient: str, rule: RouteRule, decision: Decision
+def audit_drop(
+    audit: AuditLog,
+    mail: MailRef,
+    recipient: str,
+    *,
+    rule_pattern: str,
+    action: RouteAction,
+    decision: Decision,
+    actor: str = ACTOR,
 ) -> None:
+    """The audit record of mail not delivered on purpose: verdicts, rule, time, hashes."""
     verdicts = mail.verdicts.as_strings()
     audit.record(
         "refuse_bounce" if decision.disposition is Disposition.REFUSE_BOUNCE else "drop",
-        actor=ACTOR,
+        actor=actor,
         reason=decision.reason,
         details={
             "source": mail.source.value,
             "message_hash": hash_id(mail.rfc_message_id or mail.provider_message_id) or "",
             "recipient_hash": hash_id(recipient) or "",
-            "rule_hash": hash_id(rule.pattern) or "",
-            "rule_action": rule.action.value,
+            "rule_hash": hash_id(rule_pattern) or "",
+            "rule_action": action.value,
             "condition": decision.condition,
             "received_at": mail.received_at.isoformat(),
             **{f"verdict_{name}": value for name, value in verdicts.items()},

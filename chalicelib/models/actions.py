@@ -22,7 +22,8 @@ from chalicelib.models.inbound_email import (
     EmailSource,
     InboundEmail,
     S3Location,
-    load_ses_email,
+    delivery_key_for,
+    read_raw,
 )
 from chalicelib.models.postmark_inbound import PostmarkInbound
 from chalicelib.models.ses import Verdicts
@@ -59,19 +60,20 @@ class MailRef(BaseModel):
     location: S3Location | None = None  # SES: the raw MIME in S3
     postmark_payload: str | None = None  # Postmark: the payload, or its claim-check pointer
 
-    def load(self, recipient: str) -> InboundEmail:
-        """The normalised email for ``recipient`` (reads S3 or the claim check)."""
+    def load(self, recipient: str) -> tuple[InboundEmail, bytes]:
+        """The normalised email for ``recipient`` and its RFC 5322 bytes (from S3, or rendered
+        from the Postmark payload); malformed input is poison."""
         if self.location is not None:
-            return load_ses_email(
-                {
-                    "bucket": self.location.bucket,
-                    "key": self.location.key,
-                    "recipient": recipient,
-                    "ses_message_id": self.provider_message_id,
-                    "verdicts": self.verdicts.model_dump(),
-                    "envelope_sender": self.envelope_sender,
-                }
+            raw = read_raw(self.location.bucket, self.location.key)
+            email = InboundEmail.from_mime(
+                raw,
+                recipients=[recipient],
+                verdicts=self.verdicts,
+                s3_location=self.location,
+                envelope_sender=self.envelope_sender,
+                provider_message_id=self.provider_message_id,
             )
+            return email, raw
         if self.postmark_payload is None:
             raise PoisonMessageError("request names neither an S3 object nor a Postmark payload")
         payload = claimcheck.check_out(self.postmark_payload)
@@ -79,7 +81,14 @@ class MailRef(BaseModel):
             parsed = PostmarkInbound.model_validate_json(payload)
         except ValidationError as err:
             raise PoisonMessageError("not a Postmark inbound payload") from err
-        return InboundEmail.from_postmark(parsed, recipient)
+        email = InboundEmail.from_postmark(parsed, recipient)
+        return email, email.to_mime()
+
+    def key(self, recipient: str, action: str) -> str:
+        """``delivery_key`` without loading the email (the router passed the Message-ID)."""
+        return delivery_key_for(
+            self.rfc_message_id, self.source, self.provider_message_id, recipient, action
+        )
 
 
 class GmailRequest(BaseModel):

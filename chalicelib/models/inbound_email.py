@@ -197,7 +197,20 @@ class InboundEmail(BaseModel):
 def delivery_key(email: InboundEmail, recipient: str, action: str) -> str:
     """Idempotency key of ``action`` for ``recipient``: the same for a Postmark and an SES copy
     of one RFC Message-ID. Without a Message-ID only the provider's own id can dedupe."""
-    identity = email.rfc_message_id or f"{email.source}:{email.provider_message_id}"
+    return delivery_key_for(
+        email.rfc_message_id, email.source, email.provider_message_id, recipient, action
+    )
+
+
+def delivery_key_for(
+    rfc_message_id: str | None,
+    source: EmailSource,
+    provider_message_id: str,
+    recipient: str,
+    action: str,
+) -> str:
+    """``delivery_key`` from its parts, for a worker that has not loaded the email."""
+    identity = rfc_message_id or f"{source}:{provider_message_id}"
     recipient = normalise(recipient)
     if len(recipient) > _MAX_PLAIN or not recipient.isprintable():
         recipient = _digest(recipient)
