@@ -83,6 +83,7 @@ class Settings:
     idempotency_ttl_days: int
     function_timeout_seconds: int
     signature_tolerance_seconds: int
+    max_attempts: int
     log_level: str
     # SES inbound (issue 9): router → gmail forwarder / bouncer
     gmail_queue_name: str = ""
@@ -137,6 +138,7 @@ class Settings:
             signature_tolerance_seconds=_int(
                 env, "MAILROOM_SIGNATURE_TOLERANCE_SECONDS", 300, minimum=1
             ),
+            max_attempts=_int(env, "MAILROOM_MAX_ATTEMPTS", 5, minimum=1),
             log_level=log_level,
             gmail_queue_name=_str(env, "MAILROOM_GMAIL_QUEUE", f"{prefix}-gmail-forwarder") or "",
             bouncer_queue_name=_str(env, "MAILROOM_BOUNCER_QUEUE", f"{prefix}-bouncer") or "",

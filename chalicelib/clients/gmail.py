@@ -49,9 +49,7 @@ def parameter_name(mailbox: str) -> str:
 
 
 def _transient(reason: str, *, acted: bool, **context: Any) -> ProviderTransientError:
-    err = ProviderTransientError(reason, provider=PROVIDER, **context)
-    setattr(err, "may_have_acted", acted)  # noqa: B010 - ProviderError gains the keyword on main
-    return err
+    return ProviderTransientError(reason, provider=PROVIDER, may_have_acted=acted, **context)
 
 
 @dataclass(frozen=True)

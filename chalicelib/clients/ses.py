@@ -22,9 +22,7 @@ _THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException"}
 
 
 def _transient(reason: str, *, acted: bool, **context: Any) -> ProviderTransientError:
-    err = ProviderTransientError(reason, provider=PROVIDER, **context)
-    setattr(err, "may_have_acted", acted)  # noqa: B010 - ProviderError gains the keyword on main
-    return err
+    return ProviderTransientError(reason, provider=PROVIDER, may_have_acted=acted, **context)
 
 
 @dataclass(frozen=True)
@@ -66,9 +64,9 @@ class SesBouncer:
         from chalicelib.clients.aws import aws_client
 
         if settings.ses_endpoint_url:
-            import boto3
+            from chalicelib.clients.aws import aws_session
 
-            client = boto3.session.Session().client(
+            client = aws_session().client(
                 "ses", region_name=settings.region, endpoint_url=settings.ses_endpoint_url
             )
         else:

@@ -134,7 +134,7 @@ def test_ses_throttling_is_transient_and_a_rejection_is_permanent(
                 Bounce("ses-1", "a@example.com", "5.1.1", "gone", datetime.now(UTC))
             )
     assert caught.value.transient is transient
-    assert getattr(caught.value, "may_have_acted", False) is False
+    assert caught.value.may_have_acted is False
 
 
 def test_bounces_are_paced_to_one_per_second() -> None:
