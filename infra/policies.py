@@ -133,15 +133,24 @@ def policy(stage: str, function: str) -> dict[str, Any]:
 def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
     """SES inbound (issue 9): the router, the Gmail forwarder and the bouncer."""
     prefix = f"mailroom-{stage}"
-    raw = {
-        "Effect": "Allow",
-        "Action": ["s3:GetObject"],
-        "Resource": f"arn:aws:s3:::{prefix}-mail-*/raw/*",
-    }
+    raw: list[dict[str, Any]] = [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": f"arn:aws:s3:::{prefix}-mail-*/raw/*",
+        },
+        {
+            # Without ListBucket a missing raw object answers 403, not 404 ("missing from S3").
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": f"arn:aws:s3:::{prefix}-mail-*",
+            "Condition": {"StringLike": {"s3:prefix": ["raw/*"]}},
+        },
+    ]
     if function == "ses_router":
         return [
             *_consumer(prefix, "ses-inbound", fifo=False),
-            raw,
+            *raw,
             {
                 "Effect": "Allow",
                 "Action": ["dynamodb:Scan"],
@@ -162,11 +171,11 @@ def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
             },
         ]
     if function == "gmail_forwarder":
-        return [*_consumer(prefix, "gmail-forwarder", fifo=False), raw]
+        return [*_consumer(prefix, "gmail-forwarder", fifo=False), *raw]
     if function == "bouncer":
         return [
             *_consumer(prefix, "bouncer", fifo=False),
-            raw,
+            *raw,
             {
                 "Effect": "Allow",
                 "Action": ["ses:SendBounce"],
