@@ -9,7 +9,7 @@ or, for a bounce, ``status=5.1.1;diagnostic=mailbox does not exist``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TypeVar
 
@@ -59,6 +59,21 @@ class MailRef(BaseModel):
     verdicts: Verdicts = Field(default_factory=Verdicts)
     location: S3Location | None = None  # SES: the raw MIME in S3
     postmark_payload: str | None = None  # Postmark: the payload, or its claim-check pointer
+
+    @classmethod
+    def for_postmark(cls, payload: str, parsed: PostmarkInbound) -> MailRef:
+        """The reference the bridge sends for Postmark mail with a gmail or bounce route
+        (``router.dispatch``): the payload claim-checked if large, verdicts from its headers."""
+        email = InboundEmail.from_postmark(parsed, parsed.recipient)
+        return cls(
+            source=EmailSource.POSTMARK,
+            provider_message_id=parsed.message_id,
+            received_at=datetime.now(UTC),
+            envelope_sender=email.envelope_sender,
+            rfc_message_id=email.rfc_message_id,
+            verdicts=email.verdicts,
+            postmark_payload=claimcheck.check_in(payload),
+        )
 
     def load(self, recipient: str) -> tuple[InboundEmail, bytes]:
         """The normalised email for ``recipient`` and its RFC 5322 bytes (from S3, or rendered

@@ -218,8 +218,8 @@ def delivery_key_for(
 
 
 def postmark_verdicts(headers: Sequence[tuple[str, str]]) -> Verdicts:
-    """SPF/DKIM/DMARC as Postmark's receiving MTA wrote them (``Received-SPF``,
-    ``Authentication-Results``); anything not stated is UNKNOWN, i.e. not PASS."""
+    """SPF/DKIM/DMARC and spam as Postmark's receiving MTA wrote them (``Received-SPF``,
+    ``Authentication-Results``, ``X-Spam-Status``); anything not stated is UNKNOWN (not PASS)."""
     found: dict[str, Any] = {}
     for name, value in headers:
         lowered = name.lower()
@@ -228,6 +228,10 @@ def postmark_verdicts(headers: Sequence[tuple[str, str]]) -> Verdicts:
         elif lowered == "authentication-results":
             for method, result in _AUTH_RESULT.findall(value):
                 found.setdefault(method.lower(), result.upper())
+        elif lowered == "x-spam-status" and "spam" not in found:
+            # SpamAssassin's verdict as Postmark passes it: "Yes, score=…" or "No, score=…".
+            answer = value.strip().split(",", 1)[0].strip().lower()
+            found["spam"] = {"yes": "FAIL", "no": "PASS"}.get(answer)
     return Verdicts.model_validate({k: Verdict(v) if v else None for k, v in found.items()})
 
 

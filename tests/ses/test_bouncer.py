@@ -18,8 +18,9 @@ from chalicelib.clients.ses import Bounce, SesBouncer
 from chalicelib.errors import ProviderError
 from chalicelib.handlers import bouncer, router
 from chalicelib.models.actions import BounceRequest, MailRef, enqueue
-from chalicelib.models.inbound_email import EmailSource, postmark_verdicts
+from chalicelib.models.inbound_email import EmailSource
 from chalicelib.models.outbound import OutboundEmail
+from chalicelib.models.postmark_inbound import PostmarkInbound
 from chalicelib.models.ses import SesNotification
 from chalicelib.settings import get_settings
 from mailroom_local import ses
@@ -161,18 +162,9 @@ def test_bounces_are_paced_to_one_per_second() -> None:
 def _postmark_request(spf: str) -> BounceRequest:
     payload = json.loads((EVENTS / "postmark_inbound_basic.json").read_text())
     payload["Headers"].append({"Name": "Received-SPF", "Value": f"{spf} (mx.postmark)"})
-    headers = [(h["Name"], h["Value"]) for h in payload["Headers"]]
+    parsed = PostmarkInbound.model_validate(payload)
     return BounceRequest(
-        recipient="gone@mailroom.test",
-        mail=MailRef(
-            source=EmailSource.POSTMARK,
-            provider_message_id=payload["MessageID"],
-            received_at=datetime.now(UTC),
-            envelope_sender=payload["FromFull"]["Email"],
-            rfc_message_id="<cae-first-4711@mail.example.org>",
-            verdicts=postmark_verdicts(headers),
-            postmark_payload=json.dumps(payload),
-        ),
+        recipient="gone@mailroom.test", mail=MailRef.for_postmark(json.dumps(payload), parsed)
     )
 
 

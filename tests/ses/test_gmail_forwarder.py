@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -15,7 +14,7 @@ from chalicelib.clients.aws import reset_clients
 from chalicelib.clients.gmail import REAUTHORIZE
 from chalicelib.handlers import gmail_forwarder, router
 from chalicelib.models.actions import GmailRequest, MailRef, enqueue
-from chalicelib.models.inbound_email import EmailSource
+from chalicelib.models.postmark_inbound import PostmarkInbound
 from chalicelib.secrets import reset_secrets
 from chalicelib.settings import get_settings
 from mailroom_local import gmail
@@ -154,13 +153,7 @@ def test_postmark_and_ses_copies_of_one_message_are_imported_once(
             recipient="support@example.com",
             mailbox=MAILBOX,
             labels=("INBOX", "UNREAD"),
-            mail=MailRef(
-                source=EmailSource.POSTMARK,
-                provider_message_id=payload["MessageID"],
-                received_at=datetime.now(UTC),
-                rfc_message_id=message_id.lower(),
-                postmark_payload=json.dumps(payload),
-            ),
+            mail=MailRef.for_postmark(json.dumps(payload), PostmarkInbound.model_validate(payload)),
         ),
     )
     receive(mime(message_id=message_id), recipients=["support@example.com"])
