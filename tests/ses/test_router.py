@@ -8,6 +8,7 @@ import boto3
 
 from chalicelib.audit import AuditLog, AuditRecord
 from chalicelib.handlers import router
+from chalicelib.models.inbound_email import load_ses_email
 from chalicelib.settings import get_settings
 from tests.conftest import REGION, Stage
 from tests.ses.conftest import PASSING, Receive, bodies, dlq, mime
@@ -48,6 +49,12 @@ def test_one_email_to_three_recipients_fans_out_to_three_actions(
     assert handed["source"] == "ses"
     assert handed["recipient"] == "support@example.com"
     assert {"bucket", "key", "ses_message_id", "verdicts"} <= set(handed)
+    email = load_ses_email(handed)  # what the bridge does with it
+    assert (email.recipient, email.rfc_message_id) == (
+        "support@example.com",
+        "<m-1@sender.example>",
+    )
+    assert email.verdicts.spf == "PASS"
 
 
 def test_a_bccd_envelope_recipient_is_routed_although_no_header_names_it(
