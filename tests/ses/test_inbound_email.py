@@ -133,3 +133,33 @@ def test_a_postmark_email_renders_as_mime_that_parses_back_the_same() -> None:
     assert again.subject == email.subject
     assert again.html_body.strip() == email.html_body
     assert [a.content for a in again.attachments] == [a.content for a in email.attachments]
+
+
+def test_arbitrary_bytes_parse_or_are_poison_never_another_error() -> None:
+    hypothesis = pytest.importorskip("hypothesis")
+    strategies = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=300, deadline=None)
+    @hypothesis.given(
+        strategies.one_of(
+            strategies.binary(max_size=2000),
+            strategies.binary(max_size=500).map(lambda b: b"From: a@b.example\r\n" + b),
+            strategies.binary(max_size=500).map(
+                lambda b: (
+                    b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n" + b
+                )
+            ),
+        )
+    )
+    def parse(raw: bytes) -> None:
+        try:
+            InboundEmail.from_mime(
+                raw, recipients=["a@b.example"], verdicts=Verdicts(), s3_location=None
+            )
+        except PoisonMessageError as err:
+            reason = err.reason
+        else:
+            reason = "unparseable MIME (parsed)"
+        assert reason.startswith("unparseable MIME")
+
+    parse()
