@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import boto3
+import pytest
 
 from chalicelib.audit import AuditLog, AuditRecord
+from chalicelib.clients.aws import reset_clients
 from chalicelib.handlers import router
 from chalicelib.models.inbound_email import load_ses_email
 from chalicelib.settings import get_settings
@@ -181,14 +183,19 @@ def test_a_notification_that_is_not_ses_is_poison_in_the_dlq(aws: Stage) -> None
     assert _reason(dead).startswith("not an SES receipt notification: mail, receipt")
 
 
-def test_a_router_that_cannot_read_its_rules_leaves_the_message_queued_for_retry(
-    aws: Stage, receive: Receive
+def test_a_router_that_keeps_failing_dead_letters_the_notification_as_exhausted(
+    aws: Stage, receive: Receive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("MAILROOM_MAX_ATTEMPTS", "2")
+    reset_clients()
     receive(mime())
     boto3.client("dynamodb", region_name=REGION).delete_table(TableName=aws.routes_table)
 
-    _, _, error = aws.run_lambda("ses-inbound", router.handle_batch)
-
-    assert error is not None  # the batch runner retries, then dead-letters as exhausted
+    _, _, first = aws.run_lambda("ses-inbound", router.handle_batch)
     aws.make_visible("ses-inbound")
-    assert len(aws.drain(aws.queues["ses-inbound"].url)) == 1
+    aws.run_lambda("ses-inbound", router.handle_batch)
+
+    assert first is not None  # left for SQS to redeliver the first time
+    [dead] = dlq(aws, "ses-inbound")
+    assert dead["MessageAttributes"]["mailroom_disposition"]["StringValue"] == "exhausted"
+    assert aws.drain(aws.queues["ses-inbound"].url) == []
