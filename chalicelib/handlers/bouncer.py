@@ -16,17 +16,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from chalicelib import claimcheck
 from chalicelib.audit import AuditLog
 from chalicelib.batch import LogContext, SqsRecord, process_batch
 from chalicelib.clients.aws import aws_client
 from chalicelib.clients.ses import Bounce, SesBouncer
+from chalicelib.errors import PermanentError
 from chalicelib.handlers.router import audit_drop
 from chalicelib.idempotency import IdempotencyStore, KeyState
 from chalicelib.logging import get_logger, log_event
 from chalicelib.models.actions import BounceRequest, MailRef, parse_request
 from chalicelib.models.inbound_email import EmailSource, InboundEmail, delivery_key
-from chalicelib.models.outbound import OutboundAttachment, OutboundEmail
+from chalicelib.models.outbound import OutboundEmail
 from chalicelib.models.ses import Verdict
 from chalicelib.routing import RouteAction
 from chalicelib.settings import Settings, per_container
@@ -187,30 +190,31 @@ def dsn_message(
         f"Your message could not be delivered to {request.recipient}: {request.diagnostic}"
         f" ({request.status}).\r\n"
     )
-    correlation = "dsn-" + hashlib.sha256(key.encode()).hexdigest()[:40]
-    return OutboundEmail.model_validate(
-        {
-            "correlation_id": correlation,
-            "from": f"Mail Delivery System <{sender}>",
-            "to": [email.envelope_sender],
-            "subject": f"Undelivered Mail Returned to Sender: {email.subject}"[:2000],
-            "text_body": text,
-            "headers": {"Auto-Submitted": "auto-replied", **_reply_headers(email)},
-            "attachments": [
-                OutboundAttachment(
-                    name="delivery-status.txt",
-                    content=base64.b64encode(status_fields.encode()).decode(),
-                    content_type="message/delivery-status",
-                ),
-                OutboundAttachment(
-                    name="original-headers.txt",
-                    content=base64.b64encode(headers.encode("utf-8", "replace")).decode(),
-                    content_type="text/rfc822-headers",
-                ),
-            ],
-            "tag": "dsn",
-        }
-    )
+    fields = {
+        "correlation_id": "dsn-" + hashlib.sha256(key.encode()).hexdigest()[:40],
+        "from": f"Mail Delivery System <{sender}>",
+        "to": [email.envelope_sender],
+        "subject": f"Undelivered Mail Returned to Sender: {email.subject}"[:2000],
+        "text_body": text,
+        "headers": {"Auto-Submitted": "auto-replied", **_reply_headers(email)},
+        "attachments": [
+            {
+                "name": "delivery-status.txt",
+                "content": base64.b64encode(status_fields.encode()).decode(),
+                "content_type": "message/delivery-status",
+            },
+            {
+                "name": "original-headers.txt",
+                "content": base64.b64encode(headers.encode("utf-8", "replace")).decode(),
+                "content_type": "text/rfc822-headers",
+            },
+        ],
+        "tag": "dsn",
+    }
+    try:
+        return OutboundEmail.model_validate(fields)
+    except ValidationError as err:
+        raise PermanentError("cannot address a DSN to the envelope sender") from err
 
 
 def _reply_headers(email: InboundEmail) -> dict[str, str]:
