@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import boto3
 import pytest
@@ -10,7 +11,10 @@ import pytest
 from chalicelib.audit import AuditLog, AuditRecord
 from chalicelib.clients.aws import reset_clients
 from chalicelib.handlers import router
+from chalicelib.models.actions import MailRef
 from chalicelib.models.inbound_email import load_ses_email
+from chalicelib.models.postmark_inbound import PostmarkInbound
+from chalicelib.routing import RouteRule
 from chalicelib.settings import get_settings
 from tests.conftest import REGION, Stage
 from tests.ses.conftest import PASSING, Receive, bodies, dlq, mime
@@ -199,3 +203,36 @@ def test_a_router_that_keeps_failing_dead_letters_the_notification_as_exhausted(
     [dead] = dlq(aws, "ses-inbound")
     assert dead["MessageAttributes"]["mailroom_disposition"]["StringValue"] == "exhausted"
     assert aws.drain(aws.queues["ses-inbound"].url) == []
+
+
+def test_postmark_mail_with_a_gmail_or_bounce_route_is_dispatched_by_the_same_code(
+    aws: Stage,
+) -> None:
+    payload = json.loads(
+        (Path(__file__).parents[1] / "events" / "postmark_inbound_basic.json").read_text()
+    )
+    payload["Headers"][0] = {"Name": "X-Spam-Status", "Value": "Yes, score=9.1"}
+    mail = MailRef.for_postmark(json.dumps(payload), PostmarkInbound.model_validate(payload))
+    settings = get_settings()
+    audit = AuditLog.for_settings(settings, boto3.client("dynamodb", region_name=REGION))
+
+    spam_to_gmail = router.dispatch(
+        mail,
+        "support@mailroom.test",
+        RouteRule(pattern="*", action="gmail", target="g@x.test"),
+        settings,
+        audit,
+    )
+    labelled = router.dispatch(
+        mail,
+        "support@mailroom.test",
+        RouteRule(pattern="*", action="gmail", target="g@x.test;spam_label=Label_9"),
+        settings,
+        audit,
+    )
+
+    assert (spam_to_gmail, labelled) == ("dropped", "gmail")
+    [queued] = bodies(aws, "gmail-forwarder")
+    assert queued["labels"] == ["UNREAD", "Label_9"]
+    assert queued["mail"]["source"] == "postmark"
+    assert [r.reason for r in _audit()] == ["spam"]
