@@ -95,6 +95,7 @@ class Settings:
     gmail_token_url: str = DEFAULT_GMAIL_TOKEN_URL
     gmail_labels: tuple[str, ...] = ("INBOX", "UNREAD")
     bounce_interval_ms: int = 1000
+    gmail_timeout_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -156,6 +157,7 @@ class Settings:
                 if label.strip()
             ),
             bounce_interval_ms=_int(env, "MAILROOM_BOUNCE_INTERVAL_MS", 1000, minimum=0),
+            gmail_timeout_seconds=_int(env, "MAILROOM_GMAIL_TIMEOUT_SECONDS", 60, minimum=1),
         )
 
     @property

@@ -6,7 +6,8 @@ Import de-duplicates on the RFC ``Message-ID`` per user, as Gmail reportedly doe
 error shape. Faults as in ``mailroom_local.faults``, plus ``POST /_control/gmail-faults``:
 ``{"reason": "rateLimitExceeded", "status": 403, "count": 1}`` (the next import requests get
 that error), ``{"revoked": true}`` (the token endpoint answers ``invalid_grant``) and
-``{"fail_after_store": 1, "status": 500}`` (the next import is stored, then answered 500).
+``{"fail_after_store": 1, "status": 500}`` (the next import is stored, then answered 500;
+with ``"delay_ms"`` instead, answered only after that delay, so the client times out).
 ``GET /_control/mailboxes`` counts the imports per mailbox.
 """
 
@@ -17,6 +18,7 @@ import binascii
 import json
 import secrets
 import threading
+import time
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -81,11 +83,15 @@ def create_app(
 
     def after_store(answer: tuple[dict[str, Any], int]) -> Any:
         with lock:
-            if gmail_faults.get("fail_after_store", 0) > 0:
+            armed = gmail_faults.get("fail_after_store", 0) > 0
+            if armed:
                 gmail_faults["fail_after_store"] -= 1
-                return _google_error(
-                    int(gmail_faults.get("status", 500)), "backendError", "Injected"
-                )
+            delay_ms = int(gmail_faults.get("delay_ms", 0))
+        if armed and delay_ms:
+            time.sleep(delay_ms / 1000)  # the injected latency: the client times out
+            return answer
+        if armed:
+            return _google_error(int(gmail_faults.get("status", 500)), "backendError", "Injected")
         return answer
 
     @app.post("/token")

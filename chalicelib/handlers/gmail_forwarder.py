@@ -62,7 +62,7 @@ class _Services:
                 tokens=self.tokens,
                 session=self.session,
                 api_url=self.settings.gmail_api_url,
-                timeout=max(self.settings.http_timeout_seconds, 30),
+                timeout=self.settings.gmail_timeout_seconds,
             )
             self.clients[mailbox] = cached
         return cached

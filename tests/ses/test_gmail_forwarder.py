@@ -130,6 +130,23 @@ def test_an_import_that_failed_after_gmail_stored_it_is_found_not_imported_again
     assert standin.calls("GET /gmail/v1/users/team@gmail.test/messages") == 1
 
 
+def test_an_import_that_timed_out_after_gmail_stored_it_leaves_one_copy(
+    aws: Stage, receive: Receive, standin: Gmail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILROOM_GMAIL_TIMEOUT_SECONDS", "1")
+    reset_clients()
+    standin.faults(fail_after_store=1, delay_ms=2500)  # stored, answered after the timeout
+    receive(mime(message_id="<stored-then-timeout@sender.example>"))
+
+    assert _route_and_forward(aws) is not None
+    aws.make_visible("gmail-forwarder")
+    _, _, error = aws.run_lambda("gmail-forwarder", gmail_forwarder.handle_batch)
+
+    assert error is None
+    assert standin.imported() == {MAILBOX: 1}
+    assert standin.calls("GET /gmail/v1/users/team@gmail.test/messages") == 1
+
+
 def test_malformed_mime_dead_letters_with_the_reason(
     aws: Stage, receive: Receive, standin: Gmail
 ) -> None:
