@@ -8,7 +8,7 @@ STAGE ?= dev
 API_PORT ?= 8000
 POLLERS ?= 4
 
-.PHONY: install test lint run demo send deploy bench clean
+.PHONY: install test lint run demo send receive deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: $(STAMP)
 ## Sign and post an outbound request; returns once it is sent, suppressed or dead-lettered.
 send: $(STAMP)
 	$(BIN)/python -m mailroom_local send $(REQUEST)
+
+## Receive a raw email as SES would: make receive EML=path [TO=a@x,b@y] [VERDICTS=spam=FAIL,spf=missing]
+receive: $(STAMP)
+	$(BIN)/python -m mailroom_local receive $(EML) --to "$(TO)" --verdicts "$(VERDICTS)"
 
 deploy: $(STAMP)
 	$(BIN)/python -m infra.deploy --stage $(STAGE)

@@ -36,6 +36,9 @@ GMAIL_CLIENT = {
     "client_secret": "local-secret",
     "refresh_token": "local-refresh",
 }
+# SES inbound demo: the Gmail mailbox the demo routes import into, and the bounce sender.
+GMAIL_MAILBOX = "demo@gmail.local"
+BOUNCE_SENDER = "mailer-daemon@mailroom.test"
 # The functions' timeout locally: the pump's deadline and the idempotency lock's expiry alike.
 LOCAL_FUNCTION_TIMEOUT_SECONDS = 10
 # Short visibility locally, so a retry comes within seconds (in AWS it is 6 x the function
@@ -211,7 +214,7 @@ def run(
     try:
         import boto3
 
-        from mailroom_local import freescout, gmail, postmark
+        from mailroom_local import freescout, gmail, postmark, ses
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
 
@@ -226,11 +229,13 @@ def run(
                 postmark.create_app(server_token=POSTMARK_TOKEN, state_dir=state_dir)
             ),
             "gmail": serve(gmail.create_app(state_dir=state_dir, **GMAIL_CLIENT)),
+            "ses": serve(ses.create_app()),
         }
         parts.extend(standins.values())
         freescout_port = standins["freescout"].server_port
         postmark_port = standins["postmark"].server_port
         gmail_port = standins["gmail"].server_port
+        ses_port = standins["ses"].server_port
         env = {
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
@@ -246,6 +251,10 @@ def run(
             # Stand-ins on loopback answer in milliseconds; a short timeout makes a slow-answer
             # fault (``delay_ms``) look like a real timeout within seconds.
             "MAILROOM_HTTP_TIMEOUT_SECONDS": "3",
+            "MAILROOM_GMAIL_API_URL": f"http://127.0.0.1:{gmail_port}",
+            "MAILROOM_GMAIL_TOKEN_URL": f"http://127.0.0.1:{gmail_port}/token",
+            "MAILROOM_SES_ENDPOINT_URL": f"http://127.0.0.1:{ses_port}",
+            "MAILROOM_BOUNCE_SENDER": BOUNCE_SENDER,
         }
         os.environ.update(env)
 
@@ -260,6 +269,7 @@ def run(
                 "freescout/api-key": FREESCOUT_KEY,
                 "postmark/server-token": POSTMARK_TOKEN,
                 "outbound/signing-secret": SIGNING_SECRET,
+                "gmail/" + GMAIL_MAILBOX.replace("@", "_at_"): json.dumps(GMAIL_CLIENT),
             },
             visibility_seconds=LOCAL_VISIBILITY_SECONDS,
             default_route={
@@ -321,8 +331,10 @@ def run(
             "gmail": {
                 "url": f"http://127.0.0.1:{gmail_port}",
                 "token_url": f"http://127.0.0.1:{gmail_port}/token",
+                "mailbox": GMAIL_MAILBOX,
                 **GMAIL_CLIENT,
             },
+            "ses": {"url": env["MAILROOM_SES_ENDPOINT_URL"], "bounce_sender": BOUNCE_SENDER},
             "queues": {
                 **{name: q.url for name, q in resources.queues.items()},
                 **{f"{name}-dlq": q.dlq_url for name, q in resources.queues.items()},
@@ -368,6 +380,7 @@ mailroom local stack is up (state in {state_dir}/, details in {state_dir}/local.
   FreeScout stand-in    {local["freescout"]["url"]}
   Postmark stand-in     {local["postmark"]["url"]}
   Gmail stand-in        {local["gmail"]["url"]}
+  SES stand-in          {local["ses"]["url"]}
   pump handlers         {", ".join(pump["handlers"])} ({pump["pollers"]} pollers each)
 
 Send an email in:
@@ -375,6 +388,8 @@ Send an email in:
     -d @tests/events/postmark_inbound_basic.json {hook["url"]}
 Send an email out (signed with the local secret):
   make send   (or: .venv/bin/python -m mailroom_local send <request.json>)
+Receive a raw email as SES would:
+  make receive EML=path/to/mail.eml [TO=address] [VERDICTS=spam=FAIL,spf=missing]
 Postmark events go to {hook["events_url"]} (same credentials).
 Ctrl-C stops everything.""",
         flush=True,
