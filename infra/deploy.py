@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,26 +107,50 @@ def use_aws_region() -> None:
         os.environ["AWS_DEFAULT_REGION"] = region
 
 
-def maximum_concurrency(config: dict[str, Any], stage: str, function: str) -> int:
-    """The MaximumConcurrency for ``function``'s SQS event source in ``stage``.
-
-    The function's reserved concurrency where one is set (stage over top level, as Chalice
-    reads it): event source mappings do not account for it, so more pollers than reserved
-    instances means throttled batches drifting toward the DLQ. Otherwise a modest default.
-    """
+def reserved_concurrency(config: dict[str, Any], stage: str, function: str) -> int | None:
+    """``function``'s reserved concurrency in ``stage`` (stage over top level, as Chalice)."""
     reserved = None
     for scope in (config, config.get("stages", {}).get(stage, {})):
         settings = scope.get("lambda_functions", {}).get(function, {})
         if "reserved_concurrency" in settings:
             reserved = settings["reserved_concurrency"]
+    if reserved is not None and (not isinstance(reserved, int) or reserved < 0):
+        raise DeployError(f"{function}: reserved_concurrency {reserved!r} in stage {stage}")
+    return reserved
+
+
+def maximum_concurrency(reserved: int | None) -> int:
+    """The MaximumConcurrency for an SQS event source whose function reserves ``reserved``.
+
+    The reservation where there is one: event source mappings do not account for it, so more
+    pollers than reserved instances means throttled batches drifting toward the DLQ. AWS's
+    least value is 2 (see ``concurrency_warning``). Without a reservation, a modest default.
+    """
     if reserved is None:
         return DEFAULT_MAXIMUM_CONCURRENCY
-    if not isinstance(reserved, int) or reserved < MIN_CONCURRENCY:
-        raise DeployError(
-            f"{function}: reserved_concurrency {reserved!r} in stage {stage} is below "
-            f"{MIN_CONCURRENCY}, the least MaximumConcurrency an SQS event source accepts"
-        )
-    return min(reserved, MAX_CONCURRENCY)
+    return max(MIN_CONCURRENCY, min(reserved, MAX_CONCURRENCY))
+
+
+def concurrency_warning(function: str, reserved: int | None) -> str | None:
+    """The one line to print when ``reserved`` cannot be honoured (below AWS's least, 2)."""
+    if reserved is None or reserved >= MIN_CONCURRENCY:
+        return None
+    return (
+        f"{function}: reserved concurrency {reserved} is below {MIN_CONCURRENCY}, the least "
+        f"MaximumConcurrency an SQS event source takes; set to {MIN_CONCURRENCY}, so throttled "
+        "batches can return to the queue with their receive count raised (reserve "
+        f"{MIN_CONCURRENCY} or more to rule that out)"
+    )
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """What ``configure_event_sources`` set on one mapping."""
+
+    uuid: str
+    function: str
+    maximum_concurrency: int
+    warning: str | None = None
 
 
 def _reserved_in_aws(lambda_client: Any, function_arn: str) -> int | None:
@@ -136,12 +161,12 @@ def _reserved_in_aws(lambda_client: Any, function_arn: str) -> int | None:
 
 def configure_event_sources(
     lambda_client: Any, deployed: dict[str, Any], config: dict[str, Any], stage: str
-) -> list[tuple[str, str, int]]:
+) -> list[EventSource]:
     """Set and verify ReportBatchItemFailures and MaximumConcurrency on every SQS event source.
 
-    Returns ``(uuid, function, maximum concurrency)`` per mapping. Generic over every
-    ``on_sqs_message`` handler Chalice deployed; the function is named by the resource
-    (``<function>-sqs-event-source``).
+    Generic over every ``on_sqs_message`` handler Chalice deployed; the function is named by
+    the resource (``<function>-sqs-event-source``). A lower reservation in AWS (set by hand,
+    say) wins over the config file.
     """
     done = []
     for resource in deployed.get("resources", []):
@@ -149,17 +174,12 @@ def configure_event_sources(
             continue
         uuid = resource["event_uuid"]
         function = str(resource.get("name", "")).removesuffix("-sqs-event-source")
-        wanted = maximum_concurrency(config, stage, function)
+        reserved = reserved_concurrency(config, stage, function)
         if resource.get("lambda_arn"):
-            # What AWS holds wins over the config file when it is lower (set by hand, say).
-            reserved = _reserved_in_aws(lambda_client, resource["lambda_arn"])
-            if reserved is not None and reserved < wanted:
-                if reserved < MIN_CONCURRENCY:
-                    raise DeployError(
-                        f"{function}: reserved concurrency {reserved} in AWS is below "
-                        f"{MIN_CONCURRENCY}; its queue would be throttled into the DLQ"
-                    )
-                wanted = reserved
+            in_aws = _reserved_in_aws(lambda_client, resource["lambda_arn"])
+            if in_aws is not None and (reserved is None or in_aws < reserved):
+                reserved = in_aws
+        wanted = maximum_concurrency(reserved)
         lambda_client.update_event_source_mapping(
             UUID=uuid,
             FunctionResponseTypes=[FLAG],
@@ -173,7 +193,7 @@ def configure_event_sources(
             raise DeployError(
                 f"event source mapping {uuid} has MaximumConcurrency {kept}, not {wanted}"
             )
-        done.append((uuid, function, wanted))
+        done.append(EventSource(uuid, function, wanted, concurrency_warning(function, reserved)))
     return done
 
 
@@ -205,10 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         deployed = json.loads(deployed_file.read_text())
         config = json.loads(CONFIG.read_text())
         lambda_client = session.client("lambda")
-        for uuid, function, most in configure_event_sources(
-            lambda_client, deployed, config, args.stage
-        ):
-            print(f"event source mapping {uuid} ({function}): {FLAG} on, MaximumConcurrency {most}")
+        for source in configure_event_sources(lambda_client, deployed, config, args.stage):
+            print(
+                f"event source mapping {source.uuid} ({source.function}): {FLAG} on, "
+                f"MaximumConcurrency {source.maximum_concurrency}"
+            )
+            if source.warning:
+                print(f"warning: {source.warning}", file=sys.stderr)
     except DeployError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

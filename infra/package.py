@@ -45,7 +45,13 @@ def merge_template(stage: str) -> dict[str, Any]:
     resources: dict[str, Any] = dict(template["Resources"])
     # What `make deploy` writes into .chalice/config.json from the stack's outputs, the
     # packaged functions read straight from the stack's own resources.
-    from infra.deploy import CONFIG, OUTPUT_VARIABLES, maximum_concurrency
+    from infra.deploy import (
+        CONFIG,
+        OUTPUT_VARIABLES,
+        concurrency_warning,
+        maximum_concurrency,
+        reserved_concurrency,
+    )
 
     config = json.loads(CONFIG.read_text())
 
@@ -62,6 +68,10 @@ def merge_template(stage: str) -> dict[str, Any]:
         if type(source).__name__ != "SQSEventConfig":
             continue
         function = _camel(source.name)
+        reserved = reserved_concurrency(config, stage, source.name)
+        warning = concurrency_warning(source.name, reserved)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         # Chalice already names the queue by ARN (Fn::Sub of the same name this stack
         # creates); a merged Fn::GetAtt would be mixed into that dict, so bind the two by
         # DependsOn instead: the mapping is created after the stack's queue.
@@ -70,9 +80,7 @@ def merge_template(stage: str) -> dict[str, Any]:
             f"{function}SqsEventSource": {
                 "Properties": {
                     "FunctionResponseTypes": ["ReportBatchItemFailures"],
-                    "ScalingConfig": {
-                        "MaximumConcurrency": maximum_concurrency(config, stage, source.name)
-                    },
+                    "ScalingConfig": {"MaximumConcurrency": maximum_concurrency(reserved)},
                 }
             }
         }

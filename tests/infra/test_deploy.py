@@ -147,7 +147,11 @@ def test_every_sqs_event_source_gets_report_batch_item_failures_and_is_verified(
         second = deploy.configure_event_sources(lam, deployed, _config(), "dev")  # safe again
 
         mapping = lam.get_event_source_mapping(UUID=uuid)
-    assert first == second == [(uuid, "inbound_bridge", deploy.DEFAULT_MAXIMUM_CONCURRENCY)]
+    assert (
+        first
+        == second
+        == [deploy.EventSource(uuid, "inbound_bridge", deploy.DEFAULT_MAXIMUM_CONCURRENCY)]
+    )
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
@@ -169,7 +173,8 @@ def test_every_sqs_source_is_capped_at_its_functions_reserved_concurrency() -> N
             for name, uuid in uuids.items()
         }
     assert kept == {**functions, "router": deploy.DEFAULT_MAXIMUM_CONCURRENCY}
-    assert sorted(function for _, function, _ in done) == sorted(uuids)
+    assert sorted(source.function for source in done) == sorted(uuids)
+    assert all(source.warning is None for source in done)
 
 
 def test_a_lower_reserved_concurrency_in_aws_wins_over_the_config() -> None:
@@ -177,29 +182,38 @@ def test_a_lower_reserved_concurrency_in_aws_wins_over_the_config() -> None:
         uuid = _function_with_sqs_mapping("outbound_sender", reserved=4)
         lam = boto3.client("lambda", region_name=REGION)
 
-        [(_, _, most)] = deploy.configure_event_sources(
+        [source] = deploy.configure_event_sources(
             lam, _deployed(("outbound_sender", uuid)), _config(outbound_sender=10), "dev"
         )
 
         kept = lam.get_event_source_mapping(UUID=uuid)["ScalingConfig"]
-    assert most == 4
+    assert source.maximum_concurrency == 4
     assert kept == {"MaximumConcurrency": 4}
 
 
-@pytest.mark.parametrize("reserved", [0, 1])
-def test_reserved_concurrency_below_two_stops_the_deploy_naming_the_function(
-    reserved: int,
-) -> None:
-    with pytest.raises(deploy.DeployError, match=r"^outbound_sender: reserved_concurrency"):
-        deploy.maximum_concurrency(_config(outbound_sender=reserved), "dev", "outbound_sender")
+def test_a_reservation_below_two_gets_awss_least_value_and_a_warning_naming_the_function() -> None:
+    with mock_aws():
+        uuid = _function_with_sqs_mapping("bouncer", reserved=1)
+        lam = boto3.client("lambda", region_name=REGION)
+
+        [source] = deploy.configure_event_sources(
+            lam, _deployed(("bouncer", uuid)), _config(bouncer=1), "dev"
+        )
+
+        kept = lam.get_event_source_mapping(UUID=uuid)["ScalingConfig"]
+    assert kept == {"MaximumConcurrency": 2}
+    assert source.warning is not None
+    assert source.warning.startswith("bouncer: reserved concurrency 1 is below 2")
 
 
 def test_stage_reserved_concurrency_overrides_the_top_level_one() -> None:
     config = _config(inbound_bridge=20)
     config["lambda_functions"] = {"inbound_bridge": {"reserved_concurrency": 50}}
 
-    assert deploy.maximum_concurrency(config, "dev", "inbound_bridge") == 20
-    assert deploy.maximum_concurrency(config, "prod", "inbound_bridge") == 50
+    assert deploy.reserved_concurrency(config, "dev", "inbound_bridge") == 20
+    assert deploy.reserved_concurrency(config, "prod", "inbound_bridge") == 50
+    assert deploy.maximum_concurrency(20) == 20
+    assert deploy.maximum_concurrency(None) == deploy.DEFAULT_MAXIMUM_CONCURRENCY
 
 
 def test_committed_prod_config_caps_every_queue_function_at_its_reservation() -> None:
@@ -207,9 +221,10 @@ def test_committed_prod_config_caps_every_queue_function_at_its_reservation() ->
     functions = config["stages"]["prod"]["lambda_functions"]
 
     for name, settings in functions.items():
-        if name != "api_handler" and "reserved_concurrency" in settings:
-            most = deploy.maximum_concurrency(config, "prod", name)
-            assert 2 <= most <= settings["reserved_concurrency"]
+        reserved = settings.get("reserved_concurrency")
+        if name != "api_handler" and reserved is not None:
+            most = deploy.maximum_concurrency(deploy.reserved_concurrency(config, "prod", name))
+            assert most <= max(2, reserved), name
 
 
 def test_aws_region_alone_names_the_region(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,7 +60,7 @@ def test_packaged_template_has_the_flag_and_the_cap_on_every_sqs_source_and_pass
         props = event["Properties"]
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         most = props["ScalingConfig"]["MaximumConcurrency"]
-        assert 2 <= most <= (reserved.get(name) or 1000), name
+        assert 2 <= most <= max(2, reserved.get(name) or 1000), name
         [queue] = sam["Resources"][name]["DependsOn"]
         assert props["Queue"]["Fn::Sub"].endswith(":" + queue_names[queue])
         assert queue in sam["Resources"]
