@@ -72,12 +72,13 @@ def held(
     """Up to ``limit`` messages, received and given back when the block ends.
 
     A FIFO queue returns nothing more of a group while one of its messages is held, so this
-    sees at most the first ten messages of each group."""
+    sees at most the first ten messages of each group. Short polls first; one long poll only
+    while SQS still counts visible messages (a short poll samples only some servers)."""
     found: list[dict[str, Any]] = []
     try:
         while len(found) < limit:
             batch = receive(sqs, url, limit=limit - len(found), wait_seconds=0)
-            if not batch and wait_seconds:
+            if not batch and wait_seconds and counts(sqs, url)["visible"]:
                 batch = receive(sqs, url, limit=limit - len(found), wait_seconds=wait_seconds)
             if not batch:
                 break
@@ -162,7 +163,7 @@ def redrive(
     try:
         while len(result.moved) < max_messages and result.error is None:
             batch = receive(sqs, dlq_url, limit=10, wait_seconds=0)
-            if not batch and wait_seconds:
+            if not batch and wait_seconds and counts(sqs, dlq_url)["visible"]:
                 batch = receive(sqs, dlq_url, limit=10, wait_seconds=wait_seconds)
             if not batch:
                 break
