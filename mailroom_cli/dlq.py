@@ -318,6 +318,7 @@ def _settle(ctx: Context, ids: tuple[str, ...], reason: str, *, action: str, pre
                     reason=reason,
                     pipeline=found.name,
                     message_id=letter.message_id,
+                    business_id=letter.summary()["business_id"] or "-",
                     body_sha256=digest,
                     s3_key=key,
                 )
