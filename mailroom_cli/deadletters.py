@@ -40,6 +40,7 @@ class DeadLetter:
     body: str
     group_id: str | None
     sent_at: str
+    sent_ms: int
     receive_count: int
     attributes: dict[str, str]  # message attributes, as strings
     raw_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -73,6 +74,11 @@ class DeadLetter:
             return 0
 
     @property
+    def arrival(self) -> tuple[str, int]:
+        """Sort key for the order the message first arrived in (first seen, then sent)."""
+        return self.first_seen, self.sent_ms
+
+    @property
     def business_id(self) -> BusinessId | None:
         return self.business_ids[0] if self.business_ids else None
 
@@ -103,10 +109,10 @@ def parse(message: Mapping[str, Any], read_payload: PayloadReader | None = None)
     """A ReceiveMessage result (``AttributeNames=All``, ``MessageAttributeNames=All``)."""
     system = message.get("Attributes") or {}
     try:
-        sent = datetime.fromtimestamp(int(system.get("SentTimestamp", "0")) / 1000, UTC)
-        sent_at = sent.isoformat(timespec="seconds")
+        sent_ms = int(system.get("SentTimestamp", "0"))
     except ValueError:
-        sent_at = "-"
+        sent_ms = 0
+    sent_at = datetime.fromtimestamp(sent_ms / 1000, UTC).isoformat(timespec="seconds")
     body = str(message.get("Body", ""))
     return DeadLetter(
         message_id=str(message["MessageId"]),
@@ -114,6 +120,7 @@ def parse(message: Mapping[str, Any], read_payload: PayloadReader | None = None)
         body=body,
         group_id=system.get("MessageGroupId"),
         sent_at=sent_at,
+        sent_ms=sent_ms,
         receive_count=int(system.get("ApproximateReceiveCount", "1")),
         attributes={
             name: str(value.get("StringValue", ""))

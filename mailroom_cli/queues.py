@@ -167,8 +167,10 @@ def redrive(
                 batch = receive(sqs, dlq_url, limit=10, wait_seconds=wait_seconds)
             if not batch:
                 break
-            for position, message in enumerate(batch):
-                letter = parse(message)
+            # A DLQ can hold a group out of order (the backstop moves whichever message
+            # exhausts first): send each batch in the order its messages first arrived.
+            parsed = sorted((parse(m) for m in batch), key=lambda letter: letter.arrival)
+            for position, letter in enumerate(parsed):
                 wanted = len(result.moved) < max_messages and select(letter)
                 if dry_run or not wanted:
                     held_back.append(letter.receipt_handle)
@@ -183,7 +185,7 @@ def redrive(
                     pacer.done()
                 except Exception as err:
                     result.error = f"send to the source queue failed: {err}"
-                    held_back.extend(m["ReceiptHandle"] for m in batch[position:])
+                    held_back.extend(rest.receipt_handle for rest in parsed[position:])
                     break
                 try:
                     sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)

@@ -55,6 +55,7 @@ def dead_letter(
     reason: str | None = "freescout answered 503",
     disposition: str = "exhausted",
     extra: dict[str, str] | None = None,
+    first_seen: str = "2026-11-22T10:00:00+00:00",
 ) -> str:
     """Put one message in ``pipeline``'s DLQ as chalicelib/batch.py would; its message id."""
     if payload is None:
@@ -68,7 +69,7 @@ def dead_letter(
             "error_class": error_class or "-",
             "reason": reason,
             "attempts": "5",
-            "first_seen": "2026-11-22T10:00:00+00:00",
+            "first_seen": first_seen,
             "disposition": disposition,
         }.items():
             attributes[f"mailroom_{name}"] = {"DataType": "String", "StringValue": value}

@@ -133,6 +133,19 @@ def test_redrive_keeps_group_and_attributes_with_a_fresh_deduplication_id(
     assert record["actor"].startswith("arn:aws:")
 
 
+def test_redrive_puts_a_group_back_in_the_order_it_first_arrived(
+    aws: Stage, mailroom: Invoke
+) -> None:
+    dead_letter(aws, payload={"MessageID": "pm-later"}, first_seen="2026-11-22T10:00:05+00:00")
+    dead_letter(aws, payload={"MessageID": "pm-earlier"}, first_seen="2026-11-22T10:00:01+00:00")
+
+    mailroom("dlq", "redrive")
+
+    moved = messages(aws, aws.queues["inbound-bridge"].url)
+    ids = [json.loads(json.loads(m["Body"])["Message"])["MessageID"] for m in moved]
+    assert ids == ["pm-earlier", "pm-later"]
+
+
 def test_redrive_filters_by_error_class_and_reason(aws: Stage, mailroom: Invoke) -> None:
     keep = dead_letter(aws, error_class="PoisonMessageError", reason="bad json", group="a")
     move = dead_letter(aws, reason="freescout answered 503", group="b")
