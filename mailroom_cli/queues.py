@@ -4,8 +4,9 @@
 block ends, so a peek leaves no FIFO group locked. ``redrive`` moves messages from a DLQ to
 its source queue: same message group, a fresh deduplication id (a FIFO queue silently drops
 a re-send of the same id within 5 minutes), the original attributes plus a redrive count,
-and the DLQ copy deleted only once the send succeeded. SQS's own StartMessageMoveTask cannot
-filter, and the embedded AWS of the local stack lacks it.
+and the DLQ copy deleted only once the send succeeded. Sends go in SendMessageBatch calls
+sized to the rate (about five a second), so the pace holds where one call is slow. SQS's
+own StartMessageMoveTask cannot filter, and the embedded AWS of the local stack lacks it.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ class Pacer:
             if due > now:
                 self.sleep(due - now)
 
-    def done(self) -> None:
-        self.sent += 1
+    def done(self, count: int = 1) -> None:
+        self.sent += count
 
     def finish(self) -> float | None:
         """The achieved rate, after waiting out the last message's slot."""
@@ -170,8 +171,9 @@ def redrive(
             # A DLQ can hold a group out of order (the backstop moves whichever message
             # exhausts first): send each batch in the order its messages first arrived.
             parsed = sorted((parse(m) for m in batch), key=lambda letter: letter.arrival)
-            for position, letter in enumerate(parsed):
-                wanted = len(result.moved) < max_messages and select(letter)
+            chosen: list[DeadLetter] = []
+            for letter in parsed:
+                wanted = len(result.moved) + len(chosen) < max_messages and select(letter)
                 if dry_run or not wanted:
                     held_back.append(letter.receipt_handle)
                     if wanted:
@@ -179,33 +181,71 @@ def redrive(
                     else:
                         result.skipped += 1
                     continue
-                try:
-                    pacer.wait()
-                    _send(sqs, source_url, letter, fifo=fifo)
-                    pacer.done()
-                except Exception as err:
-                    result.error = f"send to the source queue failed: {err}"
-                    held_back.extend(rest.receipt_handle for rest in parsed[position:])
+                chosen.append(letter)
+            size = chunk_size(pacer.rate)
+            for start in range(0, len(chosen), size):
+                chunk = chosen[start : start + size]
+                pacer.wait()
+                sent = _send(sqs, source_url, chunk, fifo=fifo)
+                pacer.done(len(sent))
+                _delete(sqs, dlq_url, sent, result)
+                progress(len(sent))
+                if len(sent) < len(chunk):
+                    result.error = "send to the source queue failed; the rest stays in the DLQ"
+                    held_back.extend(rest.receipt_handle for rest in chosen[start + len(sent) :])
                     break
-                try:
-                    sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
-                except Exception:
-                    result.left_in_both.append(letter.message_id)
-                result.moved.append(letter)
-                progress(1)
+            if result.error is not None:
+                break
     finally:
         release(sqs, dlq_url, held_back)
     result.achieved_rate = None if dry_run else pacer.finish()
     return result
 
 
-def _send(sqs: Any, url: str, letter: DeadLetter, *, fifo: bool) -> None:
-    params: dict[str, Any] = {
-        "QueueUrl": url,
-        "MessageBody": letter.body,
-        "MessageAttributes": redriven_attributes(letter),
-    }
-    if fifo:
-        params["MessageGroupId"] = letter.group_id or "ungrouped"
-        params["MessageDeduplicationId"] = uuid.uuid4().hex
-    sqs.send_message(**params)
+def chunk_size(rate: float | None) -> int:
+    """Messages per SendMessageBatch: about five calls a second, at most ten messages."""
+    if not rate:
+        return 10
+    return max(1, min(10, round(rate / 5)))
+
+
+def _send(sqs: Any, url: str, chunk: list[DeadLetter], *, fifo: bool) -> list[DeadLetter]:
+    """Send ``chunk`` in one call; the letters sent, in order, up to the first failure."""
+    entries = []
+    for position, letter in enumerate(chunk):
+        entry: dict[str, Any] = {
+            "Id": str(position),
+            "MessageBody": letter.body,
+            "MessageAttributes": redriven_attributes(letter),
+        }
+        if fifo:
+            entry["MessageGroupId"] = letter.group_id or "ungrouped"
+            entry["MessageDeduplicationId"] = uuid.uuid4().hex
+        entries.append(entry)
+    try:
+        answer = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    except Exception:
+        return []
+    ok = {int(entry["Id"]) for entry in answer.get("Successful", [])}
+    sent = []
+    for position, letter in enumerate(chunk):
+        if position not in ok:
+            break  # keep group order: nothing after a failed send goes either
+        sent.append(letter)
+    return sent
+
+
+def _delete(sqs: Any, url: str, sent: list[DeadLetter], result: MoveResult) -> None:
+    """Delete what was sent from the DLQ (only now: a failed send must leave it there)."""
+    if not sent:
+        return
+    try:
+        answer = sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(sent)],
+        )
+        failed = {int(entry["Id"]) for entry in answer.get("Failed", [])}
+    except Exception:
+        failed = set(range(len(sent)))
+    result.left_in_both += [m.message_id for i, m in enumerate(sent) if i in failed]
+    result.moved += sent
