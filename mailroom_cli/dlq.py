@@ -38,9 +38,13 @@ def letters(ctx: Context, message: dict[str, Any]) -> DeadLetter:
     return parse(message, _reader(ctx))
 
 
-def _dlqs(ctx: Context, name: str | None) -> Iterator[tuple[Pipeline, str]]:
+def _dlqs(
+    ctx: Context, name: str | None, *, subscription: bool = False
+) -> Iterator[tuple[Pipeline, str]]:
+    """Each selected pipeline's processing DLQ, or its SNS subscription DLQ."""
     for pipeline in ctx.pipelines(name):
-        url = ctx.queue_url(pipeline.dlq_name(ctx.stage))
+        queue = pipeline.sub_dlq_name(ctx.stage) if subscription else pipeline.dlq_name(ctx.stage)
+        url = ctx.queue_url(queue) if queue else None
         if url is not None:
             yield pipeline, url
 
@@ -115,11 +119,12 @@ def status(ctx: Context) -> None:
 @click.argument("pipeline", required=False)
 @click.option("-n", "limit", default=10, show_default=True, help="At most this many per DLQ.")
 @click.option("--body", is_flag=True, help="Show message bodies too.")
+@click.option("--subscription", is_flag=True, help="The SNS subscription DLQ (F4) instead.")
 @click.pass_obj
-def peek(ctx: Context, pipeline: str | None, limit: int, body: bool) -> None:
+def peek(ctx: Context, pipeline: str | None, limit: int, body: bool, subscription: bool) -> None:
     """Show dead letters without consuming them (they are visible again at once)."""
     rows = []
-    for found, url in _dlqs(ctx, pipeline):
+    for found, url in _dlqs(ctx, pipeline, subscription=subscription):
         with queues.held(ctx.client("sqs"), url, limit=limit) as messages:
             for message in messages:
                 letter = letters(ctx, message)
@@ -195,6 +200,9 @@ def analyze(ctx: Context, pipeline: str | None) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Show what would move; move nothing.")
 @click.option("--force", is_flag=True, help="Redrive even while the pipeline is stopped.")
+@click.option(
+    "--subscription", is_flag=True, help="From the SNS subscription DLQ (F4, once fixed)."
+)
 @click.option("--reason", default="redrive after the cause healed", help="For the audit record.")
 @click.pass_obj
 def redrive(
@@ -207,6 +215,7 @@ def redrive(
     rate: float,
     dry_run: bool,
     force: bool,
+    subscription: bool,
     reason: str,
 ) -> None:
     """Move dead letters back to their source queue (same group, fresh deduplication id)."""
@@ -220,7 +229,7 @@ def redrive(
 
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
-    for found, dlq_url in _dlqs(ctx, pipeline):
+    for found, dlq_url in _dlqs(ctx, pipeline, subscription=subscription):
         if not dry_run and not force and _stopped(ctx, found):
             raise ConfigError(
                 f"pipeline {found.name!r} is stopped: `mailroom resume {found.name}` first, "

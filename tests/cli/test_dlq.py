@@ -7,7 +7,7 @@ import json
 
 import boto3
 
-from tests.cli.conftest import Invoke, attributes_of, dead_letter, messages
+from tests.cli.conftest import Invoke, attributes_of, dead_letter, messages, sns_envelope
 from tests.conftest import REGION, Stage
 
 
@@ -239,3 +239,24 @@ def test_discard_of_an_unknown_id_is_a_finding(aws: Stage, mailroom: Invoke) -> 
 
     assert result.exit_code == 1
     assert result.output.strip().endswith("not found in any DLQ: nope")
+
+
+def test_redrive_from_the_subscription_dlq_once_the_subscription_is_fixed(
+    aws: Stage, mailroom: Invoke
+) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    sub_dlq = sqs.get_queue_url(QueueName="mailroom-test-inbound-sub-dlq.fifo")["QueueUrl"]
+    sqs.send_message(
+        QueueUrl=sub_dlq,
+        MessageBody=sns_envelope(json.dumps({"MessageID": "pm-topology"})),
+        MessageGroupId="g",
+        MessageDeduplicationId="d-1",
+    )
+
+    peeked = json.loads(mailroom("dlq", "peek", "--subscription", json_output=True).stdout)
+    result = mailroom("dlq", "redrive", "inbound", "--subscription", json_output=True)
+
+    assert [p["business_id"] for p in peeked] == ["postmark:pm-topology"]
+    assert json.loads(result.stdout)[0]["moved"] == 1
+    [moved] = messages(aws, aws.queues["inbound-bridge"].url)
+    assert json.loads(json.loads(moved["Body"])["Message"])["MessageID"] == "pm-topology"
