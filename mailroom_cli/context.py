@@ -23,7 +23,7 @@ from chalicelib.idempotency import IdempotencyStore
 from chalicelib.routing import DynamoRouteStore
 from chalicelib.settings import Settings
 from chalicelib.suppression import SuppressionList
-from mailroom_cli.errors import ConfigError
+from mailroom_cli.console import ConfigError
 from mailroom_cli.pipelines import BY_NAME, PIPELINES, Pipeline
 
 DEFAULT_STATE_DIR = Path(".mailroom")

@@ -11,9 +11,8 @@ from typing import Any
 
 import click
 
+from mailroom_cli.console import Finding, emit
 from mailroom_cli.context import Context
-from mailroom_cli.errors import Finding
-from mailroom_cli.output import emit
 from mailroom_cli.pipelines import Pipeline
 
 STOPPED_STATES = {"Disabled", "Disabling"}

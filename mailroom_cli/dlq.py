@@ -11,11 +11,10 @@ from typing import Any
 import click
 
 from mailroom_cli import queues
+from mailroom_cli.console import ConfigError, Finding, emit, say
 from mailroom_cli.context import Context
 from mailroom_cli.control import is_stopped
 from mailroom_cli.deadletters import DeadLetter, parse, suggest
-from mailroom_cli.errors import ConfigError, Finding
-from mailroom_cli.output import emit, say
 from mailroom_cli.pipelines import Pipeline
 
 # How many dead letters analyze, discard and quarantine look at per DLQ.

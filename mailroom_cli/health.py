@@ -23,11 +23,10 @@ from chalicelib.secrets import (
     POSTMARK_SERVER_TOKEN,
     WEBHOOK_BASIC_AUTH,
 )
+from mailroom_cli.console import Finding, emit, say
 from mailroom_cli.context import Context
 from mailroom_cli.control import STOPPED_STATES, mappings
 from mailroom_cli.dlq import queue_status
-from mailroom_cli.errors import Finding
-from mailroom_cli.output import emit, say
 from mailroom_cli.pipelines import Pipeline
 
 # Source queue: oldest message age (s) that is worrying / an outage.

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
+from mailroom_cli.console import ConfigError
 from mailroom_cli.context import DEFAULT_STATE_DIR, Context, Target, aws_target, local_target
-from mailroom_cli.errors import ConfigError
 
 
 class MailroomGroup(click.Group):
@@ -71,13 +71,12 @@ def cli(
 
 
 def _register() -> None:
-    from mailroom_cli.audit_cmd import audit
     from mailroom_cli.control import resume, stop
     from mailroom_cli.dlq import dlq
     from mailroom_cli.health import health
     from mailroom_cli.routes import routes
     from mailroom_cli.suppression_cmd import suppression
-    from mailroom_cli.trace import trace
+    from mailroom_cli.trace import audit, trace
 
     for command in (dlq, health, stop, resume, routes, suppression, trace, audit):
         cli.add_command(command)

@@ -14,9 +14,8 @@ import click
 
 from chalicelib.logging import hash_id
 from chalicelib.routing import RouteAction, RouteRule, candidates, resolve
+from mailroom_cli.console import ConfigError, Finding, emit, say
 from mailroom_cli.context import Context
-from mailroom_cli.errors import ConfigError, Finding
-from mailroom_cli.output import emit, say
 
 ACTIONS = [a.value for a in RouteAction if a is not RouteAction.UNKNOWN]
 _ADDRESS = re.compile(r"^[^@\s*]+@[^@\s*]+\.[^@\s*]+$")

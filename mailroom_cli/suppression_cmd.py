@@ -11,9 +11,8 @@ import click
 
 from chalicelib.logging import hash_id
 from chalicelib.suppression import normalise
+from mailroom_cli.console import Finding, emit, say
 from mailroom_cli.context import Context
-from mailroom_cli.errors import Finding
-from mailroom_cli.output import emit, say
 
 
 @click.group()

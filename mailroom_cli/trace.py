@@ -1,4 +1,5 @@
-"""``mailroom trace ID``: every stage mailroom knows about one email, and its log lines.
+"""``mailroom trace ID``: every stage mailroom knows about one email, and its log lines;
+``mailroom audit list``: who did what to which messages, when and why.
 
 ID is a Postmark MessageID, an RFC Message-ID, a correlation id or an SES message id. The
 answer covers the three questions of a delivery investigation: did we accept it, did the
@@ -18,10 +19,9 @@ import click
 from chalicelib.delivery_log import DeliveryStatus
 from chalicelib.logging import hash_id
 from mailroom_cli import queues
+from mailroom_cli.console import Finding, emit, say
 from mailroom_cli.context import Context
 from mailroom_cli.dlq import SCAN_LIMIT, letters
-from mailroom_cli.errors import Finding
-from mailroom_cli.output import say
 from mailroom_cli.pipelines import PIPELINES
 
 LOG_LINES = 50
@@ -202,3 +202,28 @@ def _print(report: dict[str, Any]) -> None:
         )
     for line in report["logs"]:
         say(False, "log " + json.dumps(line, separators=(",", ":")))
+
+
+@click.group()
+def audit() -> None:
+    """The audit trail of destructive commands."""
+
+
+@audit.command("list")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 400))
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.pass_obj
+def list_(ctx: Context, days: int, limit: int) -> None:
+    """Audit records of the last DAYS days, newest first."""
+    records = [asdict(r) for r in ctx.audit.list(days=days, limit=limit)]
+    rows = [
+        {**r, "details": " ".join(f"{k}={v}" for k, v in sorted(r["details"].items()))}
+        for r in records
+    ]
+    emit(
+        ctx.as_json,
+        records,
+        rows=rows,
+        columns=["at", "action", "actor", "count", "reason", "details"],
+        empty="no audit records",
+    )

@@ -1,4 +1,11 @@
-"""Human tables by default, JSON for scripts (``--json``), from the same rows."""
+"""What the operator sees: one-line errors with their exit code, tables, and JSON.
+
+    click.ClickException
+    ├── ConfigError   exit 2: usage or configuration (no stage, unreadable local.json, AWS refused)
+    └── Finding       exit 1: the command ran and found something wrong (unhealthy, not found)
+
+Human tables by default, JSON for scripts (``--json``), from the same rows.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
+
+EXIT_OK = 0
+EXIT_FINDING = 1
+EXIT_CONFIG = 2
+
+
+class ConfigError(click.ClickException):
+    """A usage or configuration problem; nothing was changed."""
+
+    exit_code = EXIT_CONFIG
+
+
+class Finding(click.ClickException):
+    """The command ran and found something the operator must act on."""
+
+    exit_code = EXIT_FINDING
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
