@@ -74,7 +74,7 @@ def _audit(ctx: Context, ident: str) -> list[dict[str, Any]]:
     ]
 
 
-def _log_lines(ctx: Context, ident: str, since: timedelta) -> list[dict[str, Any]]:
+def log_lines(ctx: Context, ident: str, since: timedelta) -> list[dict[str, Any]]:
     digest = hash_id(ident)
     if ctx.target.local:
         path = ctx.target.log_file
@@ -168,7 +168,7 @@ def trace(ctx: Context, ident: str, since: int) -> None:
         "dead_letters": _dead_letters(ctx, ident),
         "audit": _audit(ctx, ident),
     }
-    report["logs"] = _log_lines(ctx, ident, timedelta(hours=since))
+    report["logs"] = log_lines(ctx, ident, timedelta(hours=since))
     report["answers"] = answers(report)
     if ctx.as_json:
         click.echo(json.dumps(report, indent=2, default=str))

@@ -143,3 +143,21 @@ def test_runs_as_python_module() -> None:
 
     assert result.returncode == 0, result.stderr
     assert "Usage: mailroom" in result.stdout
+
+
+def test_trace_reads_the_local_stacks_log_lines_by_message_id_hash(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from mailroom_cli.context import Context, Target
+    from mailroom_cli.trace import log_lines
+
+    log = tmp_path / "stack.log"
+    ours = {"event_type": "inbound_bridge", "message_id_hash": hash_id("pm-1"), "outcome": "retry"}
+    other = {"event_type": "inbound_bridge", "message_id_hash": hash_id("pm-2")}
+    outbound = {"event_type": "outbound_sender", "correlation_id": "pm-1", "outcome": "sent"}
+    log.write_text(
+        "\n".join([json.dumps(ours), "not json", json.dumps(other), json.dumps(outbound)])
+    )
+    ctx = Context(lambda: Target(stage="local", region=REGION, local=True, log_file=log))
+
+    assert log_lines(ctx, "pm-1", timedelta(hours=1)) == [ours, outbound]
