@@ -112,3 +112,15 @@ def test_health_without_consumers_is_unhealthy(aws: Stage, mailroom: Invoke) -> 
 
     assert result.exit_code == 1
     assert "no event source mapping: nothing consumes it" in result.output
+
+
+def test_health_with_gmail_routes_and_no_authorization_check_is_degraded(
+    aws: Stage, mailroom: Invoke, functions: dict[str, str]
+) -> None:
+    aws.put_route("box@example.com", "gmail", "box@example.com")
+
+    report = json.loads(mailroom("health", json_output=True).stdout)
+
+    assert report["status"] == "DEGRADED"
+    [gmail] = [c for c in report["checks"] if c["area"] == "gmail"]
+    assert gmail["detail"] == "gmail routes exist; no authorization check yet"

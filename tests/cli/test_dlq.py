@@ -260,3 +260,14 @@ def test_redrive_from_the_subscription_dlq_once_the_subscription_is_fixed(
     assert json.loads(result.stdout)[0]["moved"] == 1
     [moved] = messages(aws, aws.queues["inbound-bridge"].url)
     assert json.loads(json.loads(moved["Body"])["Message"])["MessageID"] == "pm-topology"
+
+
+def test_redrive_of_many_shows_progress_and_a_summary(aws: Stage, mailroom: Invoke) -> None:
+    for n in range(7):
+        dead_letter(aws, group=f"g{n}")
+
+    result = mailroom("dlq", "redrive", "inbound", "--rate", "200")
+
+    assert result.exit_code == 0, result.output
+    assert "redrive inbound" in result.output  # the progress bar's label
+    assert result.output.splitlines()[-1].split()[:3] == ["inbound", "7", "0"]
