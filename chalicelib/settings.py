@@ -81,6 +81,7 @@ class Settings:
     idempotency_ttl_days: int
     function_timeout_seconds: int
     signature_tolerance_seconds: int
+    max_attempts: int
     log_level: str
 
     @classmethod
@@ -125,6 +126,7 @@ class Settings:
             signature_tolerance_seconds=_int(
                 env, "MAILROOM_SIGNATURE_TOLERANCE_SECONDS", 300, minimum=1
             ),
+            max_attempts=_int(env, "MAILROOM_MAX_ATTEMPTS", 5, minimum=1),
             log_level=log_level,
         )
 
