@@ -11,7 +11,7 @@ import getpass
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -186,17 +186,8 @@ class Context:
 
     def key_record(self, key: str) -> dict[str, Any] | None:
         """The idempotency record of ``key`` (status, result, attempts), read-only."""
-        item = (
-            self.client("dynamodb")
-            .get_item(
-                TableName=self.settings.state_table,
-                Key={"PK": {"S": f"IDEMPOTENCY#{key}"}, "SK": {"S": "v1"}},
-            )
-            .get("Item")
-        )
-        if item is None:
-            return None
-        return {name: _plain(value) for name, value in item.items() if name not in {"PK", "SK"}}
+        record = self.idempotency.inspect(key)
+        return None if record is None else asdict(record)
 
     def queue_url(self, name: str) -> str | None:
         """URL of the queue called ``name``, or None when the stage has no such queue."""
@@ -224,12 +215,3 @@ class Context:
             raise ConfigError(f"pipeline {name!r} is not deployed on stage {self.stage!r}")
         return [pipeline]
 
-
-def _plain(value: dict[str, Any]) -> Any:
-    """A DynamoDB attribute value as plain Python (strings, numbers as strings, maps)."""
-    if "M" in value:
-        return {k: _plain(v) for k, v in value["M"].items()}
-    if "L" in value:
-        return [_plain(v) for v in value["L"]]
-    ((_, inner),) = value.items()
-    return inner
