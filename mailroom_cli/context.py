@@ -214,4 +214,3 @@ class Context:
         if self.queue_url(pipeline.queue_name(self.stage)) is None:
             raise ConfigError(f"pipeline {name!r} is not deployed on stage {self.stage!r}")
         return [pipeline]
-
