@@ -228,12 +228,14 @@ def redrive(
 
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
-    for found, dlq_url in _dlqs(ctx, pipeline, subscription=subscription):
+    sources = list(_dlqs(ctx, pipeline, subscription=subscription))
+    for found, _ in sources:
         if not dry_run and not force and _stopped(ctx, found):
             raise ConfigError(
                 f"pipeline {found.name!r} is stopped: `mailroom resume {found.name}` first, "
                 "or pass --force to queue the mail for when it resumes"
             )
+    for found, dlq_url in sources:
         source_url = ctx.queue_url(found.queue_name(ctx.stage))
         assert source_url is not None  # ctx.pipelines only lists deployed pipelines
         sqs = ctx.client("sqs")
@@ -270,7 +272,13 @@ def redrive(
                 reason=reason,
                 count=len(result.moved),
                 pipeline=found.name,
+                source="subscription-dlq" if subscription else "dlq",
                 ids=",".join(moved_ids[:50]),
+            )
+        if result.left_in_both:
+            # Sent but not deleted: the DLQ copy is a duplicate the idempotency key absorbs.
+            say(
+                ctx.as_json, f"{found.name}: still in the DLQ too: {', '.join(result.left_in_both)}"
             )
         if result.error:
             failed.append(f"{found.name}: {result.error}")
@@ -299,7 +307,8 @@ def _settle(ctx: Context, ids: tuple[str, ...], reason: str, *, action: str, pre
     rows = []
     sqs, s3 = ctx.client("sqs"), ctx.client("s3")
     day = datetime.now(UTC).date().isoformat()
-    for found, url in _dlqs(ctx, None):
+    every = [*_dlqs(ctx, None), *_dlqs(ctx, None, subscription=True)]
+    for found, url in every:
         with queues.held(sqs, url, limit=SCAN_LIMIT) as messages:
             for message in messages:
                 letter = letters(ctx, message)
