@@ -213,7 +213,7 @@ def _probe(ctx: Context) -> list[Check]:
     last = _optional("chalicelib.probe", "last_result")
     if last is None:
         return []
-    result = last(ctx.settings)
+    result = last(ctx.settings, dynamodb=ctx.client("dynamodb"))
     if result is None:
         return [Check("probe", Level.DEGRADED, "no probe result yet")]
     ok = bool(getattr(result, "ok", False))

@@ -24,8 +24,16 @@ COLUMNS = ["pattern", "action", "target", "enabled", "description", "updated_at"
 
 
 def gmail_parameter(ctx: Context, address: str) -> str:
-    """The SSM parameter holding a Gmail mailbox's authorization."""
-    return ctx.settings.parameter(f"gmail/{address.lower()}")
+    """The SSM parameter holding a Gmail mailbox's authorization (the Gmail client's name for
+    it where that client is installed; the same convention otherwise)."""
+    try:
+        from chalicelib.clients.gmail import parameter_name  # type: ignore[import-not-found,unused-ignore]
+
+        name = str(parameter_name(address))
+    except ImportError:
+        # SSM parameter names cannot hold "@".
+        name = "gmail/" + address.strip().lower().replace("@", "_at_")
+    return ctx.settings.parameter(name)
 
 
 def _parameter_exists(ctx: Context, name: str) -> bool:

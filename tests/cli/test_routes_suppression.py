@@ -51,9 +51,8 @@ def test_route_with_an_unusable_target_is_refused(aws: Stage, mailroom: Invoke) 
     assert freescout.exit_code == 2
     assert "mailbox id" in freescout.output
     assert gmail.exit_code == 2
-    assert (
-        f"no Gmail authorization in SSM (/mailroom/{STAGE}/gmail/box@example.com)" in gmail.output
-    )
+    parameter = f"/mailroom/{STAGE}/gmail/box_at_example.com"
+    assert f"no Gmail authorization in SSM ({parameter})" in gmail.output
     assert json.loads(mailroom("routes", "list", json_output=True).stdout) == []
 
 
