@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 a finding (unhealthy, not found), 2 usage or configuration e
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,23 @@ class MailroomGroup(click.Group):
             raise ConfigError(f"AWS: {err}") from None
         except ConfigurationError as err:
             raise ConfigError(str(err)) from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:
+            if os.environ.get("MAILROOM_DEBUG"):
+                raise
+            raise ConfigError(
+                f"unexpected {type(err).__name__}: {err} (MAILROOM_DEBUG=1 shows the traceback)"
+            ) from None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mailroom")
+    except PackageNotFoundError:
+        return "(not installed: run `make install`)"
 
 
 @click.group(cls=MailroomGroup)
@@ -48,7 +66,7 @@ class MailroomGroup(click.Group):
 )
 @click.option("--region", help="AWS region (default: AWS_REGION).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output for scripts.")
-@click.version_option(package_name="mailroom", message="mailroom %(version)s")
+@click.version_option(version=_version(), message="mailroom %(version)s")
 @click.pass_context
 def cli(
     click_ctx: click.Context,

@@ -161,3 +161,10 @@ def test_trace_reads_the_local_stacks_log_lines_by_message_id_hash(tmp_path: Pat
     ctx = Context(lambda: Target(stage="local", region=REGION, local=True, log_file=log))
 
     assert log_lines(ctx, "pm-1", timedelta(hours=1)) == [ours, outbound]
+
+
+def test_version_answers_without_an_install() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+
+    assert result.exit_code == 0
+    assert result.output.startswith("mailroom ")
