@@ -18,7 +18,7 @@ class Pipeline:
     handler: str  # the Chalice function (app.py's on_sqs_message handler)
     fifo: bool = True
     topic: str | None = None  # the SNS topic feeding the queue (its subscription has a DLQ)
-    key_prefix: str = ""  # idempotency key prefix of the business id ("postmark:")
+    key_prefix: str = ""  # idempotency key = prefix + business id ("postmark:"); "" = none
 
     def queue_name(self, stage: str) -> str:
         return f"mailroom-{stage}-{self.queue}{'.fifo' if self.fifo else ''}"
@@ -47,9 +47,11 @@ PIPELINES: tuple[Pipeline, ...] = (
     Pipeline(
         "outbound", "outbound-sender", "outbound_sender", topic="outbound", key_prefix="outbound:"
     ),
-    Pipeline("ses-inbound", "ses-inbound", "router", fifo=False, key_prefix="ses:"),
-    Pipeline("gmail", "gmail-forwarder", "gmail_forwarder", fifo=False, key_prefix="gmail:"),
-    Pipeline("bouncer", "bouncer", "bouncer", fifo=False, key_prefix="bounce:"),
+    # The SES pipelines key their side effects on (message, recipient, action), which one id
+    # does not name: analyze and trace look their records up by the pipelines above only.
+    Pipeline("ses-inbound", "ses-inbound", "ses_router", fifo=False, topic="ses-inbound"),
+    Pipeline("gmail", "gmail-forwarder", "gmail_forwarder", fifo=False),
+    Pipeline("bouncer", "bouncer", "bouncer", fifo=False),
 )
 
 BY_NAME = {p.name: p for p in PIPELINES}

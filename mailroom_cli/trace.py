@@ -30,7 +30,7 @@ QUERY_SECONDS = 60
 
 def _idempotency(ctx: Context, ident: str) -> list[dict[str, Any]]:
     found = []
-    for pipeline in PIPELINES:
+    for pipeline in (p for p in PIPELINES if p.key_prefix):
         record = ctx.key_record(f"{pipeline.key_prefix}{ident}")
         if record is not None:
             found.append({"pipeline": pipeline.name, "key": pipeline.key_prefix + ident, **record})

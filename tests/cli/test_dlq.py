@@ -271,3 +271,27 @@ def test_redrive_of_many_shows_progress_and_a_summary(aws: Stage, mailroom: Invo
     assert result.exit_code == 0, result.output
     assert "redrive inbound" in result.output  # the progress bar's label
     assert result.output.splitlines()[-1].split()[:3] == ["inbound", "7", "0"]
+
+
+def test_a_standard_queue_pipeline_is_found_and_redriven_without_a_group(
+    aws: Stage, mailroom: Invoke
+) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq = sqs.create_queue(QueueName="mailroom-test-gmail-forwarder-dlq")["QueueUrl"]
+    source = sqs.create_queue(QueueName="mailroom-test-gmail-forwarder")["QueueUrl"]
+    sqs.send_message(
+        QueueUrl=dlq,
+        MessageBody=json.dumps({"mail": {"messageId": "ses-1"}}),
+        MessageAttributes={
+            "mailroom_reason": {"DataType": "String", "StringValue": "gmail answered 500"},
+            "mailroom_disposition": {"DataType": "String", "StringValue": "exhausted"},
+        },
+    )
+
+    [row] = json.loads(mailroom("dlq", "peek", "gmail", json_output=True).stdout)
+    result = mailroom("dlq", "redrive", "gmail", json_output=True)
+
+    assert row["business_id"] == "ses:ses-1"
+    assert json.loads(result.stdout)[0]["moved"] == 1
+    [moved] = sqs.receive_message(QueueUrl=source, AttributeNames=["All"])["Messages"]
+    assert "MessageGroupId" not in moved["Attributes"]
