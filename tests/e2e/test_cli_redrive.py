@@ -94,3 +94,17 @@ def test_freescout_outage_is_analysed_and_redriven_exactly_once_in_order(
     audit = json.loads(_mailroom(stack, "audit", "list").stdout)
     assert audit[0]["action"] == "dlq.redrive"
     assert audit[0]["actor"].startswith("local:")
+
+
+def test_health_on_the_local_stack_checks_subscriptions_and_parameters(
+    stack: dict[str, Any],
+) -> None:
+    result = _mailroom(stack, "health")
+
+    report = json.loads(result.stdout)
+    levels = {c["area"]: c["level"] for c in report["checks"]}
+    assert levels["subscription/inbound"] == "HEALTHY"
+    assert levels["subscription/outbound"] == "HEALTHY"
+    assert levels["ssm"] == "HEALTHY"
+    assert levels["consumer/inbound"] == "HEALTHY"  # the pump
+    assert result.exit_code == (0 if report["status"] == "HEALTHY" else 1)
