@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STAGE ?= dev
 
-.PHONY: install test lint run demo send deploy bench clean
+.PHONY: install test lint run demo send receive deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ demo: $(STAMP)
 
 send: $(STAMP)
 	$(BIN)/python -m mailroom_local send $(REQUEST)
+
+## Receive a raw email as SES would: make receive EML=path [TO=a@x,b@y] [VERDICTS=spam=FAIL,spf=missing]
+receive: $(STAMP)
+	$(BIN)/python -m mailroom_local receive $(EML) --to "$(TO)" --verdicts "$(VERDICTS)"
 
 deploy: $(STAMP)
 	$(BIN)/python -m infra.deploy --stage $(STAGE)

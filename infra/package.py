@@ -70,6 +70,7 @@ def merge_template(stage: str) -> dict[str, Any]:
         }
     return {
         "Parameters": template["Parameters"],
+        "Conditions": template.get("Conditions", {}),
         "Resources": resources,
         "Outputs": template["Outputs"],
     }
@@ -101,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
             env={**os.environ, "MAILROOM_STAGE": args.stage},
             check=False,
         )
+    if done.returncode == 0:
+        # The shipped package: 10 MB zipped instead of 42 MB (bench/package_size.py, README).
+        from infra.prune import prune
+
+        deployment = args.out / "deployment.zip"
+        pruned = args.out / "deployment.pruned.zip"
+        prune(deployment, pruned)
+        pruned.replace(deployment)
     return done.returncode
 
 

@@ -28,6 +28,7 @@ from mailroom_cli.context import Context
 from mailroom_cli.control import STOPPED_STATES, mappings
 from mailroom_cli.dlq import queue_status
 from mailroom_cli.pipelines import Pipeline
+from mailroom_cli.routes import gmail_parameter, parameter_exists
 
 # Source queue: oldest message age (s) that is worrying / an outage.
 QUEUE_AGE_DEGRADED, QUEUE_AGE_UNHEALTHY = 300, 3600
@@ -185,6 +186,8 @@ def _optional(module: str, function: str) -> Any:
 
 
 def _gmail(ctx: Context) -> list[Check]:
+    """Gmail mailboxes: authorization stored in SSM for every gmail route, and no mailbox the
+    forwarder marked for re-authorization (``GMAILAUTH#`` records, written on invalid_grant)."""
     mailboxes = sorted(
         {
             r.target
@@ -192,21 +195,29 @@ def _gmail(ctx: Context) -> list[Check]:
             if r.action is RouteAction.GMAIL and r.enabled
         }
     )
-    if not mailboxes:
-        return []
-    check = _optional("chalicelib.clients.gmail", "authorization_alive")
-    if check is None:
-        return [Check("gmail", Level.DEGRADED, "gmail routes exist; no authorization check yet")]
-    dead = [m for m in mailboxes if not check(ctx.settings, m)]
-    if dead:
-        return [
+    checks = [
+        Check("gmail", Level.UNHEALTHY, f"no authorization in SSM: {gmail_parameter(ctx, m)}")
+        for m in mailboxes
+        if not parameter_exists(ctx, gmail_parameter(ctx, m))
+    ]
+    failures = _optional("chalicelib.handlers.gmail_forwarder", "auth_failures")
+    for failure in failures(ctx.settings, ctx.client("dynamodb")) if failures else []:
+        checks.append(
             Check(
                 "gmail",
                 Level.UNHEALTHY,
-                f"authorization expired for {len(dead)} mailbox(es): re-authorize",
+                f"authorization expired ({failure.get('reason', 'invalid_grant')}, "
+                f"{failure.get('at', '?')}): re-authorize with python -m infra.gmail_auth",
             )
-        ]
-    return [Check("gmail", Level.HEALTHY, f"{len(mailboxes)} mailbox(es) authorized")]
+        )
+    alive = _optional("chalicelib.clients.gmail", "authorization_alive")
+    if alive is not None:
+        dead = [m for m in mailboxes if not alive(ctx.settings, m)]
+        if dead:
+            checks.append(Check("gmail", Level.UNHEALTHY, f"{len(dead)} mailbox(es) refused"))
+    if mailboxes and not checks:
+        checks.append(Check("gmail", Level.HEALTHY, f"{len(mailboxes)} mailbox(es) authorized"))
+    return checks
 
 
 def _probe(ctx: Context) -> list[Check]:

@@ -36,7 +36,8 @@ def gmail_parameter(ctx: Context, address: str) -> str:
     return ctx.settings.parameter(name)
 
 
-def _parameter_exists(ctx: Context, name: str) -> bool:
+def parameter_exists(ctx: Context, name: str) -> bool:
+    """Whether SSM has ``name`` (DescribeParameters: the value is never read)."""
     found = ctx.client("ssm").describe_parameters(
         ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [name]}]
     )
@@ -54,7 +55,7 @@ def problem(ctx: Context, rule: RouteRule) -> str | None:
     if rule.action is RouteAction.GMAIL:
         if not _ADDRESS.match(rule.target):
             return "a gmail target is a mailbox address"
-        if not _parameter_exists(ctx, gmail_parameter(ctx, rule.target)):
+        if not parameter_exists(ctx, gmail_parameter(ctx, rule.target)):
             return f"no Gmail authorization in SSM ({gmail_parameter(ctx, rule.target)})"
     return None
 

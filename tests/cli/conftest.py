@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from mailroom_cli.main import cli
+from mailroom_cli.pipelines import PIPELINES
 from tests.conftest import REGION, STAGE, Stage
 
 Invoke = Callable[..., Result]
@@ -113,10 +114,8 @@ def functions(aws: Stage) -> dict[str, str]:
     )["Role"]["Arn"]
     client = boto3.client("lambda", region_name=REGION)
     found = {}
-    for queue, handler in (
-        ("inbound-bridge", "inbound_bridge"),
-        ("outbound-sender", "outbound_sender"),
-    ):
+    for pipeline in PIPELINES:
+        queue, handler = pipeline.queue, pipeline.handler
         name = f"mailroom-{STAGE}-{handler}"
         client.create_function(
             FunctionName=name,

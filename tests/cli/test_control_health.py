@@ -6,6 +6,8 @@ import json
 
 import boto3
 
+from chalicelib.handlers.gmail_forwarder import record_auth_failure
+from chalicelib.settings import get_settings
 from tests.cli.conftest import Invoke, dead_letter
 from tests.conftest import REGION, STAGE, Stage
 
@@ -114,13 +116,33 @@ def test_health_without_consumers_is_unhealthy(aws: Stage, mailroom: Invoke) -> 
     assert "no event source mapping: nothing consumes it" in result.output
 
 
-def test_health_with_gmail_routes_and_no_authorization_check_is_degraded(
+def test_health_wants_an_authorization_in_ssm_for_every_gmail_route(
     aws: Stage, mailroom: Invoke, functions: dict[str, str]
 ) -> None:
     aws.put_route("box@example.com", "gmail", "box@example.com")
 
     report = json.loads(mailroom("health", json_output=True).stdout)
 
-    assert report["status"] == "DEGRADED"
     [gmail] = [c for c in report["checks"] if c["area"] == "gmail"]
-    assert gmail["detail"] == "gmail routes exist; no authorization check yet"
+    assert (gmail["level"], gmail["detail"]) == (
+        "UNHEALTHY",
+        f"no authorization in SSM: /mailroom/{STAGE}/gmail/box_at_example.com",
+    )
+
+
+def test_health_reports_a_mailbox_the_forwarder_found_unauthorized(
+    aws: Stage, mailroom: Invoke, functions: dict[str, str]
+) -> None:
+    aws.put_route("box@example.com", "gmail", "box@example.com")
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name=f"/mailroom/{STAGE}/gmail/box_at_example.com", Value="{}", Type="SecureString"
+    )
+    healthy = json.loads(mailroom("health", json_output=True).stdout)
+    record_auth_failure(get_settings(), "box@example.com", "invalid_grant")
+
+    report = json.loads(mailroom("health", json_output=True).stdout)
+
+    assert [c["level"] for c in healthy["checks"] if c["area"] == "gmail"] == ["HEALTHY"]
+    [gmail] = [c for c in report["checks"] if c["area"] == "gmail"]
+    assert gmail["level"] == "UNHEALTHY"
+    assert gmail["detail"].startswith("authorization expired (invalid_grant, ")

@@ -277,8 +277,7 @@ def test_a_standard_queue_pipeline_is_found_and_redriven_without_a_group(
     aws: Stage, mailroom: Invoke
 ) -> None:
     sqs = boto3.client("sqs", region_name=REGION)
-    dlq = sqs.create_queue(QueueName="mailroom-test-gmail-forwarder-dlq")["QueueUrl"]
-    source = sqs.create_queue(QueueName="mailroom-test-gmail-forwarder")["QueueUrl"]
+    dlq, source = aws.queues["gmail-forwarder"].dlq_url, aws.queues["gmail-forwarder"].url
     sqs.send_message(
         QueueUrl=dlq,
         MessageBody=json.dumps({"mail": {"messageId": "ses-1"}}),
