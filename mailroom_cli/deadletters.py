@@ -213,8 +213,8 @@ _TABLE: tuple[tuple[frozenset[str], tuple[str, ...], Suggestion], ...] = (
         Suggestion("discard", "poison: the message itself is malformed; no retry can help"),
     ),
     (
-        frozenset({"ProviderAuthError"}),
-        ("unauthorized", "invalid_grant", "token expired", "forbidden"),
+        frozenset({"ProviderAuthError", "GmailAuthRevoked"}),
+        ("unauthorized", "invalid_grant", "token expired", "forbidden", "re-authorize"),
         Suggestion("fix-then-redrive", "credentials rejected: rotate them in SSM, then redrive"),
     ),
     (

@@ -76,6 +76,14 @@ def test_reasons_that_differ_only_in_ids_and_numbers_group_together() -> None:
             "fix-then-redrive",
         ),
         ({"mailroom_reason": "weird", "mailroom_error_class": "PermanentError"}, "investigate"),
+        (
+            {
+                "mailroom_reason": "Gmail authorization for this mailbox revoked or expired; "
+                "re-authorize",
+                "mailroom_error_class": "GmailAuthRevoked",
+            },
+            "fix-then-redrive",
+        ),
     ],
 )
 def test_suggested_disposition_follows_the_table(attributes: dict[str, str], action: str) -> None:
