@@ -22,6 +22,8 @@ DEFAULT_POSTMARK_API_URL = "https://api.postmarkapp.com"
 DEFAULT_MAX_WEBHOOK_BYTES = 6_000_000
 # SNS publishes are capped at 256 KiB including attributes; keep room for them.
 DEFAULT_CLAIM_CHECK_BYTES = 240_000
+# Postmark's test sink: accepted and counted like real mail, never delivered.
+PROBE_SINK = "test@blackhole.postmarkapp.com"
 
 
 def _str(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -82,6 +84,15 @@ class Settings:
     function_timeout_seconds: int
     signature_tolerance_seconds: int
     log_level: str
+    # Observability (issue 11): metrics namespace and the end-to-end probe.
+    metrics_namespace: str = "mailroom/local"
+    probe_enabled: bool = False
+    probe_rate_minutes: int = 5
+    probe_address: str | None = None
+    probe_from: str | None = None
+    probe_webhook_url: str | None = None
+    probe_outbound_to: str = "test@blackhole.postmarkapp.com"
+    probe_timeout_seconds: int = 900
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -126,6 +137,14 @@ class Settings:
                 env, "MAILROOM_SIGNATURE_TOLERANCE_SECONDS", 300, minimum=1
             ),
             log_level=log_level,
+            metrics_namespace=_str(env, "MAILROOM_METRICS_NAMESPACE", f"mailroom/{stage}") or "",
+            probe_enabled=_bool(env, "MAILROOM_PROBE_ENABLED", False),
+            probe_rate_minutes=_int(env, "MAILROOM_PROBE_RATE_MINUTES", 5, minimum=1),
+            probe_address=_str(env, "MAILROOM_PROBE_ADDRESS"),
+            probe_from=_str(env, "MAILROOM_PROBE_FROM"),
+            probe_webhook_url=_str(env, "MAILROOM_PROBE_WEBHOOK_URL"),
+            probe_outbound_to=_str(env, "MAILROOM_PROBE_OUTBOUND_TO", PROBE_SINK) or PROBE_SINK,
+            probe_timeout_seconds=_int(env, "MAILROOM_PROBE_TIMEOUT_SECONDS", 900, minimum=60),
         )
 
     @property
