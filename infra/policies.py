@@ -14,7 +14,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("dev", "prod")
-FUNCTIONS = ("api_handler", "inbound_bridge", "outbound_sender")
+FUNCTIONS = ("api_handler", "inbound_bridge", "outbound_sender", "probe")
 
 
 def _arn(service: str, resource: str) -> str:
@@ -110,6 +110,19 @@ def policy(stage: str, function: str) -> dict[str, Any]:
         )
     if function == "outbound_sender":
         statements += _consumer(prefix, "outbound-sender")
+    if function == "probe":  # issue 11: probe records, the delivery log, the outbound topic
+        statements += [
+            {
+                "Effect": "Allow",
+                "Action": ["dynamodb:PutItem", "dynamodb:Query"],
+                "Resource": _arn("dynamodb", f"table/{prefix}-state"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["sns:Publish"],
+                "Resource": _arn("sns", f"{prefix}-outbound.fifo"),
+            },
+        ]
     return {"Version": "2012-10-17", "Statement": statements}
 
 
