@@ -139,3 +139,22 @@ def log_outcome(
         measured=metrics.outcome_metrics(line),
         **line,
     )
+
+
+def log_routing_decision(
+    event_type: str,
+    *,
+    message_id: str | None,
+    action: str,
+    pattern: str | None,
+    mailbox_id: str | None = None,
+) -> None:
+    """One line per recipient's routing decision (the saved query "routing-decisions")."""
+    log_event(
+        "routing decision",
+        event_type=event_type,
+        message_id_hash=hash_id(message_id),
+        action=action,
+        route_pattern_hash=hash_id(pattern),
+        mailbox_id=mailbox_id,
+    )

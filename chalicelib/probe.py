@@ -278,6 +278,30 @@ def last_probe(
     return found
 
 
+@dataclass(frozen=True)
+class ProbeSummary:
+    """The newest settled probe of each kind, as ``mailroom health`` shows it."""
+
+    ok: bool
+    summary: str
+    probes: tuple[ProbeRecord, ...]
+
+
+def last_result(settings: Settings, *, dynamodb: Any | None = None) -> ProbeSummary | None:
+    """Healthy when the newest settled probe of every kind that ran passed; None if none ran."""
+    found = [r for r in last_probe(settings, dynamodb=dynamodb).values() if r is not None]
+    if not found:
+        return None
+    parts = []
+    for record in found:
+        age = int(time.time() - record.sent_at)
+        latency = f", {record.latency_ms / 1000:.1f} s" if record.latency_ms is not None else ""
+        detail = f" ({record.detail})" if record.status is ProbeStatus.FAILED else ""
+        parts.append(f"{record.kind.value} {record.status.value}{latency}{detail}, {age} s ago")
+    ok = all(r.status is ProbeStatus.PASSED for r in found)
+    return ProbeSummary(ok=ok, summary="; ".join(parts), probes=tuple(found))
+
+
 def _settle(
     record: ProbeRecord,
     status: ProbeStatus,
