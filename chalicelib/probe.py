@@ -235,7 +235,7 @@ def check_probe(
     if isinstance(arrived, str):  # the destination says it will never arrive
         settled = _settle(record, ProbeStatus.FAILED, arrived, now=now)
     elif arrived is not None:
-        latency = max(0.0, (arrived[0] - record.sent_at) * 1000)
+        latency = round(max(0.0, (arrived[0] - record.sent_at) * 1000), 1)
         settled = _settle(record, ProbeStatus.PASSED, arrived[1], now=now, latency_ms=latency)
     elif now - record.sent_at > (timeout_seconds or settings.probe_timeout_seconds):
         waited = int(now - record.sent_at)
