@@ -32,6 +32,8 @@ from typing import Any
 
 NAMESPACE_VARIABLE = "MAILROOM_METRICS_NAMESPACE"
 PROVIDERS = frozenset({"freescout", "postmark", "gmail", "ses"})
+SIGNALS = frozenset({"unavailable", "rate_limited", "auth_invalid", "rejected"})
+DISPOSITIONS = frozenset({"poison", "permanent", "exhausted"})
 THROTTLING_CODES = frozenset(
     {
         "429",
