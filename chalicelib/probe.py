@@ -14,7 +14,6 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import requests
@@ -23,107 +22,32 @@ from chalicelib import claimcheck, metrics
 from chalicelib.clients.aws import aws_client
 from chalicelib.clients.freescout import FreeScoutClient
 from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.errors import MailroomError, error_class
+from chalicelib.errors import MailroomError, error_class, reason_of
 from chalicelib.logging import log_event
+from chalicelib.probe_records import ProbeKind, ProbeRecord, ProbeStatus, ProbeStore
 from chalicelib.secrets import FREESCOUT_API_KEY, WEBHOOK_BASIC_AUTH, get_secrets
 from chalicelib.settings import Settings
 from chalicelib.suppression import normalise
 
-PREFIX = "PROBE#"
+__all__ = [
+    "ProbeKind",
+    "ProbeNotConfigured",
+    "ProbeRecord",
+    "ProbeStatus",
+    "ProbeSummary",
+    "check_probe",
+    "check_probes",
+    "last_probe",
+    "last_result",
+    "send_inbound_probe",
+    "send_outbound_probe",
+]
 EVENT_TYPE = "probe"
-SUBJECT = "mailroom probe {probe_id}"
-# Probe records outlive a week of on-call questions ("when did the probe last pass?").
-KEEP_SECONDS = 7 * 86_400
-# Newest records read per check: more than the probes a timeout can leave pending.
-PENDING_WINDOW = 50
 DEFAULT_FROM = "mailroom-probe@probe.invalid"
-
-
-class ProbeKind(StrEnum):
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
-
-
-class ProbeStatus(StrEnum):
-    SENT = "sent"
-    PASSED = "passed"
-    FAILED = "failed"
 
 
 class ProbeNotConfigured(MailroomError):
     """A setting the probe needs is not set; names it."""
-
-
-@dataclass(frozen=True)
-class ProbeRecord:
-    """One probe: when it left, and once settled, whether and how fast it arrived."""
-
-    kind: ProbeKind
-    probe_id: str
-    sent_at: float
-    status: ProbeStatus = ProbeStatus.SENT
-    detail: str = ""
-    latency_ms: float | None = None
-    checked_at: float | None = None
-
-    @property
-    def sort_key(self) -> str:
-        return f"{_iso(self.sent_at)}#{self.probe_id}"
-
-    @property
-    def subject(self) -> str:
-        return SUBJECT.format(probe_id=self.probe_id)
-
-
-class ProbeStore:
-    """Probe records in the state table."""
-
-    def __init__(self, table: str, *, client: Any) -> None:
-        self._table = table
-        self._client = client
-
-    def put(self, record: ProbeRecord) -> None:
-        item: dict[str, Any] = {
-            "PK": {"S": PREFIX + record.kind.value},
-            "SK": {"S": record.sort_key},
-            "probe_id": {"S": record.probe_id},
-            "sent_at": {"N": repr(record.sent_at)},
-            "status": {"S": record.status.value},
-            "detail": {"S": record.detail},
-            "expires_at": {"N": str(int(record.sent_at) + KEEP_SECONDS)},
-        }
-        if record.latency_ms is not None:
-            item["latency_ms"] = {"N": repr(round(record.latency_ms, 1))}
-        if record.checked_at is not None:
-            item["checked_at"] = {"N": repr(record.checked_at)}
-        self._client.put_item(TableName=self._table, Item=item)
-
-    def recent(self, kind: ProbeKind, limit: int = PENDING_WINDOW) -> list[ProbeRecord]:
-        """The newest ``limit`` probes of ``kind``, newest first."""
-        page = self._client.query(
-            TableName=self._table,
-            KeyConditionExpression="PK = :pk",
-            ExpressionAttributeValues={":pk": {"S": PREFIX + kind.value}},
-            ScanIndexForward=False,
-            Limit=limit,
-        )
-        return [_record(kind, item) for item in page.get("Items", [])]
-
-
-def _record(kind: ProbeKind, item: dict[str, Any]) -> ProbeRecord:
-    return ProbeRecord(
-        kind=kind,
-        probe_id=item["probe_id"]["S"],
-        sent_at=float(item["sent_at"]["N"]),
-        status=ProbeStatus(item["status"]["S"]),
-        detail=item.get("detail", {}).get("S", ""),
-        latency_ms=float(item["latency_ms"]["N"]) if "latency_ms" in item else None,
-        checked_at=float(item["checked_at"]["N"]) if "checked_at" in item else None,
-    )
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 def _store(settings: Settings, dynamodb: Any | None) -> ProbeStore:
@@ -228,10 +152,14 @@ def check_probe(
         return record
     now = time.time() if now is None else now
     arrived: tuple[float, str] | str | None
-    if record.kind is ProbeKind.INBOUND:
-        arrived = _find_conversation(settings, record, freescout)
-    else:
-        arrived = _find_sent(settings, record, dynamodb)
+    unknown = ""
+    try:
+        if record.kind is ProbeKind.INBOUND:
+            arrived = _find_conversation(settings, record, freescout)
+        else:
+            arrived = _find_sent(settings, record, dynamodb)
+    except Exception as err:  # cannot look: not seen yet, and said so if it times out
+        arrived, unknown = None, f" (last check: {reason_of(err)})"
     if isinstance(arrived, str):  # the destination says it will never arrive
         settled = _settle(record, ProbeStatus.FAILED, arrived, now=now)
     elif arrived is not None:
@@ -239,7 +167,8 @@ def check_probe(
         settled = _settle(record, ProbeStatus.PASSED, arrived[1], now=now, latency_ms=latency)
     elif now - record.sent_at > (timeout_seconds or settings.probe_timeout_seconds):
         waited = int(now - record.sent_at)
-        settled = _settle(record, ProbeStatus.FAILED, f"not seen within {waited} s", now=now)
+        detail = f"not seen within {waited} s{unknown}"
+        settled = _settle(record, ProbeStatus.FAILED, detail, now=now)
     else:
         return record
     _store(settings, dynamodb).put(settled)

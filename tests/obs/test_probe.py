@@ -175,3 +175,19 @@ def test_probe_records_expire_after_a_week(
     )["Item"]
 
     assert int(item["expires_at"]["N"]) - time.time() > 6 * 86_400
+
+
+def test_a_freescout_outage_fails_the_inbound_probe_after_the_timeout_and_says_why(
+    probe_settings: Callable[[], Settings], freescout_url: str
+) -> None:
+    import requests
+
+    settings = probe_settings()
+    sent = probe.send_inbound_probe(settings)
+    requests.post(f"{freescout_url}/_control/faults", json={"status": 503, "count": 99}, timeout=5)
+
+    assert probe.check_probes(settings, now=sent.sent_at + LATER) == []
+    [failed] = probe.check_probes(settings, now=sent.sent_at + settings.probe_timeout_seconds + 1)
+
+    assert failed.status is probe.ProbeStatus.FAILED
+    assert "last check: freescout: server error" in failed.detail
