@@ -27,8 +27,8 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 NAMESPACE_VARIABLE = "MAILROOM_METRICS_NAMESPACE"
 PROVIDERS = frozenset({"freescout", "postmark", "gmail", "ses"})
@@ -54,9 +54,11 @@ _PROVIDER_REASON = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Metric:
-    """One metric of the catalogue: unit, dimension sets, and what it counts."""
+class Metric(NamedTuple):
+    """One metric of the catalogue: unit, dimension sets, and what it counts.
+
+    (A NamedTuple, not a dataclass: the webhook's cold start need not import dataclasses.)
+    """
 
     name: str
     unit: str
@@ -163,25 +165,30 @@ def disposition(fields: Mapping[str, Any]) -> str:
 
 
 def emf(metrics: Mapping[Metric, float], *, ns: str | None = None) -> dict[str, Any]:
-    """The ``_aws`` member and metric values to add to a line that holds the dimensions;
-    metrics with the same dimension sets share one directive."""
-    grouped: dict[tuple[tuple[str, ...], ...], list[Metric]] = {}
-    for metric in metrics:
-        grouped.setdefault(metric.dimension_sets, []).append(metric)
-    name = ns or namespace()
-    directives = [
-        {
-            "Namespace": name,
-            "Dimensions": [list(s) for s in dimension_sets],
-            "Metrics": [{"Name": m.name, "Unit": m.unit} for m in members],
-        }
-        for dimension_sets, members in grouped.items()
-    ]
+    """The ``_aws`` member and metric values to add to a line that holds the dimensions."""
+    directives = _directives(tuple(metrics), ns or namespace())
     block: dict[str, Any] = {
         "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": directives}
     }
     block.update({metric.name: value for metric, value in metrics.items()})
     return block
+
+
+@lru_cache(maxsize=64)
+def _directives(members: tuple[Metric, ...], ns: str) -> list[dict[str, Any]]:
+    """EMF directives for ``members``; metrics with the same dimension sets share one.
+    Cached: a handful of combinations recur on every line (the result is only serialised)."""
+    grouped: dict[tuple[tuple[str, ...], ...], list[Metric]] = {}
+    for metric in members:
+        grouped.setdefault(metric.dimension_sets, []).append(metric)
+    return [
+        {
+            "Namespace": ns,
+            "Dimensions": [list(s) for s in dimension_sets],
+            "Metrics": [{"Name": m.name, "Unit": m.unit} for m in group],
+        }
+        for dimension_sets, group in grouped.items()
+    ]
 
 
 def outcome_metrics(line: Mapping[str, Any]) -> dict[Metric, float]:
