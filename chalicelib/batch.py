@@ -17,6 +17,13 @@ poison failure is sent to the queue's own DLQ at once (same group id) with its r
 message attributes, and the group goes on: holding later messages back would not restore
 an order that the dead-lettered message has already left.
 
+Every dead letter carries its reason. The runner counts a record's own failed attempts (one
+UpdateItem on ``ATTEMPTS#<message id>`` per transient failure; records held back behind
+their group or by the time guard are not attempted and not counted) and dead-letters the
+record itself, as ``exhausted``, once it has failed ``MAILROOM_MAX_ATTEMPTS`` times. The
+queue's maxReceiveCount is only a backstop well above that (see infra/template.yaml), for
+crash loops: a DLQ message without ``mailroom_reason`` was moved by SQS, not by us.
+
 Batched side effects (one Postmark call for the whole batch): the record handler returns
 ``PENDING`` for a record it has prepared, and ``act`` is then called once with every pending
 record and returns, per message id, the outcome or the exception, which is settled by the
@@ -33,8 +40,9 @@ from functools import lru_cache
 from typing import Any
 
 from chalicelib.clients.aws import aws_client
-from chalicelib.errors import error_class, is_transient, reason_of
+from chalicelib.errors import counts_as_attempt, error_class, is_transient, reason_of
 from chalicelib.logging import log_event, log_outcome
+from chalicelib.settings import get_settings
 
 # Stop starting new records when the invocation has less than this left, so a slow batch
 # ends with a clean partial result instead of a timeout.
@@ -208,13 +216,21 @@ def _act(act: BatchAction, records: list[SqsRecord]) -> ActResult:
 
 
 def _settle(attempt: _Attempt, answer: str | BaseException, event_type: str) -> str:
-    """The record's final outcome: dead-letter a permanent error, log one outcome line."""
+    """The record's final outcome: dead-letter a permanent or exhausted failure, log it."""
     record = attempt.record
     err = answer if isinstance(answer, BaseException) else None
     outcome = answer if isinstance(answer, str) else "retry"
+    attempts = record.receive_count
+    disposition: str | None = None
     if err is not None and not is_transient(err):
+        disposition = "poison" if getattr(err, "poison", False) else "permanent"
+    elif err is not None and counts_as_attempt(err):
+        attempts = count_failed_attempt(record)
+        if attempts >= get_settings().max_attempts:
+            disposition = "exhausted"
+    if err is not None and disposition is not None:
         try:
-            dead_letter(record, err)
+            dead_letter(record, err, attempts=attempts, disposition=disposition)
             outcome = "dead_lettered"
         except Exception as dlq_err:
             # The DLQ refused the message: keep it in the source queue instead.
@@ -224,6 +240,7 @@ def _settle(attempt: _Attempt, answer: str | BaseException, event_type: str) -> 
                 error_class=error_class(dlq_err),
                 message_id_hash=None,
             )
+            outcome = "retry"
     context = attempt.context
     log_outcome(
         event_type,
@@ -234,19 +251,52 @@ def _settle(attempt: _Attempt, answer: str | BaseException, event_type: str) -> 
         correlation_id=context.correlation_id,
         error_class=error_class(err) if err is not None else None,
         reason=reason_of(err) if err is not None else None,
-        attempt=record.receive_count,
+        attempt=attempts,
     )
     return outcome
 
 
-def dead_letter(record: SqsRecord, err: BaseException) -> None:
+def count_failed_attempt(record: SqsRecord) -> int:
+    """Add one failed attempt to ``record``'s count and return it.
+
+    Keyed on the SQS message id: a redriven copy is a new message and starts again at one.
+    If the count cannot be written, SQS's receive count stands in (it only over-counts).
+    """
+    settings = get_settings()
+    now = int(time.time())
+    try:
+        response = aws_client("dynamodb").update_item(
+            TableName=settings.state_table,
+            Key={"PK": {"S": f"ATTEMPTS#{record.message_id}"}, "SK": {"S": "v1"}},
+            UpdateExpression="ADD attempts :one SET expires_at = :expires",
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":expires": {"N": str(now + settings.idempotency_ttl_days * 86_400)},
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["attempts"]["N"])
+    except Exception as err:
+        log_event("attempt count not written", error_class=error_class(err))
+        return record.receive_count
+
+
+def dead_letter(
+    record: SqsRecord,
+    err: BaseException,
+    *,
+    attempts: int | None = None,
+    disposition: str = "permanent",
+) -> None:
     """Send ``record`` to its queue's DLQ with the reason, keeping its FIFO group."""
     sqs = aws_client("sqs")
     dlq_url = dead_letter_queue_url(record.event_source_arn)
     params: dict[str, Any] = {
         "QueueUrl": dlq_url,
         "MessageBody": record.body,
-        "MessageAttributes": dlq_attributes(record, err),
+        "MessageAttributes": dlq_attributes(
+            record, err, attempts=attempts or record.receive_count, disposition=disposition
+        ),
     }
     if dlq_url.endswith(".fifo"):
         params["MessageGroupId"] = record.group_id or "ungrouped"
@@ -254,14 +304,16 @@ def dead_letter(record: SqsRecord, err: BaseException) -> None:
     sqs.send_message(**params)
 
 
-def dlq_attributes(record: SqsRecord, err: BaseException) -> dict[str, dict[str, str]]:
+def dlq_attributes(
+    record: SqsRecord, err: BaseException, *, attempts: int, disposition: str
+) -> dict[str, dict[str, str]]:
     """Reason attributes first, then as many of the record's own attributes as fit."""
     ours = {
         "error_class": error_class(err),
         "reason": reason_of(err) or "unknown",
-        "attempts": str(record.receive_count),
+        "attempts": str(attempts),
         "first_seen": record.first_seen,
-        "disposition": "poison" if getattr(err, "poison", False) else "permanent",
+        "disposition": disposition,
     }
     attributes = {
         f"{DLQ_ATTRIBUTE_PREFIX}{k}": {"DataType": "String", "StringValue": v}

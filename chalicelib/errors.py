@@ -2,18 +2,25 @@
 
     MailroomError                 root of every runtime failure (transient=False)
     ├── TransientError            retry: let SQS redeliver (transient=True)
-    │   └── ProviderTransientError   a service said 5xx/429/timeout
+    │   ├── ProviderTransientError   a service said 5xx/429/timeout
+    │   ├── EffectNotRecorded        the provider acted; writing that down failed (may_have_acted)
+    │   └── AlreadyInProgress        (idempotency) another attempt holds the key: not an attempt
     ├── PermanentError            no retry will help: dead-letter now, with the reason
     │   ├── ActionNotAvailable       the route names an action this pipeline cannot run yet
     │   ├── ProviderPermanentError   a service rejected the request (4xx)
     │   │   └── ProviderAuthError       credentials or configuration rejected (401)
     │   └── PoisonMessageError       the message itself is malformed (poison=True)
-    ProviderError                 mixin carrying provider, status_code, error_code, excerpt
+    ProviderError                 mixin carrying provider, status_code, error_code, excerpt and
+                                  may_have_acted (the request left and no answer proves rejection)
 
     ConfigurationError            outside the runtime tree: a bad setting, raised at start-up
 
 An exception that is not a MailroomError is a bug; ``is_transient`` treats it as
-transient so SQS retries it and, after maxReceiveCount, its own redrive policy keeps it.
+transient, so the batch runner retries it and dead-letters it after the attempt limit.
+
+``may_have_acted`` answers the idempotency protocol's one question after a failure: could the
+side effect exist now? Only an answer that proves rejection (an HTTP error the provider wrote
+before acting, a refused connection) or an error raised before any request says no.
 """
 
 from __future__ import annotations
@@ -35,6 +42,11 @@ class MailroomError(Exception):
 
     transient: ClassVar[bool] = False
     poison: ClassVar[bool] = False
+    # False for failures that are not an attempt at the message (a lock held elsewhere):
+    # they never count towards the attempt limit.
+    counts_as_attempt: ClassVar[bool] = True
+    # Whether the side effect may exist after this error (see ``may_have_acted``).
+    may_have_acted: bool = False
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -45,6 +57,18 @@ class TransientError(MailroomError):
     """Retrying later may succeed."""
 
     transient = True
+
+
+class EffectNotRecorded(TransientError):
+    """The provider acted, but recording that failed: the key must stay uncertain."""
+
+    may_have_acted = True
+
+
+class AlreadyInProgress(TransientError):
+    """Another invocation holds the idempotency lock for this key; SQS will redeliver."""
+
+    counts_as_attempt = False
 
 
 class PermanentError(MailroomError):
@@ -72,12 +96,14 @@ class ProviderError(MailroomError):
         status_code: int | None = None,
         error_code: int | str | None = None,
         excerpt: str = "",
+        may_have_acted: bool = False,
     ) -> None:
         super().__init__(reason)
         self.provider = provider
         self.status_code = status_code
         self.error_code = error_code
         self.excerpt = excerpt[:300]
+        self.may_have_acted = may_have_acted
 
     def __str__(self) -> str:
         parts = [f"{self.provider}: {self.reason}"]
@@ -104,6 +130,24 @@ def is_transient(err: BaseException) -> bool:
     """Retry policy for any exception: unknown exceptions are retried, never dropped."""
     if isinstance(err, MailroomError):
         return err.transient
+    return True
+
+
+def counts_as_attempt(err: BaseException) -> bool:
+    """Whether ``err`` ends an attempt at the message (and counts towards the limit)."""
+    if isinstance(err, MailroomError):
+        return err.counts_as_attempt
+    return True
+
+
+def may_have_acted(err: BaseException) -> bool:
+    """Whether the side effect may exist after ``err``: only a provider's proof says no.
+
+    Our own errors are raised before any request (validation, routing, configuration);
+    anything else (a bug, an AWS error mid-way) may have struck after the provider acted.
+    """
+    if isinstance(err, MailroomError):
+        return err.may_have_acted
     return True
 
 

@@ -83,6 +83,7 @@ class Settings:
     idempotency_ttl_days: int
     function_timeout_seconds: int
     signature_tolerance_seconds: int
+    max_attempts: int
     log_level: str
     # Observability (issue 11): metrics namespace and the end-to-end probe.
     metrics_namespace: str = "mailroom/local"
@@ -136,6 +137,7 @@ class Settings:
             signature_tolerance_seconds=_int(
                 env, "MAILROOM_SIGNATURE_TOLERANCE_SECONDS", 300, minimum=1
             ),
+            max_attempts=_int(env, "MAILROOM_MAX_ATTEMPTS", 5, minimum=1),
             log_level=log_level,
             metrics_namespace=_str(env, "MAILROOM_METRICS_NAMESPACE", f"mailroom/{stage}") or "",
             probe_enabled=_bool(env, "MAILROOM_PROBE_ENABLED", False),

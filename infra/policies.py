@@ -58,6 +58,14 @@ def _consumer(prefix: str, queue: str) -> list[dict[str, Any]]:
             "Action": ["s3:GetObject"],
             "Resource": f"arn:aws:s3:::{prefix}-mail-*/payloads/*",
         },
+        {
+            # Without ListBucket, S3 answers a missing key with 403 instead of 404, and a
+            # lost claim-checked payload would look transient instead of poison.
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": f"arn:aws:s3:::{prefix}-mail-*",
+            "Condition": {"StringLike": {"s3:prefix": ["payloads/*"]}},
+        },
     ]
 
 

@@ -1,8 +1,9 @@
 """FreeScout API client (API & Webhooks module): conversations and threads.
 
 One ``_request`` applies auth, timeout and error mapping: network errors, timeouts and 5xx
-are transient; 401 is a configuration error; 400 and other 4xx are permanent. FreeScout
-has no idempotency key, so callers keep their own message-id → conversation map.
+are transient (500/502/504 and timeouts may have acted); 401 is a configuration error; 400
+and other 4xx are permanent. FreeScout has no idempotency key, so callers keep their own
+message-id → conversation map and prove an uncertain attempt with ``conversation``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from chalicelib.clients.http import JsonHttpClient
 from chalicelib.errors import ProviderAuthError, ProviderPermanentError, ProviderTransientError
 
 PROVIDER = "freescout"
+# Answers written after the server may have committed: a 500 or a gateway timeout can come
+# after the conversation was stored. 503 and 429 are refusals before any work.
+MAY_HAVE_ACTED = frozenset({500, 502, 504})
 
 
 class FreeScoutClient(JsonHttpClient):
@@ -50,6 +54,18 @@ class FreeScoutClient(JsonHttpClient):
         )
         return _resource_id(response), _json_or_empty(response)
 
+    def conversation(self, conversation_id: int) -> dict[str, Any] | None:
+        """GET /api/conversations/{id}?embed=threads; None if it does not exist."""
+        try:
+            response = self._request(
+                "GET", f"/api/conversations/{conversation_id}", params={"embed": "threads"}
+            )
+        except ProviderPermanentError as err:
+            if err.status_code == 404:
+                return None
+            raise
+        return _json_or_empty(response)
+
     def find_conversations(self, **filters: str | int) -> list[dict[str, Any]]:
         """GET /api/conversations with ``filters``; the embedded conversations."""
         params = {k: str(v) for k, v in filters.items()}
@@ -73,6 +89,7 @@ class FreeScoutClient(JsonHttpClient):
                 provider=PROVIDER,
                 status_code=status,
                 excerpt=response.text,
+                may_have_acted=status in MAY_HAVE_ACTED,
             )
         raise ProviderPermanentError(
             f"request rejected: {message}",
@@ -91,6 +108,7 @@ def _resource_id(response: requests.Response) -> int:
             "created, but no Resource-ID in the answer",
             provider=PROVIDER,
             status_code=response.status_code,
+            may_have_acted=True,
         ) from None
 
 

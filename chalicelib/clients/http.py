@@ -1,7 +1,8 @@
 """The shared requests base of the provider clients: JSON headers, timeout, network errors.
 
 Each provider client adds its own auth header and maps the answer's status and body;
-what every provider shares (a timeout or a dropped connection is transient) lives here.
+what every provider shares lives here: a timeout or a dropped connection is transient, and
+only a connection that was never made proves that the provider did not act.
 """
 
 from __future__ import annotations
@@ -38,7 +39,29 @@ class JsonHttpClient:
                 timeout=self._timeout,
                 **kwargs,
             )
+        except requests.ConnectTimeout as err:
+            raise ProviderTransientError("connection timed out", provider=self.provider) from err
         except requests.Timeout as err:
-            raise ProviderTransientError("request timed out", provider=self.provider) from err
+            # The request left and no answer came: the provider may have acted on it.
+            raise ProviderTransientError(
+                "request timed out", provider=self.provider, may_have_acted=True
+            ) from err
         except requests.RequestException as err:
-            raise ProviderTransientError("connection failed", provider=self.provider) from err
+            raise ProviderTransientError(
+                "connection failed", provider=self.provider, may_have_acted=not _refused(err)
+            ) from err
+
+
+def _refused(err: BaseException) -> bool:
+    """Whether no connection was ever made (so no request can have reached the provider)."""
+    from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, NewConnectionError | NameResolutionError):
+            return True
+        if isinstance(getattr(seen, "reason", None), NewConnectionError | NameResolutionError):
+            return True
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = nested or seen.__cause__ or seen.__context__
+    return False

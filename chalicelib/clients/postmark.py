@@ -1,7 +1,8 @@
 """Postmark Email API client: single and batch sends, and the outbound message search.
 
 Classification follows Postmark's rules (never infer from the HTTP status alone; the body's
-ErrorCode decides): HTTP 429/500/503, ErrorCode 100 and network errors are transient;
+ErrorCode decides): HTTP 429/500/503, ErrorCode 100 and network errors are transient
+(a 500, a timeout or an unreadable answer may have sent the message);
 401 or ErrorCode 10 is a configuration error; ErrorCode 406 names inactive recipients;
 other 422s are permanent. A 403 with an HTML body comes from the network layer in front of
 Postmark, not from Postmark, and is transient. Postmark has no idempotency key, so callers
@@ -115,15 +116,23 @@ class PostmarkClient(JsonHttpClient):
     def send_batch(self, messages: list[dict[str, Any]]) -> list[SendResult]:
         """POST /email/batch in chunks (500 messages, 40 MB); one result per message, in order.
 
-        HTTP 200 can still carry per-message failures, so every element's ErrorCode is read.
+        HTTP 200 can still carry per-message failures, so every element's ErrorCode is read;
+        a chunk whose call failed gives that error for each of its messages.
         """
         results: list[SendResult] = []
         for chunk in _chunks(messages):
-            answers = self._request("POST", "/email/batch", json=chunk)
-            if not isinstance(answers, list) or len(answers) != len(chunk):
-                raise ProviderTransientError(
-                    "batch answer does not match the request", provider=PROVIDER
-                )
+            try:
+                answers = self._request("POST", "/email/batch", json=chunk)
+                if not isinstance(answers, list) or len(answers) != len(chunk):
+                    raise ProviderTransientError(
+                        "batch answer does not match the request",
+                        provider=PROVIDER,
+                        may_have_acted=True,
+                    )
+            except ProviderError as err:
+                # Earlier chunks were answered: their results must not be lost with this one.
+                results.extend(SendResult(None, err) for _ in chunk)
+                continue
             for answer in answers:
                 code = int(answer.get("ErrorCode", 0))
                 if code == 0:
@@ -155,6 +164,14 @@ class PostmarkClient(JsonHttpClient):
         if status == 200 and body is not None:
             return body
         excerpt = response.text[:300]
+        if 200 <= status < 300:
+            raise ProviderTransientError(
+                "accepted, but the answer is unreadable",
+                provider=PROVIDER,
+                status_code=status,
+                excerpt=excerpt,
+                may_have_acted=True,
+            )
         if isinstance(body, dict) and "ErrorCode" in body and status in {401, 422}:
             raise classify(int(body["ErrorCode"]), str(body.get("Message", "")), status=status)
         if status == 401:
@@ -162,7 +179,13 @@ class PostmarkClient(JsonHttpClient):
         if status in {403, 429} or status >= 500:
             # 403 with an HTML body is the network layer in front of Postmark, not Postmark.
             raise ProviderTransientError(
-                f"HTTP {status}", provider=PROVIDER, status_code=status, excerpt=excerpt
+                f"HTTP {status}",
+                provider=PROVIDER,
+                status_code=status,
+                excerpt=excerpt,
+                # Postmark: a 500 "message is usually lost", but not always; 429, 503 and the
+                # network layer's 403 answer before Postmark takes the message.
+                may_have_acted=status not in {403, 429, 503},
             )
         raise ProviderPermanentError(
             f"HTTP {status}", provider=PROVIDER, status_code=status, excerpt=excerpt

@@ -1,16 +1,16 @@
 """Inbound bridge: SQS FIFO records of Postmark emails → routing → FreeScout, exactly once.
 
 Per record: unwrap the SNS envelope, resolve the claim check, parse the model (failure is
-poison), resolve the route, then, for ``freescout``, claim idempotency on the Postmark
-MessageID, create the conversation (or add a thread when the email replies to one we
-delivered), and complete the claim with the conversation id straight away.
+poison), resolve the route, then, for ``freescout``, claim the idempotency key and deliver
+(``freescout_delivery``: a new conversation, a reply thread, or — when an earlier attempt
+may have acted — the proof that FreeScout already has it). The record is then ``PENDING``:
+once the batch is through, one TransactWriteItems writes, per delivered email, the threading
+map (RFC Message-ID → conversation), the conversation's owner and the completed claim, so
+the map can never be missing behind a completed key. A new email costs two DynamoDB writes
+(its claim and its share of the batch's transaction) and no read.
 
-The remaining duplicate window: FreeScout has no idempotency key, so a crash after
-FreeScout answered 201 and before the claim is completed (one DynamoDB write later) leaves
-an expired IN_PROGRESS record. The retry sees ``Claim.takeover`` and looks for the
-conversation first (same mailbox, customer and subject, created within the last hour); one
-match is reused, none is created. Only a crash in that window *and* an ambiguous search
-(two matches) can still yield a duplicate conversation; we prefer it to losing the email.
+If that transaction fails, the emails are in FreeScout but not recorded: their keys are
+marked uncertain, and the retry proves instead of creating again.
 """
 
 from __future__ import annotations
@@ -18,23 +18,24 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
 from pydantic import ValidationError
 
 from chalicelib import claimcheck
-from chalicelib.batch import LogContext, SqsRecord, process_batch
+from chalicelib.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
 from chalicelib.clients.aws import aws_client
 from chalicelib.clients.freescout import FreeScoutClient
 from chalicelib.errors import (
     ActionNotAvailable,
+    EffectNotRecorded,
     PermanentError,
     PoisonMessageError,
-    ProviderPermanentError,
+    error_class,
 )
-from chalicelib.idempotency import Claim, ClaimState, IdempotencyStore
+from chalicelib.freescout_delivery import Delivered, FreeScoutDelivery, customer_thread
+from chalicelib.idempotency import Claim, IdempotencyStore, KeyState
 from chalicelib.logging import get_logger, log_event
 from chalicelib.models.envelope import unwrap
 from chalicelib.models.postmark_inbound import PostmarkInbound
@@ -43,7 +44,9 @@ from chalicelib.secrets import FREESCOUT_API_KEY, get_secrets
 from chalicelib.settings import Settings, per_container
 
 EVENT_TYPE = "inbound_bridge"
-RECONCILE_WINDOW = timedelta(hours=1)
+# DynamoDB takes at most 100 items in one transaction; a record adds at most three.
+TRANSACTION_ITEMS = 99
+MAP_TTL_SECONDS = 365 * 86_400
 
 
 @dataclass
@@ -73,87 +76,201 @@ services = per_container(_build)
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
     """Lambda entry point for the inbound bridge queue."""
-    services()
+    batch = _Batch(services())
     return process_batch(
-        event, handle_record, event_type=EVENT_TYPE, remaining_time_ms=remaining_time_ms
+        event,
+        batch.deliver,
+        event_type=EVENT_TYPE,
+        remaining_time_ms=remaining_time_ms,
+        act=batch.record,
     )
 
 
-def handle_record(record: SqsRecord, ctx: LogContext) -> str:
-    """Deliver one email; return the outcome or raise (see errors.py for the policy)."""
+def parse(record: SqsRecord) -> PostmarkInbound:
+    """The Postmark payload in ``record``; a malformed one is poison."""
     message, _ = unwrap(record.body)
     payload = claimcheck.check_out(message)
     try:
-        email = PostmarkInbound.model_validate_json(payload)
+        return PostmarkInbound.model_validate_json(payload)
     except ValidationError as err:
-        fields = sorted({".".join(str(p) for p in e["loc"]) for e in err.errors()})
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in err.errors()})
         raise PoisonMessageError(f"not a Postmark inbound payload: {', '.join(fields)}") from err
-    ctx.message_id = email.message_id
-    svc = services()
-    rule = resolve(email.recipient, svc.routes.rules())
-    if rule is None:
-        raise PermanentError("no routing rule matches the recipient")
-    if rule.action is RouteAction.DROP:
-        return "dropped"
-    if rule.action in {RouteAction.GMAIL, RouteAction.BOUNCE}:
-        raise ActionNotAvailable(f"action not available yet: {rule.action.value}")
-    if rule.action is not RouteAction.FREESCOUT:
-        raise PermanentError("routing rule has an unknown action")
-    ctx.mailbox_id = rule.target
-    key = f"postmark:{email.message_id}"
-    claim = svc.idempotency.claim(key)
-    if claim.state is ClaimState.COMPLETED:
-        return "duplicate"
-    try:
-        conversation_id, response = _deliver(email, rule, claim, svc)
-    except BaseException:
-        svc.idempotency.release_quietly(key)
-        raise
-    svc.idempotency.complete(key, {"conversation_id": str(conversation_id)})
-    if email.rfc_message_id:
-        _remember(email.rfc_message_id, conversation_id, svc.settings)
-    _check_attachments(email, response)
-    return "success"
 
 
-def _deliver(
-    email: PostmarkInbound, rule: RouteRule, claim: Claim, svc: _Services
-) -> tuple[int, dict[str, Any]]:
-    client = FreeScoutClient(
-        svc.settings.freescout_url,
-        get_secrets().current(FREESCOUT_API_KEY),
-        session=svc.session,
-        timeout=svc.settings.http_timeout_seconds,
-    )
-    mailbox_id = _mailbox_id(rule)
-    thread = _thread(email, svc.settings.freescout_imported)
-    existing = (
-        _conversation_for(email.referenced_ids, svc.settings) if email.referenced_ids else None
-    )
-    if existing is not None:
+@dataclass(frozen=True)
+class _Done:
+    claim: Claim
+    delivered: Delivered
+    rfc_message_id: str | None
+
+
+class _Batch:
+    """One invocation: emails delivered one by one, then recorded together."""
+
+    def __init__(self, svc: _Services) -> None:
+        self.svc = svc
+        self.done: dict[str, _Done] = {}
+        self._delivery: FreeScoutDelivery | None = None
+
+    def delivery(self) -> FreeScoutDelivery:
+        if self._delivery is None:
+            settings = self.svc.settings
+            client = FreeScoutClient(
+                settings.freescout_url,
+                get_secrets().current(FREESCOUT_API_KEY),
+                session=self.svc.session,
+                timeout=settings.http_timeout_seconds,
+            )
+            self._delivery = FreeScoutDelivery(
+                client, imported=settings.freescout_imported, event_type=EVENT_TYPE
+            )
+        return self._delivery
+
+    def deliver(self, record: SqsRecord, ctx: LogContext) -> str:
+        """Deliver one email; ``PENDING`` until ``record`` writes it down."""
+        email = parse(record)
+        ctx.message_id = email.message_id
+        rule = resolve(email.recipient, self.svc.routes.rules())
+        if rule is None:
+            raise PermanentError("no routing rule matches the recipient")
+        if rule.action is RouteAction.DROP:
+            return "dropped"
+        if rule.action in {RouteAction.GMAIL, RouteAction.BOUNCE}:
+            raise ActionNotAvailable(f"action not available yet: {rule.action.value}")
+        if rule.action is not RouteAction.FREESCOUT:
+            raise PermanentError("routing rule has an unknown action")
+        ctx.mailbox_id = rule.target
+        mailbox_id = _mailbox_id(rule)
+        key = f"postmark:{email.message_id}"
+        if any(done.claim.key == key for done in self.done.values()):
+            return "duplicate"  # delivered earlier in this batch; its record is on the way
+        claim = self.svc.idempotency.claim(key)
+        if claim.state is KeyState.COMPLETED:
+            return "duplicate"
         try:
-            _, response = client.add_thread(existing, thread)
-            return existing, response
-        except ProviderPermanentError as err:
-            if err.status_code != 404:
-                raise
-            # The conversation was deleted for good in FreeScout: start a new one.
-            log_event("threaded conversation is gone", event_type=EVENT_TYPE, status_code=404)
-    if claim.takeover:
-        found = _reconcile(client, email, mailbox_id)
-        if found is not None:
-            log_event("reused conversation after takeover", event_type=EVENT_TYPE)
-            return found, {}
-    return client.create_conversation(
-        {
-            "type": "email",
-            "mailboxId": mailbox_id,
-            "subject": email.subject or "(no subject)",
-            "customer": thread["customer"],
-            "threads": [thread],
-            "imported": svc.settings.freescout_imported,
+            delivered = self._deliver(email, mailbox_id, claim)
+        except Exception as err:
+            self.svc.idempotency.settle_failure(claim, err)
+            raise
+        _check_attachments(email, delivered.response)
+        self.done[record.message_id] = _Done(claim, delivered, email.rfc_message_id)
+        return PENDING
+
+    def _deliver(self, email: PostmarkInbound, mailbox_id: int, claim: Claim) -> Delivered:
+        thread = customer_thread(
+            sender=email.from_full.email,
+            sender_name=email.from_full.name,
+            body=email.body,
+            cc=[a.email for a in email.cc_full],
+            attachments=[
+                {"fileName": a.name, "mimeType": a.content_type, "data": a.content}
+                for a in email.attachments
+            ],
+            imported=self.svc.settings.freescout_imported,
+        )
+        uncertain = claim.state is KeyState.UNCERTAIN
+        if uncertain:
+            log_event("earlier attempt may have acted; proving", event_type=EVENT_TYPE)
+        return self.delivery().deliver(
+            mailbox_id=mailbox_id,
+            subject=email.subject or "(no subject)",
+            thread=thread,
+            reply_to=self._conversation_for(email.referenced_ids),
+            uncertain_since=claim.first_attempt_at if uncertain else None,
+            owned_elsewhere=lambda conversation_id: self._owned_elsewhere(
+                conversation_id, claim.key
+            ),
+        )
+
+    def record(self, records: list[SqsRecord]) -> ActResult:
+        """Write the map, owner and completion of every delivered email: one transaction."""
+        answers: ActResult = {}
+        chunk: list[tuple[str, _Done]] = []
+        items = 0
+        for record in records:
+            done = self.done[record.message_id]
+            size = len(self._items(done))
+            if chunk and items + size > TRANSACTION_ITEMS:
+                answers.update(self._write(chunk))
+                chunk, items = [], 0
+            chunk.append((record.message_id, done))
+            items += size
+        if chunk:
+            answers.update(self._write(chunk))
+        return answers
+
+    def _write(self, chunk: list[tuple[str, _Done]]) -> ActResult:
+        table = self.svc.settings.state_table
+        items: dict[tuple[str, str], dict[str, Any]] = {}
+        for _, done in chunk:
+            for item in self._items(done):
+                items[(item["PK"]["S"], item["SK"]["S"])] = item  # one per key in a transaction
+        try:
+            aws_client("dynamodb").transact_write_items(
+                TransactItems=[{"Put": {"TableName": table, "Item": i}} for i in items.values()]
+            )
+        except Exception as err:
+            log_event(
+                "delivered, but not recorded", event_type=EVENT_TYPE, error_class=error_class(err)
+            )
+            failure = EffectNotRecorded("delivered to FreeScout, but not recorded")
+            for _, done in chunk:
+                self.svc.idempotency.settle_failure(done.claim, failure)
+            return {message_id: failure for message_id, _ in chunk}
+        return {message_id: _outcome(done.delivered) for message_id, done in chunk}
+
+    def _items(self, done: _Done) -> list[dict[str, Any]]:
+        now = int(time.time())
+        conversation = {"N": str(done.delivered.conversation_id)}
+        items = [self.svc.idempotency.completed_item(done.claim, done.delivered.result())]
+        if done.rfc_message_id:
+            items.append(
+                {
+                    "PK": {"S": f"MSGID#{done.rfc_message_id}"},
+                    "SK": {"S": "FREESCOUT"},
+                    "conversation_id": conversation,
+                    "expires_at": {"N": str(now + MAP_TTL_SECONDS)},
+                }
+            )
+        if done.delivered.new_conversation:
+            items.append(
+                {
+                    "PK": {"S": f"CONVERSATION#{done.delivered.conversation_id}"},
+                    "SK": {"S": "OWNER"},
+                    "key": {"S": done.claim.key},
+                    "expires_at": {"N": str(now + MAP_TTL_SECONDS)},
+                }
+            )
+        return items
+
+    def _conversation_for(self, referenced: list[str]) -> int | None:
+        """The conversation of the newest referenced Message-ID we delivered (one read)."""
+        if not referenced:
+            return None
+        table = self.svc.settings.state_table
+        keys = [{"PK": {"S": f"MSGID#{mid}"}, "SK": {"S": "FREESCOUT"}} for mid in referenced[:100]]
+        response = aws_client("dynamodb").batch_get_item(RequestItems={table: {"Keys": keys}})
+        found = {
+            item["PK"]["S"][len("MSGID#") :]: int(item["conversation_id"]["N"])
+            for item in response.get("Responses", {}).get(table, [])
         }
-    )
+        return next((found[mid] for mid in referenced if mid in found), None)
+
+    def _owned_elsewhere(self, conversation_id: int, key: str) -> bool:
+        """Whether another key recorded ``conversation_id`` as the one it created."""
+        item = (
+            aws_client("dynamodb")
+            .get_item(
+                TableName=self.svc.settings.state_table,
+                Key={"PK": {"S": f"CONVERSATION#{conversation_id}"}, "SK": {"S": "OWNER"}},
+            )
+            .get("Item")
+        )
+        return bool(item) and item.get("key", {}).get("S") != key
+
+
+def _outcome(delivered: Delivered) -> str:
+    return "success" if delivered.how != "proven" else "already_delivered"
 
 
 def _mailbox_id(rule: RouteRule) -> int:
@@ -161,69 +278,6 @@ def _mailbox_id(rule: RouteRule) -> int:
         return int(rule.target)
     except ValueError:
         raise PermanentError("freescout route target is not a mailbox id") from None
-
-
-def _thread(email: PostmarkInbound, imported: bool) -> dict[str, Any]:
-    first, _, last = email.from_full.name.strip().partition(" ")
-    customer: dict[str, Any] = {"email": email.from_full.email}
-    if first:
-        customer["firstName"] = first
-    if last:
-        customer["lastName"] = last
-    thread: dict[str, Any] = {
-        "type": "customer",
-        "text": email.body or "(empty message)",
-        "customer": customer,
-        "imported": imported,
-    }
-    if email.cc_full:
-        thread["cc"] = [a.email for a in email.cc_full]
-    if email.attachments:
-        thread["attachments"] = [
-            {"fileName": a.name, "mimeType": a.content_type, "data": a.content}
-            for a in email.attachments
-        ]
-    return thread
-
-
-def _conversation_for(referenced: list[str], settings: Settings) -> int | None:
-    """The conversation of the newest referenced Message-ID we delivered (one BatchGetItem)."""
-    keys = [{"PK": {"S": f"MSGID#{mid}"}, "SK": {"S": "FREESCOUT"}} for mid in referenced[:100]]
-    response = aws_client("dynamodb").batch_get_item(
-        RequestItems={settings.state_table: {"Keys": keys}}
-    )
-    found = {
-        item["PK"]["S"][len("MSGID#") :]: int(item["conversation_id"]["N"])
-        for item in response.get("Responses", {}).get(settings.state_table, [])
-    }
-    return next((found[mid] for mid in referenced if mid in found), None)
-
-
-def _remember(rfc_message_id: str, conversation_id: int, settings: Settings) -> None:
-    now = int(time.time())
-    aws_client("dynamodb").put_item(
-        TableName=settings.state_table,
-        Item={
-            "PK": {"S": f"MSGID#{rfc_message_id}"},
-            "SK": {"S": "FREESCOUT"},
-            "conversation_id": {"N": str(conversation_id)},
-            "expires_at": {"N": str(now + 365 * 86_400)},
-        },
-    )
-
-
-def _reconcile(client: FreeScoutClient, email: PostmarkInbound, mailbox_id: int) -> int | None:
-    since = (datetime.now(UTC) - RECONCILE_WINDOW).strftime("%Y-%m-%dT%H:%M:%SZ")
-    matches = client.find_conversations(
-        mailboxId=mailbox_id,
-        customerEmail=email.from_full.email,
-        subject=email.subject or "(no subject)",
-        createdSince=since,
-        state="published",
-    )
-    if len(matches) == 1 and "id" in matches[0]:
-        return int(matches[0]["id"])
-    return None
 
 
 def _check_attachments(email: PostmarkInbound, response: Mapping[str, Any]) -> None:

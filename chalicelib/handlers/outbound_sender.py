@@ -9,10 +9,17 @@ recipients, look for an earlier send), then every prepared record goes to Postma
   again, in the same invocation, to whoever is left; nobody left → outcome ``suppressed``;
 * transient (429, 5xx, ErrorCode 100, network): retried by SQS; permanent: dead-lettered.
 
-Postmark has no idempotency key. A record whose earlier attempt may have reached Postmark
-(the claim was taken over, or SQS delivers it again) is first looked up by its correlation
-id in Postmark's outbound search, and not sent again if found. Order: a record held back by
-a transient failure before the call holds back the rest of its group; within one call the
+Postmark has no idempotency key. A correlation id whose earlier attempt may have reached
+Postmark (its key is uncertain: a call that timed out or answered 500, a lock that expired
+under a crash, a send whose completion was not written) is first looked up by its
+correlation id in Postmark's outbound search, and not sent again if found; this holds for a
+redelivery, a redriven copy with a new SQS message id and a re-submission in another group
+alike, because the key, not the message, remembers. A failed search leaves the key
+uncertain and the record is retried. Only a failure that proves Postmark did not take the
+message (a refused connection, 429, 503, a per-message error) releases the key.
+
+Order: a record held back by a transient failure before the call holds back the rest of its
+group; within one call the
 messages go in queue order, and a per-message transient failure there retries only that
 message (the others of its group were already accepted).
 """
@@ -32,9 +39,15 @@ from chalicelib.batch import PENDING, ActResult, LogContext, SqsRecord, process_
 from chalicelib.clients.aws import aws_client, put_items
 from chalicelib.clients.postmark import InactiveRecipients, PostmarkClient
 from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.errors import PoisonMessageError, TransientError, error_class, is_transient
+from chalicelib.errors import (
+    EffectNotRecorded,
+    PoisonMessageError,
+    TransientError,
+    error_class,
+    is_transient,
+)
 from chalicelib.errors import reason_of as reason_for
-from chalicelib.idempotency import ClaimState, IdempotencyStore
+from chalicelib.idempotency import Claim, IdempotencyStore, KeyState
 from chalicelib.logging import get_logger, log_event
 from chalicelib.models.envelope import unwrap
 from chalicelib.models.outbound import OutboundEmail
@@ -115,7 +128,7 @@ def parse(record: SqsRecord) -> OutboundEmail:
 @dataclass
 class _Prepared:
     email: OutboundEmail
-    key: str
+    claim: Claim
     blocked: set[str] = field(default_factory=set)  # normalised recipients not to send to
 
     def nobody_left(self) -> bool:
@@ -183,16 +196,16 @@ class _Batch:
                 )
             raise
         ctx.correlation_id = email.correlation_id
-        key = f"outbound:{email.correlation_id}"
-        claim = self.svc.idempotency.claim(key)
-        if claim.state is ClaimState.COMPLETED:
+        claim = self.svc.idempotency.claim(f"outbound:{email.correlation_id}")
+        if claim.state is KeyState.COMPLETED:
             return "duplicate"
-        ready = _Prepared(email, key)
+        ready = _Prepared(email, claim)
         try:
             ready.blocked = self._blocked(email)
             if ready.nobody_left():
                 return self._suppressed(ready)
-            if claim.takeover or record.receive_count > 1:
+            if claim.state is KeyState.UNCERTAIN:
+                # Exact: Postmark filters on the metadata value we sent with the message.
                 found = self.postmark().search_outbound({"correlation_id": email.correlation_id})
                 if found:
                     log_event("earlier send found by correlation id", event_type=EVENT_TYPE)
@@ -200,8 +213,9 @@ class _Batch:
                     if isinstance(outcome, BaseException):
                         raise outcome
                     return outcome
-        except BaseException:
-            self.svc.idempotency.release_quietly(key)
+                log_event("earlier attempt did not send; sending", event_type=EVENT_TYPE)
+        except Exception as err:
+            self.svc.idempotency.settle_failure(claim, err)
             raise
         self.prepared[record.message_id] = ready
         return PENDING
@@ -233,19 +247,32 @@ class _Batch:
         """Send ``todo`` and sort the answers; the ids to send again (fewer recipients)."""
         ready = [self.prepared[m] for m in todo]
         results = self.postmark().send_batch([p.email.postmark_message(p.blocked) for p in ready])
+        # Every accepted message first: nothing that fails below may touch their claims.
+        for message_id, result in zip(todo, results, strict=True):
+            if result.error is None:
+                accepted[message_id] = result.message_id or ""
         again: list[str] = []
         for message_id, prepared, result in zip(todo, ready, results, strict=True):
             if result.error is None:
-                accepted[message_id] = result.message_id or ""
-            elif isinstance(result.error, InactiveRecipients) and self._suppress(
-                prepared, result.error
-            ):
-                if prepared.nobody_left():
-                    answers[message_id] = self._suppressed(prepared)
-                else:
-                    again.append(message_id)
-            else:
+                continue
+            try:
+                if isinstance(result.error, InactiveRecipients) and self._suppress(
+                    prepared, result.error
+                ):
+                    if prepared.nobody_left():
+                        answers[message_id] = self._suppressed(prepared)
+                    else:
+                        again.append(message_id)
+                    continue
                 answers[message_id] = self._failed(prepared, result.error)
+            except Exception as err:
+                # Postmark refused this message, so nothing was sent: a plain retry is safe.
+                log_event(
+                    "refusal not settled", event_type=EVENT_TYPE, error_class=error_class(err)
+                )
+                answers[message_id] = self._failed(
+                    prepared, TransientError("refused recipients could not be recorded")
+                )
         return again
 
     def _suppress(self, prepared: _Prepared, err: InactiveRecipients) -> bool:
@@ -260,11 +287,11 @@ class _Batch:
     def _sent(self, sent: list[tuple[_Prepared, str]], found_by: str) -> list[str | BaseException]:
         """Complete the claims of sent messages and log them, in one batch write.
 
-        A claim left uncompleted keeps its lock: the retry takes it over and searches
-        Postmark first, so a failed write here never becomes a second send.
+        A claim left uncompleted is marked uncertain (or its lock expires): the retry
+        searches Postmark first, so a failed write here never becomes a second send.
         """
         claims = [
-            self.svc.idempotency.completed_item(prepared.key, {"message_id": message_id})
+            self.svc.idempotency.completed_item(prepared.claim, {"message_id": message_id})
             for prepared, message_id in sent
         ]
         lines = [
@@ -290,15 +317,18 @@ class _Batch:
             left = claims
         unwritten = {item["PK"]["S"] for item in left}
         outcome = "sent" if found_by == "send" else "already_sent"
-        return [
-            TransientError("sent, but the idempotency record was not completed")
-            if claim["PK"]["S"] in unwritten
-            else outcome
-            for claim in claims
-        ]
+        answers: list[str | BaseException] = []
+        for (prepared, _), claim in zip(sent, claims, strict=True):
+            if claim["PK"]["S"] in unwritten:
+                failure = EffectNotRecorded("sent, but the idempotency record was not completed")
+                self.svc.idempotency.settle_failure(prepared.claim, failure)
+                answers.append(failure)
+            else:
+                answers.append(outcome)
+        return answers
 
     def _suppressed(self, prepared: _Prepared) -> str:
-        self.svc.idempotency.complete(prepared.key, {"outcome": "suppressed"})
+        self.svc.idempotency.complete(prepared.claim.key, {"outcome": "suppressed"})
         self.svc.log.record_quietly(
             prepared.email.correlation_id,
             DeliveryStatus.SUPPRESSED,
@@ -307,7 +337,7 @@ class _Batch:
         return "suppressed"
 
     def _failed(self, prepared: _Prepared, err: BaseException) -> BaseException:
-        self.svc.idempotency.release_quietly(prepared.key)
+        self.svc.idempotency.settle_failure(prepared.claim, err)
         if not is_transient(err):
             self.svc.log.record_quietly(
                 prepared.email.correlation_id, DeliveryStatus.DEAD_LETTERED, reason=reason_for(err)

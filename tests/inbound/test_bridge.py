@@ -228,35 +228,6 @@ def test_one_megabyte_payload_round_trips_through_the_claim_check(
     assert json.loads(call.request.body)["threads"][0]["text"] == big
 
 
-def test_takeover_after_a_crash_reuses_the_conversation_freescout_already_has(
-    aws: Stage, post: Any, payload: Any, bridge: Any, freescout: responses.RequestsMock
-) -> None:
-    aws.put_route("*", "freescout", "1")
-    # An earlier attempt claimed the key and died after FreeScout answered: its lock expired.
-    boto3.client("dynamodb", region_name=REGION).put_item(
-        TableName=aws.state_table,
-        Item={
-            "PK": {"S": "IDEMPOTENCY#postmark:73e6d360-66eb-11e1-8e72-a8904824019b"},
-            "SK": {"S": "v1"},
-            "status": {"S": "IN_PROGRESS"},
-            "lock_expires_at": {"N": "1"},
-        },
-    )
-    freescout.add(
-        responses.GET,
-        CONVERSATIONS,
-        json={"_embedded": {"conversations": [{"id": 42}]}, "page": {"totalElements": 1}},
-    )
-    post(payload())
-
-    _, _, error = bridge()
-
-    assert error is None
-    assert _posts(freescout) == []
-    [search] = [c for c in freescout.calls if c.request.method == "GET"]
-    assert "customerEmail=ada.customer%40example.org" in search.request.url
-
-
 def test_reply_to_a_conversation_deleted_in_freescout_starts_a_new_one(
     aws: Stage, post: Any, payload: Any, bridge: Any, freescout: responses.RequestsMock
 ) -> None:
@@ -280,3 +251,43 @@ def test_reply_to_a_conversation_deleted_in_freescout_starts_a_new_one(
     assert error is None
     assert len(_posts(freescout)) == 2
     assert _dlq(aws) == []
+
+
+def test_a_201_without_resource_id_is_uncertain_and_the_retry_proves_it_instead_of_creating(
+    aws: Stage, post: Any, payload: Any, bridge: Any, freescout: responses.RequestsMock
+) -> None:
+    aws.put_route("*", "freescout", "1")
+    freescout.add(responses.POST, CONVERSATIONS, status=201, json={})  # stored, id not said
+    post(payload())
+    _, _, error = bridge()
+    assert error is not None
+    aws.make_visible("inbound-bridge")
+    first_thread = {
+        "id": 9,
+        "type": "customer",
+        "body": "<p>Hello, the secret invoice html body.</p>",
+        "createdAt": "2099-01-01T00:00:00Z",
+    }
+    freescout.add(
+        responses.GET,
+        CONVERSATIONS,
+        json={
+            "_embedded": {
+                "conversations": [
+                    {
+                        "id": 42,
+                        "subject": "Invoice 4711 is wrong",
+                        "_embedded": {"threads": [first_thread]},
+                    }
+                ]
+            }
+        },
+    )
+
+    _, _, error = bridge()
+
+    assert error is None
+    assert len(_posts(freescout)) == 1
+    [search] = [c for c in freescout.calls if c.request.method == "GET"]
+    assert "customerEmail=ada.customer%40example.org" in search.request.url
+    assert "createdSince=" in search.request.url

@@ -82,6 +82,9 @@ class Standin:
     def faults(self, **fault: int) -> None:
         requests.post(f"{self.url}/_control/faults", json=fault, timeout=5)
 
+    def clear_faults(self) -> None:
+        requests.delete(f"{self.url}/_control/faults", timeout=5)
+
 
 @pytest.fixture
 def standin(aws: Stage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Standin]:
