@@ -129,22 +129,22 @@ def test_a_non_provider_failure_counts_no_provider_error(lines: Lines) -> None:
 
 
 def test_the_batch_runner_outcome_line_is_valid_emf_with_the_dead_letter_disposition(
-    lines: Lines,
+    aws: Any, lines: Lines
 ) -> None:
     def handler(record: SqsRecord, context: Any) -> str:
         if record.message_id == "poison":
             raise PoisonMessageError("not JSON")
         raise ProviderTransientError("server error", provider="freescout", status_code=502)
 
+    arn = aws.queues["inbound-bridge"].arn
     records = [
-        SqsRecord("poison", "r1", "{", "arn:aws:sqs:us-east-1:1:q", {}, {}),
-        SqsRecord("slow", "r2", "{}", "arn:aws:sqs:us-east-1:1:q", {}, {}),
+        SqsRecord("poison", "r1", "{", arn, {"MessageGroupId": "a"}, {}),
+        SqsRecord("slow", "r2", "{}", arn, {"MessageGroupId": "b"}, {}),
     ]
-    with pytest.MonkeyPatch.context() as patch:  # no DLQ here: the send fails, that is logged
-        patch.setattr("chalicelib.batch.dead_letter", lambda record, err: None)
-        run_records(records, handler, event_type="inbound_bridge")
+    run_records(records, handler, event_type="inbound_bridge")
 
     poison, slow = lines.messages("message outcome")
+    assert poison["outcome"] == "dead_lettered"
     assert ("DeadLetters", {"disposition": "poison"}) in assert_valid_emf(poison)
     signal = {"provider": "freescout", "provider_signal": "unavailable"}
     assert ("ProviderErrors", signal) in assert_valid_emf(slow)
@@ -180,3 +180,29 @@ def test_namespace_follows_the_stage_unless_set() -> None:
     assert metrics.namespace({"MAILROOM_STAGE": "prod"}) == "mailroom/prod"
     assert metrics.namespace({"MAILROOM_METRICS_NAMESPACE": "acme/mail"}) == "acme/mail"
     assert metrics.namespace({}) == "mailroom/local"
+
+
+def test_a_message_that_exhausts_its_attempts_counts_as_an_exhausted_dead_letter(
+    aws: Any, lines: Lines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.clients.aws import reset_clients
+
+    monkeypatch.setenv("MAILROOM_MAX_ATTEMPTS", "1")
+    reset_clients()
+    queue = aws.queues["inbound-bridge"]
+    record = SqsRecord(
+        "m-1", "r1", "{}", queue.arn, {"MessageGroupId": "g", "ApproximateReceiveCount": "1"}, {}
+    )
+
+    def handler(record: SqsRecord, context: Any) -> str:
+        raise ProviderTransientError("server error", provider="freescout", status_code=503)
+
+    run_records([record], handler, event_type="inbound_bridge")
+
+    line = _outcome(lines)
+    assert line["outcome"] == "dead_lettered"
+    published = assert_valid_emf(line)
+    assert ("DeadLetters", {"disposition": "exhausted"}) in published
+    assert ("ProviderErrors", {"provider": "freescout", "provider_signal": "unavailable"}) in (
+        published
+    )
