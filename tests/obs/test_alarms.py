@@ -92,6 +92,31 @@ def test_every_alarm_pages_through_the_one_topic_and_names_a_mailroom_command() 
         assert len(description) <= 1024
 
 
+# The operator CLI's commands (issue 10): what an alarm may tell the operator to run.
+CLI = {
+    "health": set(),
+    "dlq": {"status", "peek", "analyze", "redrive", "discard", "quarantine"},
+    "stop": set(),
+    "resume": set(),
+    "routes": {"list", "add", "set", "enable", "disable", "remove", "test"},
+    "suppression": {"list", "check", "add", "remove"},
+    "trace": set(),
+    "probe": set(),
+    "audit": {"list"},
+}
+
+
+def test_every_command_an_alarm_names_is_one_the_operator_cli_has() -> None:
+    for logical, props in ALARMS.items():
+        description = props["AlarmDescription"]["Fn::Sub"]
+        commands = re.findall(r"`mailroom --stage \$\{Stage\} ([a-z]+)(?: ([a-z]+))?", description)
+        assert commands, logical
+        for command, sub in commands:
+            assert command in CLI, (logical, command)
+            if CLI[command]:
+                assert sub in CLI[command], (logical, command, sub)
+
+
 def test_every_alarm_on_our_namespace_reads_a_metric_our_code_or_a_filter_emits() -> None:
     emitted = _emitted()
     filtered = {
