@@ -13,7 +13,8 @@ Contract for pipelines (the Gmail forwarder, the bouncer and every later one):
   known: ``poison``, ``permanent``, ``exhausted``; else it is derived from the error class);
 * a provider failure is a ``chalicelib.errors.ProviderError`` with ``provider`` one of
   ``PROVIDERS``; its outcome line then carries ``provider`` and ``provider_signal`` and counts
-  ``ProviderErrors``. The signal is ``auth_invalid`` for ``ProviderAuthError``, 401 or an
+  ``ProviderErrors``. The signal is ``auth_invalid`` for ``ProviderAuthError`` (and any
+  error class named ``*Auth*``), 401 or an
   ``invalid_grant`` error code (Gmail authorization: raise ``ProviderAuthError``);
   ``rate_limited`` for 429 or a throttling error code (Postmark 429, Gmail
   ``rateLimitExceeded``, SES ``Throttling`` on SendBounce: put it in ``error_code``);
@@ -119,7 +120,8 @@ def provider_signal(
 ) -> str:
     """What a provider failure says about the provider (see the module docstring)."""
     code = None if error_code is None else str(error_code)
-    if error_class == "ProviderAuthError" or status_code == 401 or code in AUTH_CODES:
+    # By name: subclasses (the Gmail client's GmailAuthRevoked) log their own class name.
+    if "Auth" in (error_class or "") or status_code == 401 or code in AUTH_CODES:
         return "auth_invalid"
     if status_code == 429 or code in THROTTLING_CODES:
         return "rate_limited"

@@ -110,6 +110,25 @@ def test_provider_failures_become_provider_signals_from_the_reason_the_batch_log
     assert ("ProviderErrors", {"provider": provider, "provider_signal": signal}) in published
 
 
+class GmailAuthRevoked(ProviderAuthError):
+    """Like the Gmail client's: a subclass logs its own class name."""
+
+
+def test_a_revoked_gmail_grant_is_auth_invalid_whatever_the_subclass(lines: Lines) -> None:
+    err = GmailAuthRevoked("re-authorize", provider="gmail", status_code=400)
+    log_outcome(
+        "gmail_forwarder",
+        message_id="m-1",
+        outcome="dead_lettered",
+        duration_ms=1.0,
+        error_class=type(err).__name__,
+        reason=reason_of(err),
+    )
+
+    signal = {"provider": "gmail", "provider_signal": "auth_invalid"}
+    assert ("ProviderErrors", signal) in assert_valid_emf(_outcome(lines))
+
+
 def test_a_non_provider_failure_counts_no_provider_error(lines: Lines) -> None:
     err = PoisonMessageError("not a Postmark inbound payload: MessageID")
     log_outcome(
