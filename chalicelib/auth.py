@@ -74,18 +74,23 @@ def verify_signature(
         if not sep:
             raise SignatureRejected("malformed signature header")
         parts.setdefault(key, []).append(val)
-    try:
-        timestamp = int(parts["t"][0])
-    except (KeyError, ValueError):
-        raise SignatureRejected("malformed signature header") from None
-    candidates = parts.get("v1", [])
+    stamp = parts.get("t", [""])[0]
+    # ASCII digits only, and few: int() would take "¹²", "1_0" or 4,000 digits (which then
+    # overflow a float below).
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        raise SignatureRejected("malformed signature header")
+    timestamp = int(stamp)
+    # compare_digest refuses non-ASCII str; compare bytes.
+    candidates = [c.encode("utf-8", "surrogatepass") for c in parts.get("v1", [])]
     if not candidates:
         raise SignatureRejected("malformed signature header")
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
         raise SignatureRejected("stale signature timestamp")
     signed = f"{timestamp}.".encode() + body
-    expected = [hmac.new(s.encode("utf-8"), signed, hashlib.sha256).hexdigest() for s in secrets]
+    expected = [
+        hmac.new(s.encode("utf-8"), signed, hashlib.sha256).hexdigest().encode() for s in secrets
+    ]
     if any(hmac.compare_digest(e, c) for e in expected for c in candidates):
         return timestamp
     raise SignatureRejected("signature does not match")

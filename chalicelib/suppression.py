@@ -2,9 +2,12 @@
 
 Items are ``PK = SUPPRESSION#<address>``, ``SK = v1`` with the state (``suppressed`` or
 ``reactivated``), reason, source and ``changed_at``, the time of the change itself (a
-bounce's BouncedAt, not when we heard of it). A change older than the stored one is
-ignored, so a bounce that Postmark retries for hours cannot undo a reactivation made in
-the meantime. A reactivation stays as a marker until it expires (``REACTIVATED_DAYS``).
+bounce's BouncedAt, not when we heard of it) to the microsecond. A change older than the
+stored one is ignored, so a bounce that Postmark retries for hours cannot undo a
+reactivation made in the meantime, even within the same second. At equal times suppression
+wins: a reactivation never replaces a suppression of the same instant (sending to an address
+that may complain is the costlier mistake). A reactivation stays as a marker until it
+expires (``REACTIVATED_DAYS``).
 ``suppressed`` checks many addresses with one BatchGetItem, so a batch costs one read.
 """
 
@@ -25,6 +28,11 @@ REACTIVATED_DAYS = 30
 def normalise(address: str) -> str:
     """Lowercased bare address: ``"Ann <Ann@X.org>"``, ``" <Ann@X.org> "`` → ``ann@x.org``."""
     return address.strip().rsplit("<", 1)[-1].rstrip(">").strip().lower()
+
+
+def changed_at(at: datetime) -> str:
+    """The stored, ordered form of a change time: UTC ISO 8601 to the microsecond."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class SuppressionList:
     ) -> bool:
         from botocore.exceptions import ClientError
 
-        when = (at or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+        when = changed_at(at or datetime.now(UTC))
         item: dict[str, Any] = {
             "PK": {"S": PREFIX + normalise(address)},
             "SK": {"S": "v1"},
@@ -66,12 +74,26 @@ class SuppressionList:
         }
         if state == REACTIVATED:
             item["expires_at"] = {"N": str(int(time.time()) + REACTIVATED_DAYS * 86_400)}
+        # Fixed-width UTC strings compare as times do. Items written at whole seconds
+        # ("…:00+00:00") sort before every sub-second time of that second ('+' < '.').
+        values = {":when": {"S": when}}
+        extra: dict[str, Any] = {}
+        if state == SUPPRESSED:
+            condition = "attribute_not_exists(PK) OR changed_at <= :when"
+        else:  # equal times: suppression wins, so only a reactivation is replaced
+            condition = (
+                "attribute_not_exists(PK) OR changed_at < :when"
+                " OR (changed_at = :when AND #state = :reactivated)"
+            )
+            values[":reactivated"] = {"S": REACTIVATED}
+            extra["ExpressionAttributeNames"] = {"#state": "state"}
         try:
             self._client.put_item(
                 TableName=self._table,
                 Item=item,
-                ConditionExpression="attribute_not_exists(PK) OR changed_at <= :when",
-                ExpressionAttributeValues={":when": {"S": when}},
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                **extra,
             )
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":

@@ -1,35 +1,48 @@
-"""What every HTTP entry point shares: the reply type, error bodies, the size limit, keeping
-refused bodies in S3, and the guard that turns any failure into a 5xx instead of a trace.
+"""What every HTTP entry point shares: the reply type, error bodies, the size limit, parsing with
+the queue consumers' own parsers, keeping refused bodies in S3, and the guard that answers
+every request (never a trace) and logs it as one line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
 from chalicelib.auth import basic_auth_ok, header
 from chalicelib.clients.aws import aws_client
-from chalicelib.errors import MailroomError, error_class
+from chalicelib.errors import ConfigurationError, MailroomError, error_class
 from chalicelib.logging import hash_id, log_event
+from chalicelib.models.payload import PayloadRejected
 from chalicelib.secrets import WEBHOOK_BASIC_AUTH, SecretUnavailable, get_secrets
 from chalicelib.settings import get_settings
 
-M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+# Characters SQS refuses in a message body (and so in what SNS delivers to it).
+_NOT_SQS_SAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
 class HttpReply:
-    """A JSON response; app.py turns it into a Chalice ``Response``."""
+    """A JSON response; app.py turns it into a Chalice ``Response``.
+
+    ``reason`` (a constant string) and the ids are for the request's log line only.
+    """
 
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+    message_id: str | None = None
+    correlation_id: str | None = None
+    action: str | None = None
 
 
 class Refused(Exception):
@@ -40,48 +53,98 @@ class Refused(Exception):
         self.reply = reply
 
 
-def error(status: int, code: str, message: str, **details: Any) -> HttpReply:
+def error(status: int, code: str, message: str, *, reason: str = "", **details: Any) -> HttpReply:
     """A JSON error body: ``{"error": code, "message": message, ...details}``."""
-    return HttpReply(status, {"error": code, "message": message, **details})
+    return HttpReply(status, {"error": code, "message": message, **details}, reason=reason or code)
 
 
 def guarded(
     event_type: str, handle: Callable[[Mapping[str, str], bytes], HttpReply]
 ) -> Callable[[Mapping[str, str], bytes], HttpReply]:
-    """``handle`` that never raises: 4xx for ``Refused``, 503 when we or AWS are down, 500 for
-    bugs.
+    """``handle`` that never raises: 4xx for ``Refused``, 503 when we or AWS are down or a
+    setting is missing, 500 for bugs; each answer logged as one line with its status, reason
+    and measured duration.
 
     Every 5xx is retried by the caller (Postmark retries for hours), so nothing is lost.
     """
 
     def run(headers: Mapping[str, str], body: bytes) -> HttpReply:
+        started = time.perf_counter()
+        failure: BaseException | None = None
         try:
-            return handle(headers, body)
+            reply = handle(headers, body)
         except Refused as refused:
-            return refused.reply
-        except SecretUnavailable as err:
-            log_event("secrets unavailable", event_type=event_type, error_class=error_class(err))
-            return error(503, "unavailable", "credentials store unavailable; retry later")
-        except MailroomError as err:
-            log_event("request failed", event_type=event_type, error_class=error_class(err))
-            return error(503, "unavailable", "temporarily unavailable; retry later")
+            reply = refused.reply
         except Exception as err:
-            from botocore.exceptions import BotoCoreError, ClientError
-
-            if isinstance(err, BotoCoreError | ClientError):  # AWS said no: an outage
-                log_event("aws unavailable", event_type=event_type, error_class=error_class(err))
-                return error(503, "unavailable", "storage unavailable; retry later")
-            log_event("request crashed", event_type=event_type, error_class=error_class(err))
-            return error(500, "internal_error", "unexpected error; retry later")
+            failure = err
+            reply = _failure_reply(err)
+        _log_answer(event_type, reply, started, failure)
+        return reply
 
     return run
+
+
+def _failure_reply(err: Exception) -> HttpReply:
+    if isinstance(err, SecretUnavailable):
+        return error(
+            503,
+            "unavailable",
+            "credentials store unavailable; retry later",
+            reason="secrets_unavailable",
+        )
+    if isinstance(err, MailroomError):
+        return error(503, "unavailable", "temporarily unavailable; retry later")
+    if isinstance(err, ConfigurationError):
+        # Our misconfiguration, not the caller's fault nor a bug: 503, so Postmark keeps the
+        # message until the setting is fixed; the log names the variable (a constant).
+        return error(
+            503,
+            "unavailable",
+            "service misconfigured; retry later",
+            reason=f"configuration error: {err.variable}",
+        )
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(err, BotoCoreError | ClientError):  # AWS said no: an outage
+        return error(
+            503, "unavailable", "storage unavailable; retry later", reason="aws_unavailable"
+        )
+    return error(500, "internal_error", "unexpected error; retry later")
+
+
+def _log_answer(
+    event_type: str, reply: HttpReply, started: float, failure: BaseException | None
+) -> None:
+    """The one line per answered request (the edge's "message outcome")."""
+    if reply.status < 300:
+        outcome = str(reply.body.get("status", "accepted"))
+    else:
+        outcome = "refused" if reply.status < 500 else "unavailable"
+    crashed = reply.status >= 500 and reply.status != 503
+    level = logging.ERROR if crashed else logging.WARNING if reply.status >= 500 else logging.INFO
+    log_event(
+        "message outcome",
+        level=level,
+        event_type=event_type,
+        status_code=reply.status,
+        reason=reply.reason or outcome,
+        outcome="crashed" if crashed else outcome,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        message_id_hash=hash_id(reply.message_id),
+        correlation_id=reply.correlation_id,
+        action=reply.action,
+        error_class=error_class(failure) if failure is not None else None,
+    )
 
 
 def check_size(headers: Mapping[str, str], body: bytes) -> None:
     """Refuse with 413 a body (or a declared Content-Length) over the configured limit."""
     limit = get_settings().max_webhook_bytes
-    declared = header(headers, "Content-Length")
-    if len(body) > limit or (declared is not None and declared.isdigit() and int(declared) > limit):
+    declared = header(headers, "Content-Length") or ""
+    # ASCII digits only (int() also takes "¹²" and "1_0"); a 20-digit length is over any limit.
+    if declared.isascii() and declared.isdigit() and len(declared) > 20:
+        declared = str(limit + 1)
+    if len(body) > limit or (declared.isascii() and declared.isdigit() and int(declared) > limit):
         raise Refused(error(413, "payload_too_large", f"body exceeds {limit} bytes"))
 
 
@@ -94,27 +157,26 @@ def require_basic_auth(headers: Mapping[str, str], body: bytes) -> None:
         raise Refused(error(401, "unauthorized", "missing or wrong credentials"))
 
 
-def parse_json(body: bytes, *, keep_rejected: bool) -> Any:
-    """The decoded body, or a 400 (the body kept under ``rejected/`` if asked)."""
+def parse_body(parse: Callable[[bytes], T], body: bytes, *, keep_rejected: bool) -> T:
+    """``body`` through ``parse`` (the queue consumer's own parser), or a 400 naming the
+    problem: ``invalid_encoding``, ``invalid_json``, ``nested_too_deeply`` or
+    ``invalid_payload`` with ``fields``, never their values (the body kept under ``rejected/``
+    if asked)."""
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        return parse(body)
+    except PayloadRejected as err:
         if keep_rejected:
-            keep("rejected", body, reason="invalid JSON")
-        raise Refused(error(400, "invalid_json", "body is not valid JSON")) from None
+            keep("rejected", body, reason=err.code)
+        details: dict[str, Any] = {"fields": err.fields} if err.code == "invalid_payload" else {}
+        raise Refused(error(400, err.code, err.reason, **details)) from None
 
 
-def validate(model: type[M], decoded: Any, body: bytes, *, keep_rejected: bool) -> M:
-    """``decoded`` as ``model``, or a 400 naming every invalid field."""
-    try:
-        return model.model_validate(decoded)
-    except ValidationError as err:
-        fields = sorted({".".join(str(p) for p in e["loc"]) or "(body)" for e in err.errors()})
-        if keep_rejected:
-            keep("rejected", body, reason="invalid payload")
-        raise Refused(
-            error(400, "invalid_payload", "payload fails validation", fields=fields)
-        ) from None
+def sqs_safe(text: str) -> str:
+    """``text`` (JSON) as it can travel through SNS and SQS: unchanged unless it holds a
+    character SQS refuses, then re-encoded with ASCII escapes (the same JSON value)."""
+    if _NOT_SQS_SAFE.search(text) is None:
+        return text
+    return json.dumps(json.loads(text))
 
 
 def keep(prefix: str, body: bytes, *, reason: str) -> None:
@@ -130,4 +192,7 @@ def keep(prefix: str, body: bytes, *, reason: str) -> None:
     except Exception as err:
         # The answer to the caller is what matters; it retries and we keep it next time.
         log_event("could not keep body", reason=reason, error_class=error_class(err))
-    log_event("webhook body kept", reason=reason, message_id_hash=hash_id(digest))
+        return
+    log_event(
+        "webhook body kept", level=logging.DEBUG, reason=reason, message_id_hash=hash_id(digest)
+    )

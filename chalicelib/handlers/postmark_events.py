@@ -15,15 +15,9 @@ from typing import Any
 
 from chalicelib.clients.aws import aws_client
 from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.handlers.http import (
-    HttpReply,
-    guarded,
-    parse_json,
-    require_basic_auth,
-    validate,
-)
-from chalicelib.logging import log_event, log_outcome
-from chalicelib.models.postmark_events import PostmarkEvent, RecordType
+from chalicelib.handlers.http import HttpReply, guarded, parse_body, require_basic_auth
+from chalicelib.logging import log_event
+from chalicelib.models.postmark_events import PostmarkEvent, RecordType, parse_postmark_event
 from chalicelib.settings import Settings, get_settings
 from chalicelib.suppression import SuppressionList
 
@@ -41,16 +35,14 @@ _LOGGED = {
 
 def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
     require_basic_auth(headers, body)
-    decoded = parse_json(body, keep_rejected=True)
-    event = validate(PostmarkEvent, decoded, body, keep_rejected=True)
+    event = parse_body(parse_postmark_event, body, keep_rejected=True)
     settings = get_settings()
     dynamodb = aws_client("dynamodb")
     key = event.dedupe_key(body)
     marker = {"PK": {"S": EVENT_PREFIX + key}, "SK": {"S": "v1"}}
     seen = dynamodb.get_item(TableName=settings.state_table, Key=marker, ConsistentRead=True)
     if "Item" in seen:
-        _log_event(event, "duplicate")
-        return HttpReply(200, {"status": "duplicate"})
+        return _answer(event, {"status": "duplicate"})
     aws_client("s3").put_object(
         Bucket=settings.mail_bucket,
         Key=f"events/{datetime.now(UTC):%Y-%m-%d}/{key}.json",
@@ -68,8 +60,7 @@ def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
             "expires_at": {"N": str(int(time.time()) + settings.idempotency_ttl_days * 86_400)},
         },
     )
-    _log_event(event, "stored")
-    return HttpReply(200, {"status": "stored", "record_type": event.raw_record_type})
+    return _answer(event, {"status": "stored", "record_type": event.raw_record_type})
 
 
 def _apply(event: PostmarkEvent, settings: Settings, dynamodb: Any) -> None:
@@ -97,17 +88,16 @@ def _apply(event: PostmarkEvent, settings: Settings, dynamodb: Any) -> None:
         )
 
 
-def _log_event(event: PostmarkEvent, outcome: str) -> None:
-    log_outcome(
-        EVENT_TYPE,
+def _answer(event: PostmarkEvent, body: dict[str, str]) -> HttpReply:
+    if event.record_type is RecordType.UNKNOWN:
+        log_event("unknown Postmark event type", event_type=EVENT_TYPE)
+    return HttpReply(
+        200,
+        body,
         message_id=event.message_id or None,
-        outcome=outcome,
-        duration_ms=0.0,
         correlation_id=event.correlation_id,
         action=event.raw_record_type[:40],
     )
-    if event.record_type is RecordType.UNKNOWN:
-        log_event("unknown Postmark event type stored", event_type=EVENT_TYPE)
 
 
 postmark_events = guarded(EVENT_TYPE, _events)

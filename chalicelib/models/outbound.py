@@ -12,10 +12,12 @@ import sys
 from collections.abc import Collection
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from chalicelib.models import CORRELATION_KEY
+from chalicelib.models.payload import parse
 from chalicelib.suppression import normalise
 
 MAX_RECIPIENTS = 50  # Postmark's limit for To + Cc + Bcc
@@ -24,9 +26,39 @@ MAX_RECIPIENTS = 50  # Postmark's limit for To + Cc + Bcc
 MAX_METADATA_FIELDS = 9
 MAX_METADATA_NAME = 20
 MAX_METADATA_VALUE = 80
-CORRELATION_KEY = "correlation_id"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "outbound.json"
+NOT_OUTBOUND = "not an outbound request"
 _ADDRESS = re.compile(r"^[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+$")
+# Header injection: CR, LF and every other C0/C1 control (and Unicode line separators) are
+# refused in anything that becomes a header. NO_CONTROLS is the same rule for JSON Schema.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+NO_CONTROLS = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
+# RFC 5322 field-name: printable ASCII except ":".
+HEADER_NAME = "^[!-9;-~]+$"
+# Headers that decide who receives the message or who it claims to be from: set through their
+# own fields (suppression and the recipient limit apply there), never as custom headers.
+RESERVED_HEADERS = frozenset(
+    {"to", "cc", "bcc", "from", "sender", "reply-to", "return-path", "message-id"}
+)
+# The same rule for JSON Schema, whose (ECMA) patterns have no case-insensitive flag.
+_ANY_CASE = (
+    "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in name)
+    for name in sorted(RESERVED_HEADERS)
+)
+RESERVED_PATTERN = f"^({'|'.join(_ANY_CASE)})$"
+
+
+def _no_controls(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("contains a control character (CR, LF or another); header injection")
+    return value
+
+
+# A string that ends up in a message header.
+HeaderText = Annotated[
+    str, Field(json_schema_extra={"pattern": NO_CONTROLS}), AfterValidator(_no_controls)
+]
+HeaderName = Annotated[str, Field(pattern=HEADER_NAME, max_length=100)]
 
 
 class TrackLinks(StrEnum):
@@ -39,10 +71,10 @@ class TrackLinks(StrEnum):
 class OutboundAttachment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=255)
+    name: HeaderText = Field(min_length=1, max_length=255)
     content: str = Field(min_length=1, description="base64")
-    content_type: str = Field(min_length=3)
-    content_id: str | None = Field(default=None, description="cid:… for inline parts")
+    content_type: HeaderText = Field(min_length=3)
+    content_id: HeaderText | None = Field(default=None, description="cid:… for inline parts")
 
 
 def _addresses(value: Any) -> Any:
@@ -62,18 +94,31 @@ class OutboundEmail(BaseModel):
         pattern=r"^[A-Za-z0-9._:-]+$",
         description="idempotency key; also the SNS deduplication id and Postmark metadata",
     )
-    from_: str = Field(alias="from", min_length=3, description='"Name <address>" or address')
-    to: list[str] = Field(min_length=1)
-    cc: list[str] = Field(default_factory=list)
-    bcc: list[str] = Field(default_factory=list)
-    subject: str = Field(min_length=1, max_length=2000)
+    from_: HeaderText = Field(alias="from", min_length=3, description='"Name <address>" or address')
+    to: list[HeaderText] = Field(min_length=1)
+    cc: list[HeaderText] = Field(default_factory=list)
+    bcc: list[HeaderText] = Field(default_factory=list)
+    subject: HeaderText = Field(min_length=1, max_length=2000)
     text_body: str | None = None
     html_body: str | None = None
-    reply_to: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    reply_to: HeaderText | None = None
+    headers: dict[HeaderName, HeaderText] = Field(
+        default_factory=dict,
+        description="custom headers; not To, Cc, Bcc, From, Sender, Reply-To, Return-Path "
+        "or Message-ID (use the fields)",
+        json_schema_extra={
+            "propertyNames": {
+                "pattern": HEADER_NAME,
+                "maxLength": 100,
+                "not": {"pattern": RESERVED_PATTERN},
+            }
+        },
+    )
     attachments: list[OutboundAttachment] = Field(default_factory=list)
-    tag: str | None = Field(default=None, max_length=1000)
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=MAX_METADATA_FIELDS)
+    tag: HeaderText | None = Field(default=None, max_length=1000)
+    metadata: dict[HeaderText, HeaderText] = Field(
+        default_factory=dict, max_length=MAX_METADATA_FIELDS
+    )
     message_stream: str = "outbound"
     track_opens: bool = False
     track_links: TrackLinks = TrackLinks.NONE
@@ -89,6 +134,14 @@ class OutboundEmail(BaseModel):
         for address in value:
             if not _ADDRESS.match(normalise(address)):
                 raise ValueError("not an email address")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(name for name in value if name.lower() in RESERVED_HEADERS)
+        if reserved:
+            raise ValueError(f"custom headers may not set {', '.join(reserved)}; use the fields")
         return value
 
     @field_validator("metadata")
@@ -155,6 +208,14 @@ class OutboundEmail(BaseModel):
                 for a in self.attachments
             ]
         return message
+
+
+def parse_outbound(payload: bytes | str) -> OutboundEmail:
+    """The one parser of an outbound request, at the API and in the sender alike.
+
+    Raises ``PayloadRejected`` (poison) naming the failing fields.
+    """
+    return parse(OutboundEmail, payload, what=NOT_OUTBOUND)
 
 
 def schema_text() -> str:

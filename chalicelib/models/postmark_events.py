@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from chalicelib.models.outbound import CORRELATION_KEY
+from chalicelib.models import CORRELATION_KEY
+from chalicelib.models.payload import parse
 
 
 class RecordType(StrEnum):
@@ -27,6 +28,9 @@ class RecordType(StrEnum):
 # Where each record type keeps its address and its time.
 _ADDRESS_FIELD = {RecordType.BOUNCE: "email", RecordType.SPAM_COMPLAINT: "email"}
 _TIME_FIELDS = ("bounced_at", "delivered_at", "changed_at", "received_at")
+# Postmark keeps metadata values to 80 characters; a longer value is not our correlation id.
+_MAX_CORRELATION_ID = 80
+NOT_AN_EVENT = "not a Postmark event"
 
 
 class PostmarkEvent(BaseModel):
@@ -34,21 +38,23 @@ class PostmarkEvent(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True)
 
+    # Lengths bound what reaches DynamoDB keys and items: an oversized value is the caller's
+    # 400, not a storage error answered 503 and retried by Postmark for hours.
     record_type: RecordType = Field(alias="RecordType")
-    raw_record_type: str = ""
-    message_id: str = Field(default="", alias="MessageID")
-    event_id: str = Field(default="", alias="ID")
-    email: str = Field(default="", alias="Email")
-    recipient: str = Field(default="", alias="Recipient")
-    type: str = Field(default="", alias="Type")
+    raw_record_type: str = Field(default="", max_length=64)
+    message_id: str = Field(default="", alias="MessageID", max_length=256)
+    event_id: str = Field(default="", alias="ID", max_length=256)
+    email: str = Field(default="", alias="Email", max_length=320)
+    recipient: str = Field(default="", alias="Recipient", max_length=320)
+    type: str = Field(default="", alias="Type", max_length=100)
     inactive: bool = Field(default=False, alias="Inactive")
     suppress_sending: bool | None = Field(default=None, alias="SuppressSending")
-    suppression_reason: str = Field(default="", alias="SuppressionReason")
+    suppression_reason: str = Field(default="", alias="SuppressionReason", max_length=100)
     metadata: dict[str, str] = Field(default_factory=dict, alias="Metadata")
-    bounced_at: str = Field(default="", alias="BouncedAt")
-    delivered_at: str = Field(default="", alias="DeliveredAt")
-    changed_at: str = Field(default="", alias="ChangedAt")
-    received_at: str = Field(default="", alias="ReceivedAt")
+    bounced_at: str = Field(default="", alias="BouncedAt", max_length=64)
+    delivered_at: str = Field(default="", alias="DeliveredAt", max_length=64)
+    changed_at: str = Field(default="", alias="ChangedAt", max_length=64)
+    received_at: str = Field(default="", alias="ReceivedAt", max_length=64)
 
     @model_validator(mode="before")
     @classmethod
@@ -71,7 +77,7 @@ class PostmarkEvent(BaseModel):
     def _address_present(self) -> PostmarkEvent:
         if self.record_type is RecordType.UNKNOWN:
             return self
-        if not self.address:
+        if not self.address.strip():
             name = "Email" if self.record_type in _ADDRESS_FIELD else "Recipient"
             raise ValueError(f"{name} is required for {self.record_type.value} events")
         if self.record_type is RecordType.SUBSCRIPTION_CHANGE and self.suppress_sending is None:
@@ -84,7 +90,8 @@ class PostmarkEvent(BaseModel):
 
     @property
     def correlation_id(self) -> str | None:
-        return self.metadata.get(CORRELATION_KEY) or None
+        found = self.metadata.get(CORRELATION_KEY)
+        return found if found and len(found) <= _MAX_CORRELATION_ID else None
 
     @property
     def occurred_at(self) -> datetime | None:
@@ -94,9 +101,10 @@ class PostmarkEvent(BaseModel):
             if value:
                 try:
                     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                except ValueError:
+                    # In UTC now: year 9999 at -23:59 overflows here, not in a store later.
+                    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+                except (ValueError, OverflowError):
                     return None
-                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         return None
 
     def dedupe_key(self, body: bytes) -> str:
@@ -106,3 +114,8 @@ class PostmarkEvent(BaseModel):
         if not self.message_id:
             parts.append(hashlib.sha256(body).hexdigest())
         return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def parse_postmark_event(payload: bytes | str) -> PostmarkEvent:
+    """One event webhook body; ``PayloadRejected`` (poison) names what is wrong."""
+    return parse(PostmarkEvent, payload, what=NOT_AN_EVENT)

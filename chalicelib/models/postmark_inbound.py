@@ -10,9 +10,11 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.models.payload import parse
 from chalicelib.suppression import normalise
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+NOT_INBOUND = "not a Postmark inbound payload"
 
 
 class _PostmarkModel(BaseModel):
@@ -101,3 +103,12 @@ class PostmarkInbound(_PostmarkModel):
     @property
     def body(self) -> str:
         return self.html_body or self.text_body
+
+
+def parse_postmark_inbound(payload: bytes | str) -> PostmarkInbound:
+    """The one parser of an inbound payload, at the webhook and in the bridge alike.
+
+    Raises ``PayloadRejected`` (poison), e.g. "not a Postmark inbound payload: FromFull.Email:
+    Field required".
+    """
+    return parse(PostmarkInbound, payload, what=NOT_INBOUND)

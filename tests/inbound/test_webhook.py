@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from tests.conftest import REGION, STAGE, Stage
-from tests.inbound.conftest import basic
+from tests.inbound.conftest import CONVERSATIONS, basic, created
 
 
 def _objects(aws: Stage, prefix: str) -> list[str]:
@@ -147,3 +147,33 @@ def test_missing_credentials_parameter_answers_503_not_401(
 
     assert response.status_code == 503  # our outage: Postmark retries, nothing quarantined
     assert _objects(aws, "quarantine/") == []
+
+
+def test_a_body_with_a_utf8_bom_is_accepted_and_delivered_by_the_bridge(
+    aws: Stage, post: Any, payload: Any, bridge: Any, freescout: Any
+) -> None:
+    aws.put_route("*", "freescout", "3")
+    freescout.add(**created(42))
+
+    response = post(b"\xef\xbb\xbf" + json.dumps(payload()).encode())
+    _, result, error = bridge()
+
+    assert response.status_code == 200
+    assert (error, result) == (None, {"batchItemFailures": []})
+    assert [c.request.url for c in freescout.calls] == [CONVERSATIONS]
+    assert aws.drain(aws.queues["inbound-bridge"].dlq_url) == []
+
+
+def test_what_the_bridge_would_call_poison_is_refused_at_the_edge_naming_the_field(
+    aws: Stage, post: Any, payload: Any
+) -> None:
+    subject = json.dumps(payload()).replace('"Invoice 4711 is wrong"', '"\\ud800"').encode()
+    deep = json.dumps(payload(Extra=0)).replace("0}", "[" * 300 + "]" * 300 + "}").encode()
+
+    lone, nested = post(subject), post(deep)
+
+    assert (lone.status_code, json.loads(lone.body)["error"]) == (400, "invalid_encoding")
+    assert "Subject" in json.loads(lone.body)["message"]
+    assert (nested.status_code, json.loads(nested.body)["error"]) == (400, "nested_too_deeply")
+    assert aws.receive(aws.queues["inbound-bridge"].url) == []
+    assert len(_objects(aws, "rejected/")) == 2

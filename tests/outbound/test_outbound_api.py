@@ -126,3 +126,40 @@ def test_a_publish_failure_is_503_and_the_retry_with_the_same_signature_is_accep
 
     assert (failed.status_code, retried.status_code) == (503, 202)
     assert len(_queued(aws)) == 1
+
+
+def _signature_items(aws: Stage) -> list[dict[str, Any]]:
+    items = boto3.client("dynamodb", region_name=REGION).scan(TableName=aws.state_table)["Items"]
+    return [item for item in items if item["PK"]["S"].startswith("SIGNATURE#")]
+
+
+def test_a_crash_right_after_publishing_does_not_turn_the_retry_into_a_replay(
+    aws: Stage, submit: Submit
+) -> None:
+    from chalicelib.clients.aws import aws_client
+
+    body = json.dumps(outbound("order-crash")).encode()
+    signature = sign(body, SIGNING_SECRET)
+    left_behind: list[dict[str, Any]] = []
+
+    def crash(**_: Any) -> None:  # the Lambda dies once SNS has the message
+        left_behind.extend(_signature_items(aws))
+        raise RuntimeError("killed")
+
+    sns = aws_client("sns")
+    sns.meta.events.register("after-call.sns.Publish", crash)
+    crashed = submit(body, signature=signature)
+    sns.meta.events.unregister("after-call.sns.Publish", crash)
+    # A killed process runs no cleanup: the table holds what it held at the crash.
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    for item in _signature_items(aws):
+        dynamodb.delete_item(TableName=aws.state_table, Key={"PK": item["PK"], "SK": item["SK"]})
+    for item in left_behind:
+        dynamodb.put_item(TableName=aws.state_table, Item=item)
+    retried = submit(body, signature=signature)
+    replayed = submit(body, signature=signature)
+
+    assert crashed.status_code >= 500
+    assert left_behind == []
+    assert (retried.status_code, replayed.status_code) == (202, 401)
+    assert len(_queued(aws)) == 1  # the topic dedupes the second publish by correlation id

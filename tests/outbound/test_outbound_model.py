@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
@@ -58,3 +60,11 @@ def test_committed_schema_matches_the_model() -> None:
     assert SCHEMA_PATH.read_text() == schema_text(), (
         "run `python -m chalicelib.models.outbound` to regenerate schemas/outbound.json"
     )
+
+
+def test_the_schema_refuses_reserved_custom_headers_in_any_case() -> None:
+    names = json.loads(SCHEMA_PATH.read_text())["properties"]["headers"]["propertyNames"]
+    reserved = re.compile(names["not"]["pattern"])
+
+    assert all(reserved.match(n) for n in ["bcc", "BCC", "Reply-To", "message-ID", "tO"])
+    assert not any(reserved.match(n) for n in ["X-Order", "In-Reply-To", "Bccx", "References"])
