@@ -49,6 +49,8 @@ ALLOWED_FIELDS = frozenset(
         "latency_ms",
     }
 )
+# The message of the one line per outcome; dashboards, alarms and saved queries read it.
+OUTCOME_MESSAGE = "message outcome"
 # Every member a line can have: what the formatter adds, the whitelist, and the EMF members.
 LOGGED_FIELDS = ALLOWED_FIELDS | {"level", "message"} | metrics.METRIC_MEMBERS
 
@@ -97,11 +99,20 @@ def log_event(
     **fields: Any,
 ) -> None:
     """Log a constant ``message`` with structured ``fields`` (see ALLOWED_FIELDS); with
-    ``measured``, the line carries those metrics (EMF), whose dimensions must be in ``fields``."""
+    ``measured``, the line carries those metrics (EMF), whose dimensions must be in ``fields``.
+    An outcome line written here (the HTTP edge writes its own) gets the outcome metrics."""
+    if measured is None and message == OUTCOME_MESSAGE and _is_outcome(fields):
+        measured = metrics.outcome_metrics(fields)
     logger = logging.getLogger(LOGGER_NAME)
     if not logger.handlers:
         logger = get_logger(os.environ.get("MAILROOM_LOG_LEVEL", "INFO").upper())
     logger.log(level, message, extra={"fields": fields, "metrics": measured})
+
+
+def _is_outcome(fields: dict[str, Any]) -> bool:
+    return all(isinstance(fields.get(k), str) for k in ("event_type", "outcome")) and isinstance(
+        fields.get("duration_ms"), int | float
+    )
 
 
 def log_outcome(
@@ -134,7 +145,7 @@ def log_outcome(
     if outcome == "dead_lettered":
         line["disposition"] = metrics.disposition(line)
     log_event(
-        "message outcome",
+        OUTCOME_MESSAGE,
         level=logging.WARNING if outcome in {"retry", "dead_lettered"} else logging.INFO,
         measured=metrics.outcome_metrics(line),
         **line,

@@ -225,3 +225,16 @@ def test_a_message_that_exhausts_its_attempts_counts_as_an_exhausted_dead_letter
     assert ("ProviderErrors", {"provider": "freescout", "provider_signal": "unavailable"}) in (
         published
     )
+
+
+def test_the_http_edge_outcome_line_carries_the_outcome_metrics_too(aws: Any, lines: Lines) -> None:
+    from chalicelib.handlers import webhooks
+
+    reply = webhooks.postmark_inbound({"Content-Type": "application/json"}, b"{}")
+
+    line = _outcome(lines)
+    assert line["status_code"] == reply.status == 401
+    published = assert_valid_emf(line)
+    assert ("Messages", {"event_type": "postmark_inbound_webhook", "outcome": "refused"}) in (
+        published
+    )
