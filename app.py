@@ -80,6 +80,28 @@ def outbound_sender(event: Any) -> dict[str, Any]:
     return sender.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
 
 
+@app.on_sqs_message(queue=f"mailroom-{STAGE}-ses-inbound", batch_size=10)
+def ses_router(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers import router
+
+    return router.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
+
+
+# One message per invocation: an email may be 40 MB, held as bytes while it uploads.
+@app.on_sqs_message(queue=f"mailroom-{STAGE}-gmail-forwarder", batch_size=1)
+def gmail_forwarder(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers import gmail_forwarder as forwarder
+
+    return forwarder.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
+
+
+@app.on_sqs_message(queue=f"mailroom-{STAGE}-bouncer", batch_size=10)
+def bouncer(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers import bouncer as bounces
+
+    return bounces.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
+
+
 # --- Observability (issue 11): the end-to-end probe; off unless MAILROOM_PROBE_ENABLED. ---
 # The rate is read when Chalice imports app.py to deploy, like the queue names above.
 PROBE_RATE_MINUTES = int(os.environ.get("MAILROOM_PROBE_RATE_MINUTES", "5"))

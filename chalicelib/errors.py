@@ -6,7 +6,6 @@
     │   ├── EffectNotRecorded        the provider acted; writing that down failed (may_have_acted)
     │   └── AlreadyInProgress        (idempotency) another attempt holds the key: not an attempt
     ├── PermanentError            no retry will help: dead-letter now, with the reason
-    │   ├── ActionNotAvailable       the route names an action this pipeline cannot run yet
     │   ├── ProviderPermanentError   a service rejected the request (4xx)
     │   │   └── ProviderAuthError       credentials or configuration rejected (401)
     │   └── PoisonMessageError       the message itself is malformed (poison=True)
@@ -79,10 +78,6 @@ class PoisonMessageError(PermanentError):
     """The message itself cannot be parsed or fails its model."""
 
     poison = True
-
-
-class ActionNotAvailable(PermanentError):
-    """A routing rule names an action this pipeline does not perform yet."""
 
 
 class ProviderError(MailroomError):

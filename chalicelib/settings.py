@@ -22,6 +22,8 @@ DEFAULT_POSTMARK_API_URL = "https://api.postmarkapp.com"
 DEFAULT_MAX_WEBHOOK_BYTES = 6_000_000
 # SNS publishes are capped at 256 KiB including attributes; keep room for them.
 DEFAULT_CLAIM_CHECK_BYTES = 240_000
+DEFAULT_GMAIL_API_URL = "https://gmail.googleapis.com"
+DEFAULT_GMAIL_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
 # Postmark's test sink: accepted and counted like real mail, never delivered.
 PROBE_SINK = "test@blackhole.postmarkapp.com"
 
@@ -85,6 +87,17 @@ class Settings:
     signature_tolerance_seconds: int
     max_attempts: int
     log_level: str
+    # SES inbound (issue 9): router → gmail forwarder / bouncer
+    gmail_queue_name: str = ""
+    bouncer_queue_name: str = ""
+    bounce_sender_value: str | None = None
+    bounce_sender_arn: str | None = None
+    ses_endpoint_url: str | None = None
+    gmail_api_url: str = DEFAULT_GMAIL_API_URL
+    gmail_token_url: str = DEFAULT_GMAIL_TOKEN_URL
+    gmail_labels: tuple[str, ...] = ("INBOX", "UNREAD")
+    bounce_interval_ms: int = 1000
+    gmail_timeout_seconds: int = 60
     # Observability (issue 11): metrics namespace and the end-to-end probe.
     metrics_namespace: str = "mailroom/local"
     probe_enabled: bool = False
@@ -139,6 +152,23 @@ class Settings:
             ),
             max_attempts=_int(env, "MAILROOM_MAX_ATTEMPTS", 5, minimum=1),
             log_level=log_level,
+            gmail_queue_name=_str(env, "MAILROOM_GMAIL_QUEUE", f"{prefix}-gmail-forwarder") or "",
+            bouncer_queue_name=_str(env, "MAILROOM_BOUNCER_QUEUE", f"{prefix}-bouncer") or "",
+            bounce_sender_value=_str(env, "MAILROOM_BOUNCE_SENDER"),
+            bounce_sender_arn=_str(env, "MAILROOM_BOUNCE_SENDER_ARN"),
+            ses_endpoint_url=_str(env, "MAILROOM_SES_ENDPOINT_URL"),
+            gmail_api_url=(
+                _str(env, "MAILROOM_GMAIL_API_URL", DEFAULT_GMAIL_API_URL) or DEFAULT_GMAIL_API_URL
+            ).rstrip("/"),
+            gmail_token_url=_str(env, "MAILROOM_GMAIL_TOKEN_URL", DEFAULT_GMAIL_TOKEN_URL)
+            or DEFAULT_GMAIL_TOKEN_URL,
+            gmail_labels=tuple(
+                label.strip()
+                for label in (_str(env, "MAILROOM_GMAIL_LABELS", "INBOX,UNREAD") or "").split(",")
+                if label.strip()
+            ),
+            bounce_interval_ms=_int(env, "MAILROOM_BOUNCE_INTERVAL_MS", 1000, minimum=0),
+            gmail_timeout_seconds=_int(env, "MAILROOM_GMAIL_TIMEOUT_SECONDS", 60, minimum=1),
             metrics_namespace=_str(env, "MAILROOM_METRICS_NAMESPACE", f"mailroom/{stage}") or "",
             probe_enabled=_bool(env, "MAILROOM_PROBE_ENABLED", False),
             probe_rate_minutes=_int(env, "MAILROOM_PROBE_RATE_MINUTES", 5, minimum=1),
@@ -160,6 +190,10 @@ class Settings:
     @property
     def freescout_url(self) -> str:
         return _required(self.freescout_url_value, "MAILROOM_FREESCOUT_URL").rstrip("/")
+
+    @property
+    def bounce_sender(self) -> str:
+        return _required(self.bounce_sender_value, "MAILROOM_BOUNCE_SENDER")
 
     def parameter(self, name: str) -> str:
         """Full SSM parameter name for ``name`` (e.g. ``postmark/webhook-basic-auth``)."""

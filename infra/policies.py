@@ -14,15 +14,24 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("dev", "prod")
-FUNCTIONS = ("api_handler", "inbound_bridge", "outbound_sender", "probe")
+FUNCTIONS = (
+    "api_handler",
+    "inbound_bridge",
+    "outbound_sender",
+    "ses_router",
+    "gmail_forwarder",
+    "bouncer",
+    "probe",
+)
 
 
 def _arn(service: str, resource: str) -> str:
     return f"arn:aws:{service}:*:*:{resource}"
 
 
-def _consumer(prefix: str, queue: str) -> list[dict[str, Any]]:
+def _consumer(prefix: str, queue: str, *, fifo: bool = True) -> list[dict[str, Any]]:
     """What every SQS-triggered function needs: its queue, its DLQ, the state table."""
+    suffix = ".fifo" if fifo else ""
     return [
         {
             "Effect": "Allow",
@@ -34,12 +43,12 @@ def _consumer(prefix: str, queue: str) -> list[dict[str, Any]]:
                 "sqs:GetQueueUrl",
                 "sqs:ChangeMessageVisibility",
             ],
-            "Resource": _arn("sqs", f"{prefix}-{queue}.fifo"),
+            "Resource": _arn("sqs", f"{prefix}-{queue}{suffix}"),
         },
         {
             "Effect": "Allow",
             "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
-            "Resource": _arn("sqs", f"{prefix}-{queue}-dlq.fifo"),
+            "Resource": _arn("sqs", f"{prefix}-{queue}-dlq{suffix}"),
         },
         {
             "Effect": "Allow",
@@ -131,7 +140,83 @@ def policy(stage: str, function: str) -> dict[str, Any]:
                 "Resource": _arn("sns", f"{prefix}-outbound.fifo"),
             },
         ]
+    statements += _ses_inbound(stage, function)
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
+    """SES inbound (issue 9): the router, the Gmail forwarder and the bouncer."""
+    prefix = f"mailroom-{stage}"
+    raw: list[dict[str, Any]] = [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": f"arn:aws:s3:::{prefix}-mail-*/raw/*",
+        },
+        {
+            # Without ListBucket a missing raw object answers 403, not 404 ("missing from S3").
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": f"arn:aws:s3:::{prefix}-mail-*",
+            "Condition": {"StringLike": {"s3:prefix": ["raw/*"]}},
+        },
+    ]
+    if function == "ses_router":
+        return [
+            *_consumer(prefix, "ses-inbound", fifo=False),
+            *raw,
+            {
+                "Effect": "Allow",
+                "Action": ["dynamodb:Scan"],
+                "Resource": _arn("dynamodb", f"table/{prefix}-routes"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+                "Resource": [
+                    _arn("sqs", f"{prefix}-gmail-forwarder"),
+                    _arn("sqs", f"{prefix}-bouncer"),
+                ],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["sns:Publish"],
+                "Resource": _arn("sns", f"{prefix}-inbound.fifo"),
+            },
+        ]
+    if function == "gmail_forwarder":
+        return [*_consumer(prefix, "gmail-forwarder", fifo=False), *raw]
+    if function == "bouncer":
+        return [
+            *_consumer(prefix, "bouncer", fifo=False),
+            *raw,
+            {
+                "Effect": "Allow",
+                "Action": ["ses:SendBounce"],
+                "Resource": _arn("ses", f"identity/{_bounce_identity(stage)}"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["sns:Publish"],
+                "Resource": _arn("sns", f"{prefix}-outbound.fifo"),
+            },
+        ]
+    return []
+
+
+def _bounce_identity(stage: str) -> str:
+    """The verified SES identity (domain) of the stage's MAILROOM_BOUNCE_SENDER, if configured."""
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    stage_config = config["stages"].get(stage, {})
+    sender = (
+        stage_config.get("lambda_functions", {})
+        .get("bouncer", {})
+        .get("environment_variables", {})
+        .get("MAILROOM_BOUNCE_SENDER")
+        or stage_config.get("environment_variables", {}).get("MAILROOM_BOUNCE_SENDER")
+        or ""
+    )
+    return sender.rpartition("@")[2] or "*"
 
 
 def path(stage: str, function: str) -> Path:

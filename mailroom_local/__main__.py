@@ -1,5 +1,5 @@
-"""``python -m mailroom_local run|demo|send``: the local stack, a demo that sends it mail, and
-a signed outbound request from a JSON file."""
+"""``python -m mailroom_local run|demo|send|receive``: the local stack, a demo that sends it
+mail, a signed outbound request from a JSON file, and a raw email received as SES would."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     probe = sub.add_parser("probe", help="run both end-to-end probes against a running stack")
     probe.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
     probe.add_argument("--timeout", type=float, default=60.0)
+    receive = sub.add_parser("receive", help="receive a raw email as SES would (make receive)")
+    receive.add_argument("eml", type=Path)
+    receive.add_argument("--to", default="", help="envelope recipients, comma separated")
+    receive.add_argument("--verdicts", default="", help="e.g. spam=FAIL,spf=missing")
+    receive.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
     args = parser.parse_args(argv)
     if args.command == "probe":
         from mailroom_local import probe as probes
@@ -41,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             api_port=args.api_port,
             report_batch_item_failures=args.report_batch_item_failures == "on",
         )
+    if args.command == "receive":
+        from mailroom_local.receive import receive as receive_email
+
+        return receive_email(args.state_dir, args.eml, to=args.to, verdicts=args.verdicts)
     from mailroom_local import demo
 
     if args.command == "send":

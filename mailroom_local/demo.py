@@ -121,4 +121,98 @@ def run(state_dir: Path) -> int:
             break
         print(f"{'':<16} -> {where}", flush=True)
     print("outbound", flush=True)
-    return send(state_dir)
+    sent = send(state_dir)
+    print("received by SES", flush=True)
+    return receive_each_action(state_dir, local) or sent
+
+
+SES_DOMAIN = "ses.mailroom.test"
+SES_ROUTES = {
+    f"gmail-demo@{SES_DOMAIN}": ("gmail", "demo@gmail.local"),
+    f"bounce-demo@{SES_DOMAIN}": ("bounce", ""),
+    f"drop-demo@{SES_DOMAIN}": ("drop", ""),
+    # support@ falls through to the default route: FreeScout mailbox 1
+}
+
+
+def _seed_ses_routes(local: dict[str, Any]) -> None:
+    import boto3
+
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=local["aws_endpoint_url"],
+        region_name=local["region"],
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    for pattern, (action, target) in SES_ROUTES.items():
+        dynamodb.put_item(
+            TableName=local["tables"]["routes"],
+            Item={
+                "PK": {"S": f"ROUTE#{pattern}"},
+                "SK": {"S": "RULE#v1"},
+                "action": {"S": action},
+                "target": {"S": target},
+                "enabled": {"BOOL": True},
+                "description": {"S": f"demo: SES mail to {action}"},
+            },
+        )
+
+
+def _ses_email(to: str, stamp: str) -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "Ada Customer <ada.customer@example.org>"
+    message["To"] = to
+    message["Subject"] = f"SES demo {stamp} for {to.split('@')[0]}"
+    message["Message-ID"] = f"<ses-demo-{stamp}-{to.split('@')[0]}@example.org>"
+    message["Date"] = "Sun, 22 Nov 2026 10:00:00 +0000"
+    message.set_content(f"SES demo {stamp}")
+    return bytes(message.as_bytes())
+
+
+def receive_each_action(state_dir: Path, local: dict[str, Any]) -> int:
+    """Receive one SES email per action and say where each went."""
+    from mailroom_local.receive import receive
+
+    _seed_ses_routes(local)
+    stamp = str(time.time_ns())
+    checks = {
+        "gmail": lambda: (
+            requests.get(f"{local['gmail']['url']}/_control/mailboxes", timeout=10)
+            .json()
+            .get(local["gmail"]["mailbox"])
+        ),
+        "bounce": lambda: requests.get(
+            f"{local['ses']['url']}/_control/bounces", timeout=10
+        ).json()["bounces"],
+        "freescout": lambda: [
+            c
+            for c in requests.get(
+                f"{local['freescout']['url']}/_control/conversations", timeout=10
+            ).json()["conversations"]
+            if stamp in json.dumps(c)
+        ],
+    }
+    failed = 0
+    for action, to in (
+        ("gmail", f"gmail-demo@{SES_DOMAIN}"),
+        ("bounce", f"bounce-demo@{SES_DOMAIN}"),
+        ("drop", f"drop-demo@{SES_DOMAIN}"),
+        ("freescout", f"support@{SES_DOMAIN}"),
+    ):
+        eml = state_dir / f"ses-demo-{action}.eml"
+        eml.write_bytes(_ses_email(to, stamp))
+        receive(state_dir, eml, to=to)
+        check = checks.get(action)
+        if check is None:
+            print(f"{action:<16} -> dropped on purpose (see the audit log)", flush=True)
+            continue
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not check():
+            time.sleep(0.5)  # polling a running stack, bounded by the deadline
+        found = bool(check())
+        failed += not found
+        print(f"{action:<16} -> {'delivered' if found else 'not yet (see the DLQs)'}", flush=True)
+    return 1 if failed else 0

@@ -1,8 +1,14 @@
-"""A local Gmail API: OAuth token refresh, ``users.messages.import`` (JSON and upload), list, get.
+"""A local Gmail API: OAuth token refresh, ``users.messages.import`` (JSON, media, multipart and
+resumable upload), list (with ``q=rfc822msgid:``), get; imports kept per mailbox.
 
-Import de-duplicates on the RFC ``Message-ID`` per user, as Gmail does, so a retried import
-returns the first copy. Errors use Google's JSON error shape. Faults as in
-``mailroom_local.faults``.
+Import de-duplicates on the RFC ``Message-ID`` per user, as Gmail reportedly does, unless
+``dedupe=False`` (so tests can show mailroom does not rely on it). Errors use Google's JSON
+error shape. Faults as in ``mailroom_local.faults``, plus ``POST /_control/gmail-faults``:
+``{"reason": "rateLimitExceeded", "status": 403, "count": 1}`` (the next import requests get
+that error), ``{"revoked": true}`` (the token endpoint answers ``invalid_grant``) and
+``{"fail_after_store": 1, "status": 500}`` (the next import is stored, then answered 500;
+with ``"delay_ms"`` instead, answered only after that delay, so the client times out).
+``GET /_control/mailboxes`` counts the imports per mailbox.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import binascii
 import json
 import secrets
 import threading
+import time
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -33,18 +40,68 @@ def _google_error(status: int, reason: str, message: str) -> tuple[dict[str, Any
     return body, status
 
 
-def create_app(*, client_id: str, client_secret: str, refresh_token: str, state_dir: Path) -> Flask:
+def create_app(
+    *,
+    client_id: str,
+    client_secret: str,
+    refresh_token: str,
+    state_dir: Path,
+    dedupe: bool = True,
+) -> Flask:
     app = Flask("gmail-standin")
     lock = threading.Lock()
     tokens: set[str] = set()
     mailboxes: dict[str, dict[str, dict[str, Any]]] = {}
+    sessions: dict[str, dict[str, Any]] = {}
+    gmail_faults: dict[str, Any] = {}
     out = state_dir / "gmail"
     out.mkdir(parents=True, exist_ok=True)
     faults.install(app, lambda status: _google_error(status, "backendError", "Injected")[0])
 
+    @app.post("/_control/gmail-faults")
+    def set_gmail_faults() -> Any:
+        body = request.get_json(silent=True) or {}
+        with lock:
+            gmail_faults.clear()
+            gmail_faults.update(body)
+        return dict(gmail_faults), 200
+
+    @app.get("/_control/mailboxes")
+    def mailbox_counts() -> Any:
+        with lock:
+            return {user: len(box) for user, box in mailboxes.items()}, 200
+
+    def import_fault() -> Any:
+        """The injected error for an import request, if one is armed."""
+        with lock:
+            if gmail_faults.get("count", 0) > 0:
+                gmail_faults["count"] -= 1
+                status = int(gmail_faults.get("status", 429))
+                reason = str(gmail_faults.get("reason", "rateLimitExceeded"))
+                return _google_error(status, reason, "Injected")
+        return None
+
+    def after_store(answer: tuple[dict[str, Any], int]) -> Any:
+        with lock:
+            armed = gmail_faults.get("fail_after_store", 0) > 0
+            if armed:
+                gmail_faults["fail_after_store"] -= 1
+            delay_ms = int(gmail_faults.get("delay_ms", 0))
+        if armed and delay_ms:
+            time.sleep(delay_ms / 1000)  # the injected latency: the client times out
+            return answer
+        if armed:
+            return _google_error(int(gmail_faults.get("status", 500)), "backendError", "Injected")
+        return answer
+
     @app.post("/token")
     def token() -> Any:
         form = request.form
+        if gmail_faults.get("revoked"):
+            return {
+                "error": "invalid_grant",
+                "error_description": "Token has been expired or revoked.",
+            }, 400
         if (form.get("client_id"), form.get("client_secret")) != (client_id, client_secret):
             return {"error": "invalid_client", "error_description": "Unauthorized"}, 401
         if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != refresh_token:
@@ -76,7 +133,7 @@ def create_app(*, client_id: str, client_secret: str, refresh_token: str, state_
         message_id = str(parsed.get("Message-ID", "")).strip().lower()
         with lock:
             box = mailboxes.setdefault(user, {})
-            for existing in box.values():
+            for existing in box.values() if dedupe else ():
                 if message_id and existing["rfc_message_id"] == message_id:
                     return {k: existing[k] for k in ("id", "threadId", "labelIds")}, 200
             gid = secrets.token_hex(8)
@@ -107,9 +164,19 @@ def create_app(*, client_id: str, client_secret: str, refresh_token: str, state_
 
     @app.post("/upload/gmail/v1/users/<user>/messages/import")
     def import_upload(user: str) -> Any:
+        fault = import_fault()
+        if fault is not None:
+            return fault
         kind = request.args.get("uploadType", "media")
+        if kind == "resumable":
+            session = secrets.token_hex(8)
+            metadata = request.get_json(silent=True) or {}
+            with lock:
+                sessions[session] = {"user": user, "labels": list(metadata.get("labelIds") or [])}
+            location = f"{request.host_url}upload/session/{session}"
+            return "", 200, {"Location": location}
         if kind == "media":
-            return store(user, request.get_data(), [])
+            return after_store(store(user, request.get_data(), []))
         if kind == "multipart":
             boundary = request.mimetype_params.get("boundary", "")
             parts = [
@@ -119,13 +186,27 @@ def create_app(*, client_id: str, client_secret: str, refresh_token: str, state_
                 return _google_error(400, "badRequest", "multipart body needs metadata and media")
             metadata = json.loads(parts[0].split(b"\r\n\r\n", 1)[1] or b"{}")
             media = parts[1].split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n")
-            return store(user, media, list(metadata.get("labelIds") or []))
+            return after_store(store(user, media, list(metadata.get("labelIds") or [])))
         return _google_error(400, "badRequest", f"unsupported uploadType {kind}")
+
+    @app.put("/upload/session/<session>")
+    def resumable_upload(session: str) -> Any:
+        with lock:
+            started = sessions.pop(session, None)
+        if started is None:
+            return _google_error(404, "notFound", "Upload session not found.")
+        return after_store(store(started["user"], request.get_data(), started["labels"]))
 
     @app.get("/gmail/v1/users/<user>/messages")
     def listing(user: str) -> Any:
         box = mailboxes.get(user, {})
-        messages = [{"id": m["id"], "threadId": m["threadId"]} for m in box.values()]
+        query = request.args.get("q", "")
+        wanted = query.removeprefix("rfc822msgid:").strip().lower() if query else None
+        messages = [
+            {"id": m["id"], "threadId": m["threadId"]}
+            for m in box.values()
+            if wanted is None or m["rfc_message_id"] == wanted
+        ]
         return {"messages": messages, "resultSizeEstimate": len(messages)}, 200
 
     @app.get("/gmail/v1/users/<user>/messages/<gid>")

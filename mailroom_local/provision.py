@@ -82,7 +82,7 @@ class _Builder:
         if isinstance(value, dict) and len(value) == 1:
             ((name, arg),) = value.items()
             if name == "Ref":
-                return self.parameters.get(arg) or self.physical[arg]
+                return self.parameters[arg] if arg in self.parameters else self.physical[arg]
             if name == "Fn::GetAtt":
                 assert arg[1] == "Arn", f"unsupported attribute {arg}"
                 return self.arns[arg[0]]
@@ -112,12 +112,26 @@ def provision(
         parameters["QueueVisibilitySeconds"] = str(visibility_seconds)
     build = _Builder(clients, parameters)
     resources = doc["Resources"]
-    order = {"AWS::SQS::Queue": 0, "AWS::SNS::Topic": 1, "AWS::SQS::QueuePolicy": 2}
+    order = {
+        "AWS::SQS::Queue": 0,
+        "AWS::SNS::Topic": 1,
+        "AWS::S3::Bucket": 1,
+        "AWS::SQS::QueuePolicy": 2,
+        "AWS::SNS::TopicPolicy": 2,
+        "AWS::S3::BucketPolicy": 2,
+        "AWS::SES::ReceiptRuleSet": 2,
+        "AWS::SES::ReceiptRule": 4,
+    }
+    conditions = {
+        name: _condition(build.resolve(spec)) for name, spec in doc.get("Conditions", {}).items()
+    }
     # Queues that are someone's DLQ first, so redrive policies can name them.
     for logical, spec in sorted(
         resources.items(),
         key=lambda kv: (order.get(kv[1]["Type"], 3), "RedrivePolicy" in kv[1]["Properties"]),
     ):
+        if "Condition" in spec and not conditions[spec["Condition"]]:
+            continue
         if not observability.provision(build, doc, logical, spec):  # alarms, dashboard, …
             _create(build, logical, spec["Type"], build.resolve(spec["Properties"]))
     found = Resources(stage=stage, bucket=build.physical.get("MailBucket", ""))
@@ -142,9 +156,44 @@ def provision(
     return found
 
 
+def _condition(spec: Any) -> bool:
+    """The template's conditions (``Fn::Not`` over ``Fn::Equals``), resolved."""
+    if isinstance(spec, dict) and "Fn::Not" in spec:
+        return not _condition(spec["Fn::Not"][0])
+    if isinstance(spec, dict) and "Fn::Equals" in spec:
+        left, right = spec["Fn::Equals"]
+        return bool(left == right)
+    raise ValueError(f"the local stack cannot evaluate the condition {spec}")
+
+
+def _create_ses(build: _Builder, logical: str, kind: str, props: dict[str, Any]) -> None:
+    """SES inbound (issue 9): topic and bucket policies, the receipt rule set and rules."""
+    clients = build.clients
+    if kind == "AWS::SNS::TopicPolicy":
+        for arn in props["Topics"]:
+            clients("sns").set_topic_attributes(
+                TopicArn=arn,
+                AttributeName="Policy",
+                AttributeValue=json.dumps(props["PolicyDocument"]),
+            )
+    elif kind == "AWS::S3::BucketPolicy":
+        clients("s3").put_bucket_policy(
+            Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"])
+        )
+    elif kind == "AWS::SES::ReceiptRuleSet":
+        clients("ses").create_receipt_rule_set(RuleSetName=props["RuleSetName"])
+        build.physical[logical] = props["RuleSetName"]
+    elif kind == "AWS::SES::ReceiptRule":
+        clients("ses").create_receipt_rule(RuleSetName=props["RuleSetName"], Rule=props["Rule"])
+    else:
+        raise ValueError(f"the local stack cannot create {kind} ({logical})")
+
+
 def _create(build: _Builder, logical: str, kind: str, props: dict[str, Any]) -> None:
     clients = build.clients
-    if kind == "AWS::SQS::Queue":
+    if kind.startswith("AWS::SES::") or kind in {"AWS::SNS::TopicPolicy", "AWS::S3::BucketPolicy"}:
+        _create_ses(build, logical, kind, props)
+    elif kind == "AWS::SQS::Queue":
         attributes = {
             k: json.dumps(v)
             if isinstance(v, dict)

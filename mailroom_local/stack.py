@@ -30,6 +30,9 @@ GMAIL_CLIENT = {
     "client_secret": "local-secret",
     "refresh_token": "local-refresh",
 }
+# SES inbound demo: the Gmail mailbox the demo routes import into, and the bounce sender.
+GMAIL_MAILBOX = "demo@gmail.local"
+BOUNCE_SENDER = "mailer-daemon@mailroom.test"
 # Short visibility locally: a retry within seconds, a poison message in its DLQ within a minute.
 LOCAL_VISIBILITY_SECONDS = 3
 
@@ -108,12 +111,13 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
         import boto3
         from moto.server import ThreadedMotoServer
 
-        from mailroom_local import freescout, gmail, postmark
+        from mailroom_local import freescout, gmail, postmark, ses
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
 
         moto_port, freescout_port = free_port(), free_port()
         postmark_port, gmail_port = free_port(), free_port()
+        ses_port = free_port()
         api_port = api_port or free_port()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call is noise
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
@@ -135,6 +139,10 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             # Stand-ins on loopback answer in milliseconds; a short timeout makes a slow-answer
             # fault (``delay_ms``) look like a real timeout within seconds.
             "MAILROOM_HTTP_TIMEOUT_SECONDS": "3",
+            "MAILROOM_GMAIL_API_URL": f"http://127.0.0.1:{gmail_port}",
+            "MAILROOM_GMAIL_TOKEN_URL": f"http://127.0.0.1:{gmail_port}/token",
+            "MAILROOM_SES_ENDPOINT_URL": f"http://127.0.0.1:{ses_port}",
+            "MAILROOM_BOUNCE_SENDER": BOUNCE_SENDER,
         }
         os.environ.update(env)
 
@@ -149,6 +157,7 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
                 "freescout/api-key": FREESCOUT_KEY,
                 "postmark/server-token": POSTMARK_TOKEN,
                 "outbound/signing-secret": SIGNING_SECRET,
+                "gmail/" + GMAIL_MAILBOX.replace("@", "_at_"): json.dumps(GMAIL_CLIENT),
             },
             visibility_seconds=LOCAL_VISIBILITY_SECONDS,
             default_route={
@@ -172,6 +181,7 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             )
         )
         parts.append(serve(gmail.create_app(state_dir=state_dir, **GMAIL_CLIENT), gmail_port))
+        parts.append(serve(ses.create_app(), ses_port))
 
         chalice_bin = Path(sys.executable).with_name("chalice")
         chalice = subprocess.Popen(
@@ -223,8 +233,10 @@ def run(state_dir: Path, *, api_port: int, report_batch_item_failures: bool) -> 
             "gmail": {
                 "url": f"http://127.0.0.1:{gmail_port}",
                 "token_url": f"http://127.0.0.1:{gmail_port}/token",
+                "mailbox": GMAIL_MAILBOX,
                 **GMAIL_CLIENT,
             },
+            "ses": {"url": env["MAILROOM_SES_ENDPOINT_URL"], "bounce_sender": BOUNCE_SENDER},
             "queues": {
                 **{name: q.url for name, q in resources.queues.items()},
                 **{f"{name}-dlq": q.dlq_url for name, q in resources.queues.items()},
@@ -265,6 +277,7 @@ mailroom local stack is up (state in {state_dir}/, details in {state_dir}/local.
   FreeScout stand-in    {local["freescout"]["url"]}
   Postmark stand-in     {local["postmark"]["url"]}
   Gmail stand-in        {local["gmail"]["url"]}
+  SES stand-in          {local["ses"]["url"]}
   pump handlers         {", ".join(local["pump"]["handlers"])}
 
 Send an email in:
@@ -272,6 +285,8 @@ Send an email in:
     -d @tests/events/postmark_inbound_basic.json {hook["url"]}
 Send an email out (signed with the local secret):
   make send   (or: .venv/bin/python -m mailroom_local send <request.json>)
+Receive a raw email as SES would:
+  make receive EML=path/to/mail.eml [TO=address] [VERDICTS=spam=FAIL,spf=missing]
 Postmark events go to {hook["events_url"]} (same credentials).
 Ctrl-C stops everything.""",
         flush=True,

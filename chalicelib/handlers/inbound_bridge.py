@@ -1,7 +1,11 @@
-"""Inbound bridge: SQS FIFO records of Postmark emails → routing → FreeScout, exactly once.
+"""Inbound bridge: SQS FIFO records of received emails → routing → FreeScout, exactly once.
 
-Per record: unwrap the SNS envelope, resolve the claim check, parse the model (failure is
-poison), resolve the route, then, for ``freescout``, claim the idempotency key and deliver
+Records carry a Postmark payload (from the webhook) or an SES reference (from the router:
+the raw MIME in S3); both become one normalised ``InboundEmail``. Per record: unwrap the SNS
+envelope, resolve the claim check, parse (failure is poison), resolve the route; Postmark
+mail with a ``gmail`` or ``bounce`` route goes to the router's ``dispatch`` (verdicts,
+audit, the action's queue). For ``freescout``: claim the key (``delivery_key``: one per RFC
+Message-ID and recipient, so Postmark and SES copies of one email deliver once) and deliver
 (``freescout_delivery``: a new conversation, a reply thread, or — when an earlier attempt
 may have acted — the proof that FreeScout already has it). The record is then ``PENDING``:
 once the batch is through, one TransactWriteItems writes, per delivered email, the threading
@@ -15,30 +19,33 @@ marked uncertain, and the retry proves instead of creating again.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
-from pydantic import ValidationError
 
 from chalicelib import claimcheck
+from chalicelib.audit import AuditLog
 from chalicelib.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
 from chalicelib.clients.aws import aws_client
 from chalicelib.clients.freescout import FreeScoutClient
 from chalicelib.errors import (
-    ActionNotAvailable,
     EffectNotRecorded,
     PermanentError,
-    PoisonMessageError,
     error_class,
 )
 from chalicelib.freescout_delivery import Delivered, FreeScoutDelivery, customer_thread
+from chalicelib.handlers.router import dispatch
 from chalicelib.idempotency import Claim, IdempotencyStore, KeyState
 from chalicelib.logging import get_logger, log_event
+from chalicelib.models.actions import MailRef
 from chalicelib.models.envelope import unwrap
-from chalicelib.models.postmark_inbound import PostmarkInbound
+from chalicelib.models.inbound_email import InboundEmail, delivery_key, load_ses_email
+from chalicelib.models.postmark_inbound import PostmarkInbound, parse_postmark_inbound
 from chalicelib.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
 from chalicelib.secrets import FREESCOUT_API_KEY, get_secrets
 from chalicelib.settings import Settings, per_container
@@ -54,6 +61,7 @@ class _Services:
     settings: Settings
     routes: DynamoRouteStore
     idempotency: IdempotencyStore
+    audit: AuditLog
     session: requests.Session
 
 
@@ -66,6 +74,7 @@ def _build(settings: Settings) -> _Services:
             settings.routes_table, cache_seconds=settings.routes_cache_seconds, client=dynamodb
         ),
         idempotency=IdempotencyStore.for_settings(settings, dynamodb),
+        audit=AuditLog.for_settings(settings, dynamodb),
         session=requests.Session(),
     )
 
@@ -86,15 +95,23 @@ def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dic
     )
 
 
-def parse(record: SqsRecord) -> PostmarkInbound:
-    """The Postmark payload in ``record``; a malformed one is poison."""
+@dataclass(frozen=True)
+class _Received:
+    """One record's email, and the Postmark payload it came as (None for SES mail)."""
+
+    email: InboundEmail
+    postmark: PostmarkInbound | None
+    payload: str
+
+
+def parse(record: SqsRecord) -> _Received:
+    """The email in ``record``, by the webhook's own parser or from S3; malformed is poison."""
     message, _ = unwrap(record.body)
     payload = claimcheck.check_out(message)
-    try:
-        return PostmarkInbound.model_validate_json(payload)
-    except ValidationError as err:
-        fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in err.errors()})
-        raise PoisonMessageError(f"not a Postmark inbound payload: {', '.join(fields)}") from err
+    if payload.lstrip().startswith('{"source":"ses"'):
+        return _Received(load_ses_email(json.loads(payload)), None, payload)
+    parsed = parse_postmark_inbound(payload)
+    return _Received(InboundEmail.from_postmark(parsed, parsed.recipient), parsed, payload)
 
 
 @dataclass(frozen=True)
@@ -128,20 +145,24 @@ class _Batch:
 
     def deliver(self, record: SqsRecord, ctx: LogContext) -> str:
         """Deliver one email; ``PENDING`` until ``record`` writes it down."""
-        email = parse(record)
-        ctx.message_id = email.message_id
+        received = parse(record)
+        email = received.email
+        ctx.message_id = email.provider_message_id
         rule = resolve(email.recipient, self.svc.routes.rules())
         if rule is None:
             raise PermanentError("no routing rule matches the recipient")
         if rule.action is RouteAction.DROP:
             return "dropped"
         if rule.action in {RouteAction.GMAIL, RouteAction.BOUNCE}:
-            raise ActionNotAvailable(f"action not available yet: {rule.action.value}")
+            if received.postmark is None:
+                raise PermanentError("route changed after the router sent this email here")
+            mail = MailRef.for_postmark(received.payload, received.postmark)
+            return dispatch(mail, email.recipient, rule, self.svc.settings, self.svc.audit)
         if rule.action is not RouteAction.FREESCOUT:
             raise PermanentError("routing rule has an unknown action")
         ctx.mailbox_id = rule.target
         mailbox_id = _mailbox_id(rule)
-        key = f"postmark:{email.message_id}"
+        key = delivery_key(email, email.recipient, RouteAction.FREESCOUT.value)
         if any(done.claim.key == key for done in self.done.values()):
             return "duplicate"  # delivered earlier in this batch; its record is on the way
         claim = self.svc.idempotency.claim(key)
@@ -156,14 +177,18 @@ class _Batch:
         self.done[record.message_id] = _Done(claim, delivered, email.rfc_message_id)
         return PENDING
 
-    def _deliver(self, email: PostmarkInbound, mailbox_id: int, claim: Claim) -> Delivered:
+    def _deliver(self, email: InboundEmail, mailbox_id: int, claim: Claim) -> Delivered:
         thread = customer_thread(
-            sender=email.from_full.email,
-            sender_name=email.from_full.name,
-            body=email.body,
-            cc=[a.email for a in email.cc_full],
+            sender=email.from_address or email.envelope_sender,
+            sender_name=email.from_name,
+            body=email.html_body or email.text_body,
+            cc=list(email.cc),
             attachments=[
-                {"fileName": a.name, "mimeType": a.content_type, "data": a.content}
+                {
+                    "fileName": a.filename,
+                    "mimeType": a.content_type,
+                    "data": base64.b64encode(a.content).decode("ascii"),
+                }
                 for a in email.attachments
             ],
             imported=self.svc.settings.freescout_imported,
@@ -280,7 +305,7 @@ def _mailbox_id(rule: RouteRule) -> int:
         raise PermanentError("freescout route target is not a mailbox id") from None
 
 
-def _check_attachments(email: PostmarkInbound, response: Mapping[str, Any]) -> None:
+def _check_attachments(email: InboundEmail, response: Mapping[str, Any]) -> None:
     """FreeScout skips bad attachments silently; say so when fewer arrived than we sent."""
     threads = response.get("_embedded", {}).get("threads") or []
     if not email.attachments or not threads:

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from pydantic import ValidationError
 
 from chalicelib import claimcheck
 from chalicelib.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
@@ -50,7 +49,8 @@ from chalicelib.errors import reason_of as reason_for
 from chalicelib.idempotency import Claim, IdempotencyStore, KeyState
 from chalicelib.logging import get_logger, log_event
 from chalicelib.models.envelope import unwrap
-from chalicelib.models.outbound import OutboundEmail
+from chalicelib.models.outbound import OutboundEmail, parse_outbound
+from chalicelib.models.payload import PayloadRejected
 from chalicelib.secrets import POSTMARK_SERVER_TOKEN, get_secrets
 from chalicelib.settings import Settings, per_container
 from chalicelib.suppression import SuppressionList, normalise
@@ -108,20 +108,18 @@ class InvalidRequest(PoisonMessageError):
 
 
 def parse(record: SqsRecord) -> OutboundEmail:
-    """The outbound request in ``record``; a malformed one is poison."""
+    """The outbound request in ``record``, by the API's own parser; malformed is poison."""
     message, _ = unwrap(record.body)
     payload = claimcheck.check_out(message)
     try:
-        return OutboundEmail.model_validate_json(payload)
-    except ValidationError as err:
-        fields = sorted({".".join(str(p) for p in e["loc"]) for e in err.errors()})
+        return parse_outbound(payload)
+    except PayloadRejected as err:
         try:
             named = json.loads(payload).get("correlation_id")
         except (ValueError, AttributeError):
             named = None
         raise InvalidRequest(
-            f"not an outbound request: {', '.join(fields)}",
-            named if isinstance(named, str) and named else None,
+            err.reason, named if isinstance(named, str) and named else None
         ) from err
 
 

@@ -171,19 +171,21 @@ def test_freescout_401_dead_letters_as_configuration_error(
     assert dead["MessageAttributes"]["mailroom_error_class"]["StringValue"] == "ProviderAuthError"
 
 
-def test_gmail_route_dead_letters_action_not_available_yet(
+def test_gmail_route_for_postmark_mail_is_handed_to_the_gmail_forwarder_queue(
     aws: Stage, post: Any, payload: Any, bridge: Any, freescout: responses.RequestsMock
 ) -> None:
     aws.put_route("support@mailroom.test", "gmail", "someone@gmail.test")
     post(payload())
 
-    bridge()
+    _, _, error = bridge()
 
-    [dead] = _dlq(aws)
-    assert dead["MessageAttributes"]["mailroom_reason"]["StringValue"] == (
-        "action not available yet: gmail"
-    )
+    assert error is None
+    assert _dlq(aws) == []
     assert _posts(freescout) == []
+    [queued] = aws.drain(aws.queues["gmail-forwarder"].url)
+    request = json.loads(queued["Body"])
+    assert (request["kind"], request["mailbox"]) == ("gmail", "someone@gmail.test")
+    assert request["mail"]["source"] == "postmark"
 
 
 def test_drop_route_drops_without_calling_freescout(

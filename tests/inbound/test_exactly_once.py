@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from chalicelib.clients.aws import aws_client, reset_clients
+from chalicelib.models.inbound_email import EmailSource, delivery_key_for
 from mailroom_local import freescout
 from tests.conftest import REGION, Stage, serve_wsgi
 
@@ -75,12 +76,24 @@ def _until(check: Callable[[], Any], seconds: float = 10) -> Any:
     raise AssertionError("condition not met")
 
 
-def _crashed_earlier(aws: Stage, message_id: str) -> None:
+def _key(rfc_message_id: str) -> str:
+    """The bridge's idempotency key for the email with ``rfc_message_id`` to the test route."""
+    return "IDEMPOTENCY#" + delivery_key_for(
+        rfc_message_id.lower(), EmailSource.POSTMARK, "", "support@mailroom.test", "freescout"
+    )
+
+
+def _with_id(payload: Any, message_id: str, rfc_message_id: str, **fields: Any) -> Any:
+    headers = [{"Name": "Message-ID", "Value": rfc_message_id}]
+    return payload(MessageID=message_id, Headers=headers, **fields)
+
+
+def _crashed_earlier(aws: Stage, rfc_message_id: str) -> None:
     """An earlier attempt claimed the key just now and died; its lock has expired."""
     boto3.client("dynamodb", region_name=REGION).put_item(
         TableName=aws.state_table,
         Item={
-            "PK": {"S": f"IDEMPOTENCY#postmark:{message_id}"},
+            "PK": {"S": _key(rfc_message_id)},
             "SK": {"S": "v1"},
             "status": {"S": "IN_PROGRESS"},
             "lock_expires_at": {"N": "1"},
@@ -109,7 +122,7 @@ def test_a_create_that_timed_out_after_freescout_stored_it_is_proven_not_repeate
 
     assert error is None
     [conversation] = standin.conversations()
-    record = _state(aws, "IDEMPOTENCY#postmark:73e6d360-66eb-11e1-8e72-a8904824019b")
+    record = _state(aws, _key("<CAE-first-4711@mail.example.org>"))
     assert record is not None
     assert record["status"]["S"] == "COMPLETED"
     assert record["result"]["M"]["conversation_id"]["S"] == str(conversation["id"])
@@ -119,10 +132,10 @@ def test_a_create_that_timed_out_after_freescout_stored_it_is_proven_not_repeate
 def test_a_crash_before_freescout_with_the_same_sender_and_subject_still_delivers(
     aws: Stage, standin: FreeScout, post: Any, payload: Any, bridge: Any
 ) -> None:
-    post(payload(MessageID="monday-alert"))
+    post(_with_id(payload, "monday-alert", "<monday@alerts.example.org>"))
     _run(aws, bridge)  # yesterday's alert: same From, Subject and body
-    _crashed_earlier(aws, "tuesday-alert")
-    post(payload(MessageID="tuesday-alert"))
+    _crashed_earlier(aws, "<tuesday@alerts.example.org>")
+    post(_with_id(payload, "tuesday-alert", "<tuesday@alerts.example.org>"))
 
     error = _run(aws, bridge)
 
@@ -139,9 +152,12 @@ def test_a_reply_thread_added_before_a_crash_is_not_added_again(
     reply = payload(
         MessageID="reply-1",
         HtmlBody="<p>Thanks, that fixed it.</p>",
-        Headers=[{"Name": "In-Reply-To", "Value": "<CAE-first-4711@mail.example.org>"}],
+        Headers=[
+            {"Name": "Message-ID", "Value": "<reply-1@mail.example.org>"},
+            {"Name": "In-Reply-To", "Value": "<CAE-first-4711@mail.example.org>"},
+        ],
     )
-    _crashed_earlier(aws, "reply-1")
+    _crashed_earlier(aws, "<reply-1@mail.example.org>")
     standin.add_thread(conversation["id"], "<p>Thanks, that fixed it.</p>")  # its effect
     post(reply)
 
@@ -167,7 +183,7 @@ def test_delivered_but_unrecorded_is_uncertain_and_the_retry_records_map_and_cla
         _run(aws, bridge)
     finally:
         events.unregister("before-call.dynamodb.TransactWriteItems", refuse)
-    claim = _state(aws, "IDEMPOTENCY#postmark:73e6d360-66eb-11e1-8e72-a8904824019b")
+    claim = _state(aws, _key("<CAE-first-4711@mail.example.org>"))
     assert refused
     assert claim is not None
     assert claim["status"]["S"] == "UNCERTAIN"

@@ -14,7 +14,11 @@ def test_queue_consumers_may_list_the_payload_prefix_so_a_missing_payload_is_a_4
     function: str,
 ) -> None:
     statements = policies.policy("prod", function)["Statement"]
-    [listing] = [s for s in statements if s["Action"] == ["s3:ListBucket"]]
+    [listing] = [
+        s
+        for s in statements
+        if s["Action"] == ["s3:ListBucket"] and "payloads/*" in str(s.get("Condition"))
+    ]
     assert listing["Resource"] == "arn:aws:s3:::mailroom-prod-mail-*"
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["payloads/*"]}}
 

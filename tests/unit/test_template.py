@@ -38,7 +38,7 @@ def test_every_consumed_queue_has_a_crash_loop_backstop_well_above_the_attempt_l
         assert policy["maxReceiveCount"] >= 6 * Settings.from_env({"AWS_REGION": "x"}).max_attempts
         dlq = queues[policy["deadLetterTargetArn"]["Fn::GetAtt"][0]]
         assert dlq["MessageRetentionPeriod"] == 1209600
-        assert dlq["FifoQueue"] is True
+        assert dlq.get("FifoQueue", False) is props.get("FifoQueue", False)
 
 
 def test_every_subscription_has_its_own_dead_letter_queue() -> None:

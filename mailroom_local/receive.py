@@ -1,0 +1,126 @@
+"""``make receive EML=path [TO=a,b] [VERDICTS=...]``: receive a raw email as SES would, locally.
+
+Stores the file under the mail bucket's ``raw/`` in the embedded S3, tells the SES stand-in
+it was received (for SendBounce's 24 h rule), and publishes the ``Received`` notification to
+the SES topic, with the envelope recipients ``TO`` (default: the file's To and Cc) and the
+verdicts ``VERDICTS``: ``spam=FAIL,virus=PASS,spf=FAIL,dkim=GRAY,dmarc=FAIL,policy=reject``;
+a value of ``missing`` leaves the field out. Unnamed verdicts are PASS.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.policy import default as default_policy
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+
+VERDICT_FIELDS = {
+    "spam": "spamVerdict",
+    "virus": "virusVerdict",
+    "spf": "spfVerdict",
+    "dkim": "dkimVerdict",
+    "dmarc": "dmarcVerdict",
+}
+
+
+def parse_verdicts(text: str) -> dict[str, Any]:
+    """``VERDICTS`` as the receipt fields of a notification."""
+    fields: dict[str, Any] = {field: {"status": "PASS"} for field in VERDICT_FIELDS.values()}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        name, value = name.strip().lower(), value.strip()
+        if name in {"policy", "dmarc_policy"}:
+            fields["dmarcPolicy"] = value.lower()
+        elif name in VERDICT_FIELDS:
+            if value.lower() == "missing":
+                fields.pop(VERDICT_FIELDS[name], None)
+            else:
+                fields[VERDICT_FIELDS[name]] = {"status": value.upper()}
+        else:
+            raise SystemExit(
+                f"error: unknown verdict {name!r} (spam, virus, spf, dkim, dmarc, policy)"
+            )
+    return fields
+
+
+def notification(
+    raw: bytes, *, bucket: str, key: str, recipients: list[str], verdicts: dict[str, Any]
+) -> dict[str, Any]:
+    parsed = message_from_bytes(raw, policy=default_policy)
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    common = {
+        name: str(parsed[header])
+        for name, header in (("messageId", "Message-ID"), ("subject", "Subject"), ("date", "Date"))
+        if parsed[header]
+    }
+    return {
+        "notificationType": "Received",
+        "receipt": {
+            "timestamp": now,
+            "processingTimeMillis": 100,
+            "recipients": recipients,
+            **verdicts,
+            "action": {"type": "S3", "bucketName": bucket, "objectKey": key},
+        },
+        "mail": {
+            "timestamp": now,
+            "source": getaddresses([str(parsed["Return-Path"] or parsed["From"] or "")])[0][1],
+            "messageId": key.rsplit("/", 1)[1],
+            "destination": recipients,
+            "headersTruncated": False,
+            "headers": [{"name": n, "value": str(v)} for n, v in parsed.items()],
+            "commonHeaders": common,
+        },
+    }
+
+
+def receive(state_dir: Path, eml: Path, *, to: str = "", verdicts: str = "") -> int:
+    try:
+        local = json.loads((state_dir / "local.json").read_text())
+    except FileNotFoundError:
+        print(f"no local stack found ({state_dir}/local.json); start it with `make run`")
+        return 1
+    raw = eml.read_bytes()
+    parsed = message_from_bytes(raw, policy=default_policy)
+    recipients = [a.strip() for a in to.split(",") if a.strip()] or [
+        address
+        for _, address in getaddresses([str(parsed["To"] or ""), str(parsed["Cc"] or "")])
+        if address
+    ]
+    if not recipients:
+        print("error: no recipient: pass TO=address or give the file a To header")
+        return 1
+    ses_id = secrets.token_hex(20)
+    key = f"raw/{ses_id}"
+    note = notification(
+        raw,
+        bucket=local["bucket"],
+        key=key,
+        recipients=recipients,
+        verdicts=parse_verdicts(verdicts),
+    )
+    session = boto3.session.Session(
+        aws_access_key_id="local", aws_secret_access_key="local", region_name=local["region"]
+    )
+    endpoint = local["aws_endpoint_url"]
+    session.client("s3", endpoint_url=endpoint).put_object(
+        Bucket=local["bucket"], Key=key, Body=raw
+    )
+    if "ses" in local:
+        requests.post(
+            f"{local['ses']['url']}/_control/received",
+            json={"message_id": ses_id, "received_at": datetime.now(UTC).isoformat()},
+            timeout=10,
+        )
+    session.client("sns", endpoint_url=endpoint).publish(
+        TopicArn=local["topics"]["ses-inbound"], Message=json.dumps(note)
+    )
+    print(f"received {eml.name} for {', '.join(recipients)} as SES message {ses_id}")
+    return 0

@@ -1,0 +1,72 @@
+"""SES mail routed to FreeScout goes through the bridge like Postmark mail, and one email that
+arrives by both paths (dual MX, an MX migration) becomes one conversation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import responses
+
+from chalicelib.handlers import inbound_bridge, router
+from tests.conftest import Stage
+from tests.inbound.conftest import CONVERSATIONS, basic, created
+from tests.ses.conftest import Receive, _forget_queue_urls, mime, receive  # noqa: F401 (fixtures)
+
+
+def _bridge(aws: Stage) -> BaseException | None:
+    _, _, error = aws.run_lambda("inbound-bridge", inbound_bridge.handle_batch)
+    aws.make_visible("inbound-bridge")
+    return error
+
+
+def _created(freescout: responses.RequestsMock) -> list[dict[str, Any]]:
+    return [
+        json.loads(c.request.body)
+        for c in freescout.calls
+        if c.request.method == "POST" and c.request.url == CONVERSATIONS
+    ]
+
+
+def test_ses_mail_for_a_freescout_route_becomes_a_conversation_from_the_raw_mime(
+    aws: Stage,
+    receive: Receive,  # noqa: F811 (the SES fixture)
+    freescout: responses.RequestsMock,
+) -> None:
+    aws.put_route("support@example.com", "freescout", "2")
+    freescout.add(**created(42))
+    receive(mime(body="The printer is on fire."))
+
+    aws.run_lambda("ses-inbound", router.handle_batch)
+    error = _bridge(aws)
+
+    assert error is None
+    [sent] = _created(freescout)
+    assert sent["mailboxId"] == 2
+    assert sent["subject"] == "Hello"
+    assert sent["customer"]["email"] == "alice@sender.example"
+    assert "The printer is on fire." in sent["threads"][0]["text"]
+
+
+def test_one_message_id_through_postmark_and_ses_is_delivered_once(
+    aws: Stage,
+    receive: Receive,  # noqa: F811 (the SES fixture)
+    post: Any,
+    payload: Any,
+    freescout: responses.RequestsMock,
+) -> None:
+    aws.put_route("support@mailroom.test", "freescout", "1")
+    freescout.add(**created(42))
+    post(payload(), basic())  # Postmark's copy, Message-ID <CAE-first-4711@mail.example.org>
+    assert _bridge(aws) is None
+    receive(
+        mime(message_id="<CAE-first-4711@mail.example.org>", to="support@mailroom.test"),
+        recipients=["support@mailroom.test"],
+        message_id="<CAE-first-4711@mail.example.org>",
+    )
+
+    aws.run_lambda("ses-inbound", router.handle_batch)
+    error = _bridge(aws)
+
+    assert error is None
+    assert len(_created(freescout)) == 1

@@ -1,0 +1,199 @@
+"""Router → bouncer → SES stand-in (SendBounce) or the outbound path (DSN for Postmark mail)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from chalicelib.audit import AuditLog
+from chalicelib.clients.aws import reset_clients
+from chalicelib.clients.ses import Bounce, SesBouncer
+from chalicelib.errors import ProviderError
+from chalicelib.handlers import bouncer, router
+from chalicelib.models.actions import BounceRequest, MailRef, enqueue
+from chalicelib.models.inbound_email import EmailSource
+from chalicelib.models.outbound import OutboundEmail
+from chalicelib.models.postmark_inbound import PostmarkInbound
+from chalicelib.models.ses import SesNotification
+from chalicelib.settings import get_settings
+from mailroom_local import ses
+from tests.conftest import REGION, Stage, serve_wsgi
+from tests.ses.conftest import Receive, mime
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+class Ses:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def received(self, message_id: str, at: datetime) -> None:
+        requests.post(
+            f"{self.url}/_control/received",
+            json={"message_id": message_id, "received_at": at.isoformat()},
+            timeout=5,
+        )
+
+    def bounces(self) -> list[dict[str, Any]]:
+        return list(requests.get(f"{self.url}/_control/bounces", timeout=5).json()["bounces"])
+
+
+@pytest.fixture
+def standin(aws: Stage, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ses]:
+    for url in serve_wsgi(ses.create_app()):
+        monkeypatch.setenv("MAILROOM_SES_ENDPOINT_URL", url)
+        monkeypatch.setenv("MAILROOM_BOUNCE_SENDER", "mailer-daemon@example.com")
+        reset_clients()
+        aws.put_route("*", "bounce")
+        yield Ses(url)
+
+
+def _audit() -> list[str]:
+    log = AuditLog.for_settings(get_settings(), boto3.client("dynamodb", region_name=REGION))
+    return [r.reason for r in log.list()]
+
+
+def _bounce_all(aws: Stage) -> BaseException | None:
+    aws.run_lambda("ses-inbound", router.handle_batch)
+    _, _, error = aws.run_lambda("bouncer", bouncer.handle_batch)
+    return error
+
+
+def test_authenticated_mail_to_an_unknown_address_gets_one_bounce_with_5_1_1(
+    aws: Stage, receive: Receive, standin: Ses
+) -> None:
+    note = receive(mime(), recipients=["nobody@example.com"])
+    standin.received(note["mail"]["messageId"], datetime.now(UTC))
+
+    assert _bounce_all(aws) is None
+    # The same request again (a redelivery): a duplicate, not a second bounce.
+    enqueue(get_settings().bouncer_queue_name, _request_like(note))
+    assert aws.run_lambda("bouncer", bouncer.handle_batch)[2] is None
+
+    [sent] = standin.bounces()
+    assert sent["OriginalMessageId"] == note["mail"]["messageId"]
+    assert sent["BounceSender"] == "mailer-daemon@example.com"
+    [recipient] = sent["Recipients"]
+    assert recipient["Recipient"] == "nobody@example.com"
+    assert recipient["RecipientDsnFields.Status"] == "5.1.1"
+    assert "mailbox does not exist" in recipient["RecipientDsnFields.DiagnosticCode"]
+
+
+def _request_like(note: dict[str, Any]) -> BounceRequest:
+    return BounceRequest(
+        recipient="nobody@example.com",
+        mail=MailRef(
+            source=EmailSource.SES,
+            provider_message_id=note["mail"]["messageId"],
+            received_at=datetime.fromisoformat(note["receipt"]["timestamp"]),
+            envelope_sender=note["mail"]["source"],
+            rfc_message_id=note["mail"]["commonHeaders"]["messageId"].lower(),
+            verdicts=SesNotification.parse(json.dumps(note)).verdicts,
+        ),
+    )
+
+
+def test_a_bounce_more_than_24_hours_after_receipt_is_not_sent_and_is_audited(
+    aws: Stage, receive: Receive, standin: Ses
+) -> None:
+    old = datetime.now(UTC) - timedelta(hours=25)
+    note = receive(mime(), recipients=["nobody@example.com"], received_at=old)
+    standin.received(note["mail"]["messageId"], old)
+
+    assert _bounce_all(aws) is None
+
+    assert standin.bounces() == []
+    assert _audit() == ["too old to bounce"]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "transient"),
+    [
+        ("Throttling", 400, True),
+        ("ServiceUnavailable", 503, True),
+        ("MessageRejected", 400, False),
+    ],
+)
+def test_ses_throttling_is_transient_and_a_rejection_is_permanent(
+    code: str, status: int, transient: bool
+) -> None:
+    from botocore.stub import Stubber
+
+    client = boto3.client("ses", region_name=REGION)
+    bouncer_client = SesBouncer(client, sender="mailer-daemon@example.com", interval_seconds=0)
+    with Stubber(client) as stub:
+        stub.add_client_error("send_bounce", code, http_status_code=status)
+        with pytest.raises(ProviderError) as caught:
+            bouncer_client.send(
+                Bounce("ses-1", "a@example.com", "5.1.1", "gone", datetime.now(UTC))
+            )
+    assert caught.value.transient is transient
+    assert caught.value.may_have_acted is False
+
+
+def test_bounces_are_paced_to_one_per_second() -> None:
+    now = [100.0]
+    waits: list[float] = []
+    client = boto3.client("ses", region_name=REGION)
+    paced = SesBouncer(
+        client,
+        sender="s@example.com",
+        clock=lambda: now[0],
+        sleep=lambda seconds: (waits.append(seconds), now.__setitem__(0, now[0] + seconds)),
+    )
+    from botocore.stub import Stubber
+
+    with Stubber(client) as stub:
+        for _ in range(3):
+            stub.add_response("send_bounce", {"MessageId": "b"})
+        for _ in range(3):
+            paced.send(Bounce("ses-1", "a@example.com", "5.1.1", "gone", datetime.now(UTC)))
+            now[0] += 0.25
+    assert waits == [0.75, 0.75]
+
+
+def _postmark_request(spf: str) -> BounceRequest:
+    payload = json.loads((EVENTS / "postmark_inbound_basic.json").read_text())
+    payload["Headers"].append({"Name": "Received-SPF", "Value": f"{spf} (mx.postmark)"})
+    parsed = PostmarkInbound.model_validate(payload)
+    return BounceRequest(
+        recipient="gone@mailroom.test", mail=MailRef.for_postmark(json.dumps(payload), parsed)
+    )
+
+
+def test_a_postmark_received_message_gets_one_dsn_through_the_outbound_path(
+    aws: Stage, standin: Ses
+) -> None:
+    request = _postmark_request("Pass")
+    enqueue(get_settings().bouncer_queue_name, request)
+    enqueue(get_settings().bouncer_queue_name, request)  # delivered twice
+
+    assert aws.run_lambda("bouncer", bouncer.handle_batch)[2] is None
+
+    [queued] = aws.drain(aws.queues["outbound-sender"].url)
+    dsn = OutboundEmail.model_validate_json(json.loads(queued["Body"])["Message"])
+    assert dsn.to == ["ada.customer@example.org"]
+    assert dsn.correlation_id.startswith("dsn-")
+    assert [a.content_type for a in dsn.attachments] == [
+        "message/delivery-status",
+        "text/rfc822-headers",
+    ]
+    assert standin.bounces() == []
+
+
+def test_a_postmark_message_without_spf_pass_is_not_bounced_and_is_audited(
+    aws: Stage, standin: Ses
+) -> None:
+    enqueue(get_settings().bouncer_queue_name, _postmark_request("Softfail"))
+
+    assert aws.run_lambda("bouncer", bouncer.handle_batch)[2] is None
+
+    assert aws.drain(aws.queues["outbound-sender"].url) == []
+    assert _audit() == ["not bounced: sender not authenticated"]

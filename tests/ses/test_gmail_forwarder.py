@@ -1,0 +1,180 @@
+"""Router → Gmail forwarder → the Gmail stand-in: imported once, whatever fails on the way."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+from chalicelib.clients.aws import reset_clients
+from chalicelib.clients.gmail import REAUTHORIZE
+from chalicelib.handlers import gmail_forwarder, router
+from chalicelib.models.actions import GmailRequest, MailRef, enqueue
+from chalicelib.models.postmark_inbound import PostmarkInbound
+from chalicelib.secrets import reset_secrets
+from chalicelib.settings import get_settings
+from mailroom_local import gmail
+from tests.conftest import REGION, Stage, serve_wsgi
+from tests.ses.conftest import Receive, dlq, mime
+
+MAILBOX = "team@gmail.test"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+class Gmail:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def faults(self, **faults: object) -> None:
+        requests.post(f"{self.url}/_control/gmail-faults", json=faults, timeout=5)
+
+    def imported(self) -> dict[str, int]:
+        return dict(requests.get(f"{self.url}/_control/mailboxes", timeout=5).json())
+
+    def calls(self, fragment: str) -> int:
+        seen = requests.get(f"{self.url}/_control/requests", timeout=5).json()["requests"]
+        return sum(fragment in f"{r['method']} {r['path']}" for r in seen)
+
+
+@pytest.fixture
+def standin(aws: Stage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gmail]:
+    app = gmail.create_app(
+        client_id="cid", client_secret="cs", refresh_token="rt", state_dir=tmp_path, dedupe=False
+    )
+    for url in serve_wsgi(app):
+        monkeypatch.setenv("MAILROOM_GMAIL_API_URL", url)
+        monkeypatch.setenv("MAILROOM_GMAIL_TOKEN_URL", f"{url}/token")
+        reset_clients()
+        reset_secrets()
+        boto3.client("ssm", region_name=REGION).put_parameter(
+            Name="/mailroom/test/gmail/team_at_gmail.test",
+            Value=json.dumps({"client_id": "cid", "client_secret": "cs", "refresh_token": "rt"}),
+            Type="SecureString",
+        )
+        aws.put_route("*@example.com", "gmail", MAILBOX)
+        yield Gmail(url)
+
+
+def _route_and_forward(aws: Stage) -> BaseException | None:
+    aws.run_lambda("ses-inbound", router.handle_batch)
+    _, _, error = aws.run_lambda("gmail-forwarder", gmail_forwarder.handle_batch)
+    return error
+
+
+def _reason(message: dict[str, object]) -> str:
+    attributes = message["MessageAttributes"]
+    assert isinstance(attributes, dict)
+    return str(attributes["mailroom_reason"]["StringValue"])
+
+
+def test_a_received_email_is_imported_once_even_when_routed_twice(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    raw = mime()
+    receive(raw)
+    receive(raw)  # a redriven router message, or SES retrying the notification
+
+    assert _route_and_forward(aws) is None
+
+    assert standin.imported() == {MAILBOX: 1}
+    assert dlq(aws, "gmail-forwarder") == []
+
+
+def test_invalid_grant_dead_letters_with_the_reauthorize_reason_and_a_health_record(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    standin.faults(revoked=True)
+    receive(mime())
+
+    _route_and_forward(aws)
+
+    [dead] = dlq(aws, "gmail-forwarder")
+    assert REAUTHORIZE in _reason(dead)
+    [health] = gmail_forwarder.auth_failures(
+        get_settings(), boto3.client("dynamodb", region_name=REGION)
+    )
+    assert health["mailbox"] == MAILBOX
+    assert health["status"] == "reauthorize"
+
+
+def test_a_rate_limited_import_is_retried_and_imported_once(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    standin.faults(status=429, reason="rateLimitExceeded", count=1)
+    receive(mime())
+
+    assert _route_and_forward(aws) is not None  # left for SQS to redeliver
+    aws.make_visible("gmail-forwarder")
+    _, _, error = aws.run_lambda("gmail-forwarder", gmail_forwarder.handle_batch)
+
+    assert error is None
+    assert standin.imported() == {MAILBOX: 1}
+
+
+def test_an_import_that_failed_after_gmail_stored_it_is_found_not_imported_again(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    standin.faults(fail_after_store=1, status=500)
+    receive(mime(message_id="<stored-then-500@sender.example>"))
+
+    assert _route_and_forward(aws) is not None
+    aws.make_visible("gmail-forwarder")
+    _, _, error = aws.run_lambda("gmail-forwarder", gmail_forwarder.handle_batch)
+
+    assert error is None
+    assert standin.imported() == {MAILBOX: 1}  # the stand-in does not dedupe: the search did
+    assert standin.calls("GET /gmail/v1/users/team@gmail.test/messages") == 1
+
+
+def test_an_import_that_timed_out_after_gmail_stored_it_leaves_one_copy(
+    aws: Stage, receive: Receive, standin: Gmail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILROOM_GMAIL_TIMEOUT_SECONDS", "1")
+    reset_clients()
+    standin.faults(fail_after_store=1, delay_ms=2500)  # stored, answered after the timeout
+    receive(mime(message_id="<stored-then-timeout@sender.example>"))
+
+    assert _route_and_forward(aws) is not None
+    aws.make_visible("gmail-forwarder")
+    _, _, error = aws.run_lambda("gmail-forwarder", gmail_forwarder.handle_batch)
+
+    assert error is None
+    assert standin.imported() == {MAILBOX: 1}
+    assert standin.calls("GET /gmail/v1/users/team@gmail.test/messages") == 1
+
+
+def test_malformed_mime_dead_letters_with_the_reason(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    receive(b"this is not an email at all")
+
+    _route_and_forward(aws)
+
+    [dead] = dlq(aws, "gmail-forwarder")
+    assert _reason(dead) == "unparseable MIME: no header fields"
+    assert standin.imported() == {}
+
+
+def test_postmark_and_ses_copies_of_one_message_are_imported_once(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    payload = json.loads((EVENTS / "postmark_inbound_basic.json").read_text())
+    message_id = "<CAE-first-4711@mail.example.org>"
+    enqueue(
+        get_settings().gmail_queue_name,
+        GmailRequest(
+            recipient="support@example.com",
+            mailbox=MAILBOX,
+            labels=("INBOX", "UNREAD"),
+            mail=MailRef.for_postmark(json.dumps(payload), PostmarkInbound.model_validate(payload)),
+        ),
+    )
+    receive(mime(message_id=message_id), recipients=["support@example.com"])
+
+    assert _route_and_forward(aws) is None
+
+    assert standin.imported() == {MAILBOX: 1}

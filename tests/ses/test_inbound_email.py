@@ -1,0 +1,156 @@
+"""The normalised inbound email from raw MIME and from Postmark, and its delivery keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chalicelib.errors import PoisonMessageError
+from chalicelib.models.inbound_email import (
+    EmailSource,
+    InboundEmail,
+    delivery_key,
+    postmark_verdicts,
+)
+from chalicelib.models.postmark_inbound import PostmarkInbound
+from chalicelib.models.ses import Verdict, Verdicts
+from tests.ses.conftest import mime
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
+
+def _postmark(**overrides: object) -> PostmarkInbound:
+    data = json.loads((EVENTS / "postmark_inbound_basic.json").read_text())
+    data.update(overrides)
+    return PostmarkInbound.model_validate(data)
+
+
+def test_raw_mime_becomes_the_normalised_email_with_ids_bodies_and_attachments() -> None:
+    raw = mime(message_id="<Abc@Sender.Example>", attachment=b"\x00\x01")
+    raw = raw.replace(b"Subject:", b"In-Reply-To: <p-1@x>\nReferences: <p-0@x> <p-1@x>\nSubject:")
+
+    email = InboundEmail.from_mime(
+        raw,
+        recipients=["Hidden@Example.com"],
+        verdicts=Verdicts(spf="PASS"),
+        s3_location=None,
+        envelope_sender="bounces@sender.example",
+        provider_message_id="ses-1",
+    )
+
+    assert email.source is EmailSource.SES
+    assert email.recipient == "hidden@example.com"
+    assert email.rfc_message_id == "<abc@sender.example>"
+    assert email.referenced_ids == ["<p-1@x>", "<p-0@x>"]
+    assert email.from_address == "alice@sender.example"
+    assert email.envelope_sender == "bounces@sender.example"
+    assert email.text_body.strip() == "Hi there"
+    [attachment] = email.attachments
+    assert (attachment.filename, attachment.content) == ("big.bin", b"\x00\x01")
+    assert email.verdicts.spf is Verdict.PASS
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "unparseable MIME: empty message"),
+        (b"   \r\n", "unparseable MIME: empty message"),
+        (b"just some text without any header\n\nbody", "unparseable MIME: no header fields"),
+        (b"Subject: no sender\r\n\r\nbody", "unparseable MIME: no From header"),
+    ],
+)
+def test_unparseable_mime_is_poison_with_the_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(PoisonMessageError) as caught:
+        InboundEmail.from_mime(
+            raw, recipients=["a@b.example"], verdicts=Verdicts(), s3_location=None
+        )
+    assert caught.value.reason == reason
+
+
+def test_an_unknown_charset_keeps_the_text_instead_of_failing() -> None:
+    raw = (
+        b"From: a@b.example\r\nMessage-ID: <c@b>\r\n"
+        b"Content-Type: text/plain; charset=x-unheard-of\r\n\r\ncaf\xe9\r\n"
+    )
+    email = InboundEmail.from_mime(
+        raw, recipients=["x@y.example"], verdicts=Verdicts(), s3_location=None
+    )
+    assert "caf" in email.text_body
+
+
+def test_postmark_and_ses_copies_of_one_message_share_the_delivery_key() -> None:
+    from_postmark = InboundEmail.from_postmark(_postmark(), "support@mailroom.test")
+    from_ses = InboundEmail.from_mime(
+        mime(message_id="<CAE-first-4711@mail.example.org>"),
+        recipients=["support@mailroom.test"],
+        verdicts=Verdicts(),
+        s3_location=None,
+    )
+
+    key = delivery_key(from_postmark, "support@mailroom.test", "gmail")
+    assert key == delivery_key(from_ses, "Support@Mailroom.test", "gmail")
+    assert key != delivery_key(from_ses, "support@mailroom.test", "bounce")
+    assert key != delivery_key(from_ses, "other@mailroom.test", "gmail")
+    assert "CAE-first" not in key
+    assert len(key) < 300
+
+
+def test_without_a_message_id_the_key_falls_back_to_the_providers_id() -> None:
+    email = InboundEmail.from_postmark(_postmark(Headers=[]), "support@mailroom.test")
+    assert email.rfc_message_id is None
+    assert delivery_key(email, "support@mailroom.test", "gmail") != delivery_key(
+        InboundEmail.from_postmark(
+            _postmark(Headers=[], MessageID="other"), "support@mailroom.test"
+        ),
+        "support@mailroom.test",
+        "gmail",
+    )
+
+
+def test_postmark_authentication_headers_give_spf_and_dkim_verdicts() -> None:
+    verdicts = postmark_verdicts(
+        [
+            ("Received-SPF", "Pass (sender SPF authorized) identity=mailfrom"),
+            ("Authentication-Results", "mx.postmarkapp.com; dkim=fail header.d=x; dmarc=none"),
+        ]
+    )
+    assert (verdicts.spf, verdicts.dkim, verdicts.dmarc) == (
+        Verdict.PASS,
+        Verdict.FAIL,
+        Verdict.UNKNOWN,
+    )
+    assert postmark_verdicts([]).spf is Verdict.UNKNOWN
+
+
+def test_a_postmark_email_renders_as_mime_that_parses_back_the_same() -> None:
+    email = InboundEmail.from_postmark(_postmark(), "support@mailroom.test")
+    again = InboundEmail.from_mime(
+        email.to_mime(), recipients=["support@mailroom.test"], verdicts=Verdicts(), s3_location=None
+    )
+    assert again.rfc_message_id == email.rfc_message_id
+    assert again.subject == email.subject
+    assert again.html_body.strip() == email.html_body
+    assert [a.content for a in again.attachments] == [a.content for a in email.attachments]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=2000),
+        st.binary(max_size=500).map(lambda b: b"From: a@b.example\r\n" + b),
+        st.binary(max_size=500).map(
+            lambda b: b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n" + b
+        ),
+    )
+)
+def test_arbitrary_bytes_parse_or_are_poison_never_another_error(raw: bytes) -> None:
+    try:
+        InboundEmail.from_mime(
+            raw, recipients=["a@b.example"], verdicts=Verdicts(), s3_location=None
+        )
+    except PoisonMessageError as err:
+        assert err.reason.startswith("unparseable MIME")  # noqa: PT017 - any other error fails
