@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STAGE ?= dev
 
-.PHONY: install test lint run demo send receive deploy bench clean
+.PHONY: install test lint run demo send receive probe deploy bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ send: $(STAMP)
 ## Receive a raw email as SES would: make receive EML=path [TO=a@x,b@y] [VERDICTS=spam=FAIL,spf=missing]
 receive: $(STAMP)
 	$(BIN)/python -m mailroom_local receive $(EML) --to "$(TO)" --verdicts "$(VERDICTS)"
+
+## Both end-to-end probes (inbound → FreeScout, outbound → Postmark) against a running `make run`.
+probe: $(STAMP)
+	$(BIN)/python -m mailroom_local probe
 
 deploy: $(STAMP)
 	$(BIN)/python -m infra.deploy --stage $(STAGE)
