@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -173,6 +174,34 @@ def check_probe(
         return record
     _store(settings, dynamodb).put(settled)
     return settled
+
+
+def run_on_demand(
+    settings: Settings,
+    *,
+    timeout: float,
+    report: Callable[[str], None],
+    poll_seconds: float = 0.5,
+) -> bool:
+    """Send both probes now and wait until each is settled or ``timeout`` passes, reporting
+    each stage as a line (``mailroom probe``, ``make probe``); True if both passed."""
+    started = time.monotonic()
+    pending = [send_inbound_probe(settings), send_outbound_probe(settings)]
+    for record in pending:
+        report(f"{record.kind.value:<8} {record.probe_id}: sent ({record.status.value})")
+    settled = [r for r in pending if r.status is not ProbeStatus.SENT]
+    pending = [r for r in pending if r.status is ProbeStatus.SENT]
+    while pending and time.monotonic() - started < timeout:
+        time.sleep(poll_seconds)  # the mail travels through other processes
+        checked = [check_probe(settings, r, timeout_seconds=int(timeout)) for r in pending]
+        settled += [r for r in checked if r.status is not ProbeStatus.SENT]
+        pending = [r for r in checked if r.status is ProbeStatus.SENT]
+    for record in settled:
+        latency = "" if record.latency_ms is None else f" after {record.latency_ms:.0f} ms"
+        report(f"{record.kind.value:<8} {record.status.value}{latency}: {record.detail}")
+    for record in pending:
+        report(f"{record.kind.value:<8} not settled within {timeout:.0f} s")
+    return not pending and all(r.status is ProbeStatus.PASSED for r in settled)
 
 
 def check_probes(

@@ -41,6 +41,7 @@ class Target:
     state_table: str | None = None
     bucket: str | None = None
     log_file: Path | None = None
+    state_dir: Path | None = None
 
 
 def local_target(state_dir: Path) -> Target:
@@ -57,6 +58,7 @@ def local_target(state_dir: Path) -> Target:
             state_table=str(local["tables"]["state"]),
             bucket=str(local["bucket"]),
             log_file=Path(local["log_file"]) if local.get("log_file") else state_dir / "stack.log",
+            state_dir=state_dir,
         )
     except FileNotFoundError:
         raise ConfigError(f"{path} not found: is the local stack running (make run)?") from None

@@ -174,7 +174,32 @@ def business_ids(body: str, read_payload: PayloadReader | None = None) -> tuple[
     for header in payload.get("Headers") or []:
         if isinstance(header, dict) and str(header.get("Name", "")).lower() == "message-id":
             found.append(BusinessId("rfc", str(header.get("Value", ""))))
+    key = idempotency_key(payload)
+    if key is not None:
+        found.append(BusinessId("key", key))
     return tuple(found)
+
+
+def idempotency_key(payload: dict[str, Any]) -> str | None:
+    """The idempotency key the pipeline claims for ``payload``, where it can be computed
+    without S3: a Postmark email's FreeScout delivery, a Gmail or bounce request."""
+    from pydantic import ValidationError
+
+    from chalicelib.models.actions import MailRef
+    from chalicelib.models.inbound_email import InboundEmail, delivery_key
+    from chalicelib.models.postmark_inbound import parse_postmark_inbound
+
+    try:
+        if "MessageID" in payload and "FromFull" in payload:
+            parsed = parse_postmark_inbound(json.dumps(payload))
+            email = InboundEmail.from_postmark(parsed, parsed.recipient)
+            return delivery_key(email, email.recipient, "freescout")
+        if isinstance(payload.get("mail"), dict) and payload.get("kind") in {"gmail", "bounce"}:
+            mail = MailRef.model_validate(payload["mail"])
+            return mail.key(str(payload.get("recipient", "")), str(payload["kind"]))
+    except (PoisonMessageError, ValidationError, ValueError):
+        return None
+    return None
 
 
 _VOLATILE = [

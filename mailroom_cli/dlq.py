@@ -140,10 +140,14 @@ def peek(ctx: Context, pipeline: str | None, limit: int, body: bool, subscriptio
 
 def completed(ctx: Context, pipeline: Pipeline, letter: DeadLetter) -> bool:
     """Whether ``letter``'s business key is already COMPLETED (a redrive would be a no-op)."""
-    if not pipeline.key_prefix:
-        return False
     for business in letter.business_ids:
-        record = ctx.key_record(f"{pipeline.key_prefix}{business.value}")
+        if business.kind == "key":
+            key = business.value
+        elif pipeline.key_prefix:
+            key = f"{pipeline.key_prefix}{business.value}"
+        else:
+            continue
+        record = ctx.key_record(key)
         if record is not None and record.get("status") == "COMPLETED":
             return True
     return False

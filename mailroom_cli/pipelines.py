@@ -18,7 +18,7 @@ class Pipeline:
     handler: str  # the Chalice function (app.py's on_sqs_message handler)
     fifo: bool = True
     topic: str | None = None  # the SNS topic feeding the queue (its subscription has a DLQ)
-    key_prefix: str = ""  # idempotency key = prefix + business id ("postmark:"); "" = none
+    key_prefix: str = ""  # idempotency key = prefix + business id ("outbound:"); "" = none
 
     def queue_name(self, stage: str) -> str:
         return f"mailroom-{stage}-{self.queue}{'.fifo' if self.fifo else ''}"
@@ -41,9 +41,7 @@ class Pipeline:
 
 
 PIPELINES: tuple[Pipeline, ...] = (
-    Pipeline(
-        "inbound", "inbound-bridge", "inbound_bridge", topic="inbound", key_prefix="postmark:"
-    ),
+    Pipeline("inbound", "inbound-bridge", "inbound_bridge", topic="inbound"),
     Pipeline(
         "outbound", "outbound-sender", "outbound_sender", topic="outbound", key_prefix="outbound:"
     ),

@@ -18,6 +18,7 @@ import click
 
 from chalicelib.delivery_log import DeliveryStatus
 from chalicelib.logging import hash_id
+from chalicelib.models.inbound_email import EmailSource, delivery_key_for
 from mailroom_cli import queues
 from mailroom_cli.console import Finding, emit, say
 from mailroom_cli.context import Context
@@ -28,12 +29,22 @@ LOG_LINES = 50
 QUERY_SECONDS = 60
 
 
-def _idempotency(ctx: Context, ident: str) -> list[dict[str, Any]]:
+def _idempotency(ctx: Context, ident: str, recipient: str | None) -> list[dict[str, Any]]:
+    candidates = [(p.name, f"{p.key_prefix}{ident}") for p in PIPELINES if p.key_prefix]
+    if recipient:
+        # Inbound deliveries are keyed per RFC Message-ID (or provider id), recipient, action.
+        rfc = ident.strip().lower()
+        for source in EmailSource:
+            for action in ("freescout", "gmail", "bounce"):
+                key = delivery_key_for(
+                    rfc if "@" in rfc else None, source, ident, recipient, action
+                )
+                candidates.append((f"deliver:{action}", key))
     found = []
-    for pipeline in (p for p in PIPELINES if p.key_prefix):
-        record = ctx.key_record(f"{pipeline.key_prefix}{ident}")
+    for name, key in dict.fromkeys(candidates):
+        record = ctx.key_record(key)
         if record is not None:
-            found.append({"pipeline": pipeline.name, "key": pipeline.key_prefix + ident, **record})
+            found.append({"pipeline": name, "key": key, **record})
     return found
 
 
@@ -154,13 +165,16 @@ def answers(report: dict[str, Any]) -> dict[str, str]:
 @click.command()
 @click.argument("ident", metavar="ID")
 @click.option("--since", default=24, show_default=True, help="Hours of logs to search.")
+@click.option(
+    "--recipient", help="The recipient address, to find inbound deliveries (keyed per recipient)."
+)
 @click.pass_obj
-def trace(ctx: Context, ident: str, since: int) -> None:
+def trace(ctx: Context, ident: str, since: int, recipient: str | None) -> None:
     """Everything mailroom knows about one email, by any of its ids."""
     report: dict[str, Any] = {
         "id": ident,
         "message_id_hash": hash_id(ident),
-        "idempotency": _idempotency(ctx, ident),
+        "idempotency": _idempotency(ctx, ident, recipient),
         "conversation_id": _conversation(ctx, ident),
         "delivery_log": [
             {**asdict(e), "status": e.status.value} for e in ctx.delivery_log.history(ident)

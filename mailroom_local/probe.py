@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 PROBE_ADDRESS = "probe@mailroom.local"
 PROBE_FROM = "probe-sender@mailroom.local"
-POLL_SECONDS = 0.5
 
 
 def environment(local: dict[str, Any], timeout: int) -> dict[str, str]:
@@ -57,24 +55,6 @@ def run(state_dir: Path, *, timeout: float = 60.0) -> int:
 
     reset_clients()
     reset_secrets()
-    settings = get_settings()
-    started = time.monotonic()
-    pending = [probe.send_inbound_probe(settings), probe.send_outbound_probe(settings)]
-    for record in pending:
-        print(f"{record.kind.value:<8} {record.probe_id}: sent ({record.status.value})")
-    sent = probe.ProbeStatus.SENT
-    settled: list[probe.ProbeRecord] = [r for r in pending if r.status is not sent]
-    pending = [r for r in pending if r.status is sent]
-    while pending and time.monotonic() - started < timeout:
-        time.sleep(POLL_SECONDS)  # polling the stack's other processes
-        checked = [probe.check_probe(settings, r, timeout_seconds=int(timeout)) for r in pending]
-        settled += [r for r in checked if r.status is not probe.ProbeStatus.SENT]
-        pending = [r for r in checked if r.status is probe.ProbeStatus.SENT]
-    for record in settled:
-        latency = "" if record.latency_ms is None else f" after {record.latency_ms:.0f} ms"
-        print(f"{record.kind.value:<8} {record.status.value}{latency}: {record.detail}")
-    for record in pending:
-        print(f"{record.kind.value:<8} not settled within {timeout:.0f} s")
-    ok = not pending and all(r.status is probe.ProbeStatus.PASSED for r in settled)
+    ok = probe.run_on_demand(get_settings(), timeout=timeout, report=print)
     print("probe passed" if ok else "probe FAILED")
     return 0 if ok else 1

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import boto3
 
+from chalicelib.models.inbound_email import InboundEmail, delivery_key
+from chalicelib.models.postmark_inbound import parse_postmark_inbound
 from tests.cli.conftest import Invoke, attributes_of, dead_letter, messages, sns_envelope
 from tests.conftest import REGION, Stage
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
 def test_status_counts_dead_letters_per_pipeline(aws: Stage, mailroom: Invoke) -> None:
@@ -89,16 +94,21 @@ def test_analyze_groups_by_signature_and_suggests_a_disposition(
 def test_analyze_suggests_discarding_a_dead_letter_whose_key_is_completed(
     aws: Stage, mailroom: Invoke
 ) -> None:
+    payload = json.loads((EVENTS / "postmark_inbound_basic.json").read_text())
+    parsed = parse_postmark_inbound(json.dumps(payload))
+    key = delivery_key(
+        InboundEmail.from_postmark(parsed, parsed.recipient), parsed.recipient, "freescout"
+    )
     boto3.client("dynamodb", region_name=REGION).put_item(
         TableName=aws.state_table,
         Item={
-            "PK": {"S": "IDEMPOTENCY#postmark:pm-done"},
+            "PK": {"S": f"IDEMPOTENCY#{key}"},
             "SK": {"S": "v1"},
             "status": {"S": "COMPLETED"},
             "result": {"M": {"conversation_id": {"S": "7"}}},
         },
     )
-    dead_letter(aws, payload={"MessageID": "pm-done"})
+    dead_letter(aws, payload=payload)
 
     rows = json.loads(mailroom("dlq", "analyze", json_output=True).stdout)
 
