@@ -8,11 +8,13 @@ STAGE ?= dev
 API_PORT ?= 8000
 POLLERS ?= 4
 
-.PHONY: install test lint run demo send receive deploy bench clean
+.PHONY: install test lint run demo send receive probe deploy bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# The operator CLI as the console script `mailroom` (editable: it runs this checkout).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -41,6 +43,10 @@ send: $(STAMP)
 ## Receive a raw email as SES would: make receive EML=path [TO=a@x,b@y] [VERDICTS=spam=FAIL,spf=missing]
 receive: $(STAMP)
 	$(BIN)/python -m mailroom_local receive $(EML) --to "$(TO)" --verdicts "$(VERDICTS)"
+
+## Both end-to-end probes (inbound → FreeScout, outbound → Postmark) against a running `make run`.
+probe: $(STAMP)
+	$(BIN)/python -m mailroom_local probe
 
 deploy: $(STAMP)
 	$(BIN)/python -m infra.deploy --stage $(STAGE)

@@ -104,3 +104,16 @@ def bouncer(event: Any) -> dict[str, Any]:
     from chalicelib.handlers import bouncer as bounces
 
     return bounces.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
+
+
+# --- Observability (issue 11): the end-to-end probe; off unless MAILROOM_PROBE_ENABLED. ---
+# The rate is read when Chalice imports app.py to deploy, like the queue names above.
+PROBE_RATE_MINUTES = int(os.environ.get("MAILROOM_PROBE_RATE_MINUTES", "5"))
+PROBE_RATE = f"rate({PROBE_RATE_MINUTES} minute{'s' if PROBE_RATE_MINUTES != 1 else ''})"
+
+
+@app.schedule(PROBE_RATE, name="probe")
+def probe(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers import probe as scheduled
+
+    return scheduled.run()

@@ -252,6 +252,7 @@ def _settle(attempt: _Attempt, answer: str | BaseException, event_type: str) -> 
         error_class=error_class(err) if err is not None else None,
         reason=reason_of(err) if err is not None else None,
         attempt=attempts,
+        disposition=disposition if outcome == "dead_lettered" else None,
     )
     return outcome
 

@@ -157,4 +157,8 @@ def reason_of(err: BaseException) -> str:
         return str(err)[:500]
     if isinstance(err, MailroomError):
         return err.reason[:500]
-    return f"unexpected {type(err).__name__}"
+    # An AWS error code (AccessDeniedException, ThrottlingException) is log-safe, and the
+    # AccessDenied metric filter (F19) finds it in the outcome line.
+    response = getattr(err, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return f"unexpected {type(err).__name__}" + (f" ({str(code)[:60]})" if code else "")

@@ -24,6 +24,8 @@ DEFAULT_MAX_WEBHOOK_BYTES = 6_000_000
 DEFAULT_CLAIM_CHECK_BYTES = 240_000
 DEFAULT_GMAIL_API_URL = "https://gmail.googleapis.com"
 DEFAULT_GMAIL_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+# Postmark's test sink: accepted and counted like real mail, never delivered.
+PROBE_SINK = "test@blackhole.postmarkapp.com"
 
 
 def _str(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -96,6 +98,15 @@ class Settings:
     gmail_labels: tuple[str, ...] = ("INBOX", "UNREAD")
     bounce_interval_ms: int = 1000
     gmail_timeout_seconds: int = 60
+    # Observability (issue 11): metrics namespace and the end-to-end probe.
+    metrics_namespace: str = "mailroom/local"
+    probe_enabled: bool = False
+    probe_rate_minutes: int = 5
+    probe_address: str | None = None
+    probe_from: str | None = None
+    probe_webhook_url: str | None = None
+    probe_outbound_to: str = "test@blackhole.postmarkapp.com"
+    probe_timeout_seconds: int = 900
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +169,14 @@ class Settings:
             ),
             bounce_interval_ms=_int(env, "MAILROOM_BOUNCE_INTERVAL_MS", 1000, minimum=0),
             gmail_timeout_seconds=_int(env, "MAILROOM_GMAIL_TIMEOUT_SECONDS", 60, minimum=1),
+            metrics_namespace=_str(env, "MAILROOM_METRICS_NAMESPACE", f"mailroom/{stage}") or "",
+            probe_enabled=_bool(env, "MAILROOM_PROBE_ENABLED", False),
+            probe_rate_minutes=_int(env, "MAILROOM_PROBE_RATE_MINUTES", 5, minimum=1),
+            probe_address=_str(env, "MAILROOM_PROBE_ADDRESS"),
+            probe_from=_str(env, "MAILROOM_PROBE_FROM"),
+            probe_webhook_url=_str(env, "MAILROOM_PROBE_WEBHOOK_URL"),
+            probe_outbound_to=_str(env, "MAILROOM_PROBE_OUTBOUND_TO", PROBE_SINK) or PROBE_SINK,
+            probe_timeout_seconds=_int(env, "MAILROOM_PROBE_TIMEOUT_SECONDS", 900, minimum=60),
         )
 
     @property

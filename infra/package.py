@@ -59,11 +59,14 @@ def merge_template(stage: str) -> dict[str, Any]:
         variable: template["Outputs"][output]["Value"]
         for output, variable in OUTPUT_VARIABLES.items()
     }
-    functions = ["APIHandler"] + [
-        _camel(s.name) for s in app.app.event_sources if type(s).__name__ == "SQSEventConfig"
-    ]
-    for function in functions:
-        resources[function] = {"Properties": {"Environment": {"Variables": dict(variables)}}}
+    # Named as `chalice deploy` names them, so the template's alarms and log groups match.
+    functions = {"APIHandler": f"mailroom-{stage}"} | {
+        _camel(s.name): f"mailroom-{stage}-{s.name}" for s in app.app.event_sources
+    }
+    for function, name in functions.items():
+        resources[function] = {
+            "Properties": {"FunctionName": name, "Environment": {"Variables": dict(variables)}}
+        }
     for source in app.app.event_sources:
         if type(source).__name__ != "SQSEventConfig":
             continue

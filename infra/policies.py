@@ -21,6 +21,7 @@ FUNCTIONS = (
     "ses_router",
     "gmail_forwarder",
     "bouncer",
+    "probe",
 )
 
 
@@ -126,6 +127,19 @@ def policy(stage: str, function: str) -> dict[str, Any]:
         )
     if function == "outbound_sender":
         statements += _consumer(prefix, "outbound-sender")
+    if function == "probe":  # issue 11: probe records, the delivery log, the outbound topic
+        statements += [
+            {
+                "Effect": "Allow",
+                "Action": ["dynamodb:PutItem", "dynamodb:Query"],
+                "Resource": _arn("dynamodb", f"table/{prefix}-state"),
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["sns:Publish"],
+                "Resource": _arn("sns", f"{prefix}-outbound.fifo"),
+            },
+        ]
     statements += _ses_inbound(stage, function)
     return {"Version": "2012-10-17", "Statement": statements}
 

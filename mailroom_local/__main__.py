@@ -33,12 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     send = sub.add_parser("send", help="sign an outbound request file and POST it to the stack")
     send.add_argument("request", type=Path, nargs="?", help="JSON file (default: a sample)")
     send.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
+    probe = sub.add_parser("probe", help="run both end-to-end probes against a running stack")
+    probe.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
+    probe.add_argument("--timeout", type=float, default=60.0)
     receive = sub.add_parser("receive", help="receive a raw email as SES would (make receive)")
     receive.add_argument("eml", type=Path)
     receive.add_argument("--to", default="", help="envelope recipients, comma separated")
     receive.add_argument("--verdicts", default="", help="e.g. spam=FAIL,spf=missing")
     receive.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
     args = parser.parse_args(argv)
+    if args.command == "probe":
+        from mailroom_local import probe as probes
+
+        return probes.run(args.state_dir, timeout=args.timeout)
     if args.command == "run":
         from mailroom_local.stack import run as run_stack
 

@@ -150,6 +150,15 @@ def create_app(*, api_key: str, state_dir: Path, mailbox_ids: tuple[int, ...] = 
             return _error(404, "Not Found")
         return conversation, 200
 
+    @app.delete("/api/conversations/<int:conversation_id>")
+    def delete(conversation_id: int) -> Any:
+        """FreeScout's delete (the probe cleans up after itself): 204, or 404."""
+        with lock:
+            if store["conversations"].pop(conversation_id, None) is None:
+                return _error(404, "Not Found")
+            (out / f"conversation-{conversation_id}.json").unlink(missing_ok=True)
+        return Response(status=204)
+
     @app.post("/api/conversations/<int:conversation_id>/threads")
     def add_thread(conversation_id: int) -> Any:
         body = request.get_json(silent=True)

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from mailroom_local import observability
+
 TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
 ACCOUNT_ID = "123456789012"  # moto's default account
 
@@ -130,7 +132,8 @@ def provision(
     ):
         if "Condition" in spec and not conditions[spec["Condition"]]:
             continue
-        _create(build, logical, spec["Type"], build.resolve(spec["Properties"]))
+        if not observability.provision(build, doc, logical, spec):  # alarms, dashboard, …
+            _create(build, logical, spec["Type"], build.resolve(spec["Properties"]))
     found = Resources(stage=stage, bucket=build.physical.get("MailBucket", ""))
     sqs = clients("sqs")
     for logical, spec in resources.items():

@@ -106,8 +106,14 @@ def _failure_reply(err: Exception) -> HttpReply:
     from botocore.exceptions import BotoCoreError, ClientError
 
     if isinstance(err, BotoCoreError | ClientError):  # AWS said no: an outage
+        # The AWS error code (e.g. AccessDenied) goes into the reason: the F19 metric filter
+        # reads it from this line.
+        code = err.response.get("Error", {}).get("Code") if isinstance(err, ClientError) else None
         return error(
-            503, "unavailable", "storage unavailable; retry later", reason="aws_unavailable"
+            503,
+            "unavailable",
+            "storage unavailable; retry later",
+            reason=f"aws_unavailable ({code})" if code else "aws_unavailable",
         )
     return error(500, "internal_error", "unexpected error; retry later")
 

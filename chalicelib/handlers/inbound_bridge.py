@@ -41,7 +41,7 @@ from chalicelib.errors import (
 from chalicelib.freescout_delivery import Delivered, FreeScoutDelivery, customer_thread
 from chalicelib.handlers.router import dispatch
 from chalicelib.idempotency import Claim, IdempotencyStore, KeyState
-from chalicelib.logging import get_logger, log_event
+from chalicelib.logging import get_logger, log_event, log_routing_decision
 from chalicelib.models.actions import MailRef
 from chalicelib.models.envelope import unwrap
 from chalicelib.models.inbound_email import InboundEmail, delivery_key, load_ses_email
@@ -149,6 +149,15 @@ class _Batch:
         email = received.email
         ctx.message_id = email.provider_message_id
         rule = resolve(email.recipient, self.svc.routes.rules())
+        log_routing_decision(
+            EVENT_TYPE,
+            message_id=email.provider_message_id,
+            action=rule.action.value if rule is not None else "none",
+            pattern=rule.pattern if rule is not None else None,
+            mailbox_id=rule.target
+            if rule is not None and rule.action is RouteAction.FREESCOUT
+            else None,
+        )
         if rule is None:
             raise PermanentError("no routing rule matches the recipient")
         if rule.action is RouteAction.DROP:

@@ -23,7 +23,7 @@ from chalicelib.audit import AuditLog
 from chalicelib.batch import LogContext, SqsRecord, process_batch
 from chalicelib.clients.aws import aws_client
 from chalicelib.errors import PermanentError, PoisonMessageError, TransientError
-from chalicelib.logging import get_logger, hash_id, log_event
+from chalicelib.logging import get_logger, hash_id, log_event, log_routing_decision
 from chalicelib.models.actions import (
     DEFAULT_BOUNCE_DIAGNOSTIC,
     DEFAULT_BOUNCE_STATUS,
@@ -98,6 +98,12 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     unrouted = 0
     for recipient in recipients:
         rule = resolve(recipient, rules)
+        log_routing_decision(
+            EVENT_TYPE,
+            message_id=mail.provider_message_id,
+            action=rule.action.value if rule is not None else "none",
+            pattern=rule.pattern if rule is not None else None,
+        )
         if rule is None or rule.action is RouteAction.UNKNOWN:
             unrouted += 1
             continue
