@@ -6,6 +6,12 @@ environment variables in ``.chalice/config.json``; ``chalice deploy``; on every 
 mapping listed in ``.chalice/deployed/<stage>.json`` set ``FunctionResponseTypes`` and
 ``ScalingConfig.MaximumConcurrency`` and read both back. Re-running is safe. Failures print one
 line and exit non-zero, never a traceback.
+
+A pipeline stopped with ``mailroom stop`` (its mapping disabled) stays stopped through a
+deploy, and the deploy says so. Template parameters are given as ``--parameter Key=Value``;
+on an update every parameter not given keeps its previous value. Before ``chalice deploy``
+the cached dependency package in ``.chalice/deployments`` is pruned (``infra/prune.py``), so
+the deployed zip is the small one ``python -m infra.package`` ships.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,21 +67,32 @@ def check_credentials(session: Any) -> str:
         raise DeployError(f"AWS rejected the credentials: {err}", 2) from err
 
 
-def deploy_stack(cloudformation: Any, stage: str) -> dict[str, str]:
-    """Create or update ``mailroom-<stage>``; its outputs."""
+def deploy_stack(
+    cloudformation: Any, stage: str, parameters: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Create or update ``mailroom-<stage>`` with ``parameters``; its outputs."""
     from botocore.exceptions import ClientError
 
     name = f"mailroom-{stage}"
+    given = {**(parameters or {}), "Stage": stage}
+    try:
+        previous = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        exists = True
+    except ClientError:
+        previous, exists = {}, False
+    # Not given this time: the value the stack has (no NoEcho parameters in the template, so
+    # describe_stacks shows each value as it is).
+    kept = [
+        {"ParameterKey": p["ParameterKey"], "ParameterValue": p["ParameterValue"]}
+        for p in previous.get("Parameters", [])
+        if p["ParameterKey"] not in given
+    ]
     params = {
         "StackName": name,
         "TemplateBody": TEMPLATE.read_text(),
-        "Parameters": [{"ParameterKey": "Stage", "ParameterValue": stage}],
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()] + kept,
+        "Capabilities": ["CAPABILITY_IAM"],
     }
-    try:
-        cloudformation.describe_stacks(StackName=name)
-        exists = True
-    except ClientError:
-        exists = False
     try:
         if exists:
             cloudformation.update_stack(**params)
@@ -159,8 +177,29 @@ def _reserved_in_aws(lambda_client: Any, function_arn: str) -> int | None:
     return int(value) if value is not None else None
 
 
+def stopped_functions(lambda_client: Any, deployed: dict[str, Any]) -> set[str]:
+    """Functions whose SQS event source is disabled now (``mailroom stop``), before a deploy."""
+    from botocore.exceptions import ClientError
+
+    stopped = set()
+    for resource in deployed.get("resources", []):
+        if resource.get("resource_type") != "sqs_event":
+            continue
+        try:
+            state = lambda_client.get_event_source_mapping(UUID=resource["event_uuid"])["State"]
+        except ClientError:
+            continue  # gone: the deploy creates it anew
+        if state in {"Disabled", "Disabling"}:
+            stopped.add(str(resource.get("name", "")).removesuffix("-sqs-event-source"))
+    return stopped
+
+
 def configure_event_sources(
-    lambda_client: Any, deployed: dict[str, Any], config: dict[str, Any], stage: str
+    lambda_client: Any,
+    deployed: dict[str, Any],
+    config: dict[str, Any],
+    stage: str,
+    stopped: set[str] | None = None,
 ) -> list[EventSource]:
     """Set and verify ReportBatchItemFailures and MaximumConcurrency on every SQS event source.
 
@@ -180,11 +219,14 @@ def configure_event_sources(
             if in_aws is not None and (reserved is None or in_aws < reserved):
                 reserved = in_aws
         wanted = maximum_concurrency(reserved)
-        lambda_client.update_event_source_mapping(
-            UUID=uuid,
-            FunctionResponseTypes=[FLAG],
-            ScalingConfig={"MaximumConcurrency": wanted},
-        )
+        update: dict[str, Any] = {
+            "UUID": uuid,
+            "FunctionResponseTypes": [FLAG],
+            "ScalingConfig": {"MaximumConcurrency": wanted},
+        }
+        if function in (stopped or set()):
+            update["Enabled"] = False  # stopped by an operator: a deploy does not resume it
+        lambda_client.update_event_source_mapping(**update)
         mapping = lambda_client.get_event_source_mapping(UUID=uuid)
         if FLAG not in mapping.get("FunctionResponseTypes", []):
             raise DeployError(f"event source mapping {uuid} did not keep {FLAG}")
@@ -197,10 +239,43 @@ def configure_event_sources(
     return done
 
 
+def prune_cached_packages(deployments: Path) -> list[Path]:
+    """Prune Chalice's cached packages in place; ``chalice deploy`` reuses them as they are."""
+    from infra.prune import prune
+
+    pruned = []
+    for package in sorted(deployments.glob("*.zip")):
+        smaller = package.with_suffix(".pruned")
+        prune(package, smaller)
+        if smaller.stat().st_size < package.stat().st_size:
+            smaller.replace(package)
+            pruned.append(package)
+        else:
+            smaller.unlink()
+    return pruned
+
+
+def _parameters(pairs: list[str]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DeployError(f"--parameter takes Key=Value, got {pair!r}", 2)
+        found[key] = value
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.deploy")
     parser.add_argument("--stage", required=True)
     parser.add_argument("--skip-chalice", action="store_true", help="stack and ESM flag only")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a template parameter (AlarmEmail, ProbeEnabled, ManageLogGroups, SesDomainPrimary…)",
+    )
     args = parser.parse_args(argv)
     try:
         import boto3
@@ -208,28 +283,50 @@ def main(argv: list[str] | None = None) -> int:
         use_aws_region()
         session = boto3.session.Session()
         check_credentials(session)
-        outputs = deploy_stack(session.client("cloudformation"), args.stage)
+        parameters = _parameters(args.parameter)
+        outputs = deploy_stack(session.client("cloudformation"), args.stage, parameters)
         write_environment(CONFIG, args.stage, outputs)
         print(f"stack mailroom-{args.stage}: {len(outputs)} outputs written to {CONFIG}")
+        deployed_file = ROOT / ".chalice" / "deployed" / f"{args.stage}.json"
+        lambda_client = session.client("lambda")
+        stopped = (
+            stopped_functions(lambda_client, json.loads(deployed_file.read_text()))
+            if deployed_file.exists()
+            else set()
+        )
         if not args.skip_chalice:
             chalice = Path(sys.executable).with_name("chalice")
+            cache = ROOT / ".chalice" / "deployments"
+            if not list(cache.glob("*.zip")):
+                with tempfile.TemporaryDirectory() as out:  # builds the cached package
+                    subprocess.run(
+                        [str(chalice), "package", "--stage", args.stage, out],
+                        cwd=ROOT,
+                        env={**os.environ, "MAILROOM_STAGE": args.stage},
+                        check=True,
+                    )
+            for package in prune_cached_packages(cache):
+                print(f"pruned {package.name}: {package.stat().st_size / 1e6:.1f} MB zipped")
             subprocess.run(
                 [str(chalice), "deploy", "--stage", args.stage],
                 cwd=ROOT,
                 env={**os.environ, "MAILROOM_STAGE": args.stage},
                 check=True,
             )
-        deployed_file = ROOT / ".chalice" / "deployed" / f"{args.stage}.json"
         if not deployed_file.exists():
             raise DeployError(f"{deployed_file} not found: run chalice deploy first")
         deployed = json.loads(deployed_file.read_text())
         config = json.loads(CONFIG.read_text())
-        lambda_client = session.client("lambda")
-        for source in configure_event_sources(lambda_client, deployed, config, args.stage):
+        for source in configure_event_sources(lambda_client, deployed, config, args.stage, stopped):
             print(
                 f"event source mapping {source.uuid} ({source.function}): {FLAG} on, "
                 f"MaximumConcurrency {source.maximum_concurrency}"
             )
+            if source.function in stopped:
+                print(
+                    f"{source.function} stays stopped (stopped before this deploy); "
+                    f"`mailroom --stage {args.stage} resume` starts it"
+                )
             if source.warning:
                 print(f"warning: {source.warning}", file=sys.stderr)
     except DeployError as err:

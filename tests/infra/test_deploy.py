@@ -236,3 +236,54 @@ def test_aws_region_alone_names_the_region(monkeypatch: pytest.MonkeyPatch) -> N
     deploy.use_aws_region()
 
     assert boto3.session.Session().region_name == "eu-west-1"
+
+
+def test_a_pipeline_stopped_before_a_deploy_stays_stopped() -> None:
+    with mock_aws():
+        stopped_uuid = _function_with_sqs_mapping("outbound_sender")
+        running_uuid = _function_with_sqs_mapping("inbound_bridge")
+        lam = boto3.client("lambda", region_name=REGION)
+        lam.update_event_source_mapping(UUID=stopped_uuid, Enabled=False)  # mailroom stop
+        deployed = _deployed(("outbound_sender", stopped_uuid), ("inbound_bridge", running_uuid))
+
+        stopped = deploy.stopped_functions(lam, deployed)
+        deploy.configure_event_sources(lam, deployed, _config(), "dev", stopped)
+
+        states = {
+            u: lam.get_event_source_mapping(UUID=u)["State"] for u in (stopped_uuid, running_uuid)
+        }
+    assert stopped == {"outbound_sender"}
+    assert states[stopped_uuid] in {"Disabled", "Disabling"}
+    assert states[running_uuid] in {"Enabled", "Enabling"}
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+def test_stack_parameters_pass_through_and_keep_their_previous_value_on_update() -> None:
+    with mock_aws():
+        cloudformation = boto3.client("cloudformation", region_name=REGION)
+        deploy.deploy_stack(cloudformation, "dev", {"AlarmEmail": "oncall@example.com"})
+        deploy.deploy_stack(cloudformation, "dev", {"ProbeEnabled": "true"})
+
+        [stack] = cloudformation.describe_stacks(StackName="mailroom-dev")["Stacks"]
+    values = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    assert values["AlarmEmail"] == "oncall@example.com"
+    assert values["ProbeEnabled"] == "true"
+
+
+def test_cached_chalice_packages_are_pruned_in_place(tmp_path: Path) -> None:
+    package = tmp_path / "abc-python3.11.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("botocore/data/big.json", "x" * 100_000)
+        archive.writestr("googleapiclient/discovery_cache/documents/gmail.v1.json", "{}")
+        archive.writestr("googleapiclient/discovery_cache/documents/drive.v3.json", "y" * 10_000)
+        archive.writestr("chalicelib/__init__.py", "")
+
+    assert deploy.prune_cached_packages(tmp_path) == [package]
+
+    with zipfile.ZipFile(package) as archive:
+        names = set(archive.namelist())
+    assert names == {
+        "googleapiclient/discovery_cache/documents/gmail.v1.json",
+        "chalicelib/__init__.py",
+    }
+    assert deploy.prune_cached_packages(tmp_path) == []  # already pruned: left alone
