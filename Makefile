@@ -49,7 +49,7 @@ probe: $(STAMP)
 	$(BIN)/python -m mailroom_local probe
 
 deploy: $(STAMP)
-	$(BIN)/python -m infra.deploy --stage $(STAGE)
+	$(BIN)/python -m infra.deploy --stage $(STAGE) $(foreach p,$(PARAMS),--parameter $(p))
 
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
