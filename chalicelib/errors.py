@@ -4,6 +4,7 @@
     ├── TransientError            retry: let SQS redeliver (transient=True)
     │   ├── ProviderTransientError   a service said 5xx/429/timeout
     │   ├── EffectNotRecorded        the provider acted; writing that down failed (may_have_acted)
+    │   ├── ProofNotYetPossible      too soon to search for an uncertain effect: not an attempt
     │   └── AlreadyInProgress        (idempotency) another attempt holds the key: not an attempt
     ├── PermanentError            no retry will help: dead-letter now, with the reason
     │   ├── ProviderPermanentError   a service rejected the request (4xx)
@@ -66,6 +67,12 @@ class EffectNotRecorded(TransientError):
 
 class AlreadyInProgress(TransientError):
     """Another invocation holds the idempotency lock for this key; SQS will redeliver."""
+
+    counts_as_attempt = False
+
+
+class ProofNotYetPossible(TransientError):
+    """An uncertain key's proof must wait: the provider may not show a recent effect yet."""
 
     counts_as_attempt = False
 

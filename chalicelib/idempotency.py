@@ -80,6 +80,7 @@ class Claim:
     result: dict[str, str] = field(default_factory=dict)
     first_attempt_at: int = 0  # epoch seconds when the key's first attempt began
     token: str = ""
+    previous_attempt_at: int | None = None  # when the attempt before this one began
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class IdempotencyStore:
                 UpdateExpression=(
                     "SET #s = :in_progress, lock_expires_at = :lock, lock_token = :token,"
                     " first_attempt_at = if_not_exists(first_attempt_at, :now),"
+                    " last_attempt_at = :now,"
                     " expires_at = :expires ADD attempts :one"
                 ),
                 ConditionExpression=(
@@ -172,11 +174,13 @@ class IdempotencyStore:
         if not old:
             return Claim(key, KeyState.NEW, first_attempt_at=now, token=token)
         # Any earlier record that is not completed is an attempt that may have acted.
+        previous = _int(old, "last_attempt_at") or _int(old, "first_attempt_at")
         return Claim(
             key,
             KeyState.UNCERTAIN,
             first_attempt_at=_int(old, "first_attempt_at") or now,
             token=token,
+            previous_attempt_at=previous,
         )
 
     def complete(self, key: str, result: dict[str, str]) -> None:
@@ -230,20 +234,30 @@ class IdempotencyStore:
             )
 
     def mark_uncertain(self, claim: Claim, err: BaseException) -> None:
-        """Unlock ``claim``'s key as uncertain: every later attempt proves before acting."""
+        """Unlock ``claim``'s key as uncertain: every later attempt proves before acting.
+
+        ``last_attempt_at`` is the last attempt that may have acted: one that failed without
+        acting (a search that had to wait, say) gives the time back to the attempt before.
+        """
+        values = {
+            ":uncertain": {"S": UNCERTAIN},
+            ":error": {"S": error_class(err)},
+            ":token": {"S": claim.token},
+        }
+        restore = ""
+        if not may_have_acted(err) and claim.previous_attempt_at is not None:
+            restore = ", last_attempt_at = :previous"
+            values[":previous"] = {"N": str(claim.previous_attempt_at)}
         self.client.update_item(
             TableName=self._table,
             Key=_key(claim.key),
             UpdateExpression=(
-                "SET #s = :uncertain, last_error_class = :error REMOVE lock_expires_at, lock_token"
+                f"SET #s = :uncertain, last_error_class = :error{restore}"
+                " REMOVE lock_expires_at, lock_token"
             ),
             ConditionExpression="lock_token = :token",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":uncertain": {"S": UNCERTAIN},
-                ":error": {"S": error_class(err)},
-                ":token": {"S": claim.token},
-            },
+            ExpressionAttributeValues=values,
         )
 
     def inspect(self, key: str) -> KeyRecord | None:

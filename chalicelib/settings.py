@@ -86,6 +86,7 @@ class Settings:
     function_timeout_seconds: int
     signature_tolerance_seconds: int
     max_attempts: int
+    proof_delay_seconds: int
     log_level: str
     # SES inbound (issue 9): router → gmail forwarder / bouncer
     gmail_queue_name: str = ""
@@ -151,6 +152,7 @@ class Settings:
                 env, "MAILROOM_SIGNATURE_TOLERANCE_SECONDS", 300, minimum=1
             ),
             max_attempts=_int(env, "MAILROOM_MAX_ATTEMPTS", 5, minimum=1),
+            proof_delay_seconds=_int(env, "MAILROOM_PROOF_DELAY_SECONDS", 60),
             log_level=log_level,
             gmail_queue_name=_str(env, "MAILROOM_GMAIL_QUEUE", f"{prefix}-gmail-forwarder") or "",
             bouncer_queue_name=_str(env, "MAILROOM_BOUNCER_QUEUE", f"{prefix}-bouncer") or "",

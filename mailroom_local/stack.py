@@ -251,6 +251,9 @@ def run(
             # Stand-ins on loopback answer in milliseconds; a short timeout makes a slow-answer
             # fault (``delay_ms``) look like a real timeout within seconds.
             "MAILROOM_HTTP_TIMEOUT_SECONDS": "3",
+            # Postmark's search may lag a message it has just taken (the stand-in does not;
+            # this keeps the local timing like AWS's, where retries come minutes later).
+            "MAILROOM_PROOF_DELAY_SECONDS": "5",
             "MAILROOM_GMAIL_API_URL": f"http://127.0.0.1:{gmail_port}",
             "MAILROOM_GMAIL_TOKEN_URL": f"http://127.0.0.1:{gmail_port}/token",
             "MAILROOM_SES_ENDPOINT_URL": f"http://127.0.0.1:{ses_port}",

@@ -64,6 +64,8 @@ def _safe_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "MAILROOM_STAGE": STAGE,
+        # Tests retry at once; the wait for Postmark's search has its own test.
+        "MAILROOM_PROOF_DELAY_SECONDS": "0",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MAILROOM_AWS_ENDPOINT_URL", raising=False)

@@ -27,6 +27,7 @@ message (the others of its group were already accepted).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
 from chalicelib.errors import (
     EffectNotRecorded,
     PoisonMessageError,
+    ProofNotYetPossible,
     TransientError,
     error_class,
     is_transient,
@@ -97,6 +99,15 @@ def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dic
         remaining_time_ms=remaining_time_ms,
         act=send.send,
     )
+
+
+def _wait_for_search(claim: Claim, delay_seconds: int) -> None:
+    """Postmark's outbound search can lag a message it has just taken: searching right after
+    an attempt that may have sent could miss it and send again. Wait until the previous
+    attempt is ``delay_seconds`` old (not counted as an attempt; SQS brings it back)."""
+    previous = claim.previous_attempt_at or claim.first_attempt_at
+    if time.time() - previous < delay_seconds:
+        raise ProofNotYetPossible("previous attempt too recent for Postmark's search; waiting")
 
 
 class InvalidRequest(PoisonMessageError):
@@ -203,6 +214,7 @@ class _Batch:
             if ready.nobody_left():
                 return self._suppressed(ready)
             if claim.state is KeyState.UNCERTAIN:
+                _wait_for_search(claim, self.svc.settings.proof_delay_seconds)
                 # Exact: Postmark filters on the metadata value we sent with the message.
                 found = self.postmark().search_outbound({"correlation_id": email.correlation_id})
                 if found:

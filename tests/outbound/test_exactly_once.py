@@ -138,3 +138,23 @@ def test_a_failure_settling_a_406_never_resends_a_message_postmark_accepted(
     _run(aws, sender)
 
     assert _sent_to(standin, "ann@example.org") == 1
+
+
+def test_an_uncertain_send_is_not_searched_until_postmark_can_show_it(
+    aws: Stage, standin: Standin, sender: Any, short_timeout: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(aws, outbound())
+    _timed_out_after_postmark_stored_it(aws, sender, standin)
+    monkeypatch.setenv("MAILROOM_PROOF_DELAY_SECONDS", "3600")
+    reset_clients()
+
+    for _ in range(3):  # more than MAILROOM_MAX_ATTEMPTS: waiting is not an attempt
+        _run(aws, sender)
+
+    assert standin.calls("/messages/outbound") == 0
+    assert aws.drain(aws.queues[QUEUE].dlq_url) == []
+    monkeypatch.setenv("MAILROOM_PROOF_DELAY_SECONDS", "0")
+    reset_clients()
+    _run(aws, sender)
+    assert standin.calls("/messages/outbound") == 1
+    assert _sent_to(standin, "ann@example.org") == 1
