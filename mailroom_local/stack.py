@@ -46,6 +46,7 @@ LOCAL_FUNCTION_TIMEOUT_SECONDS = 10
 LOCAL_VISIBILITY_SECONDS = 5
 # What the stand-ins write for people to read; removed at start so runs do not mix.
 STANDIN_DIRS = ("freescout", "postmark", "gmail")
+LOG_FILE = "stack.log"
 PORT_BUSY = 3
 
 
@@ -133,9 +134,20 @@ def serve(app: Any, port: int = 0) -> Any:
     return server
 
 
+def _log_to_file(path: Path) -> None:
+    """The pipelines' JSON lines (the pump runs them in this process) also go to ``path``,
+    where ``mailroom --local trace`` reads them."""
+    from chalicelib.logging import JsonFormatter, get_logger
+
+    handler = logging.FileHandler(path)
+    handler.setFormatter(JsonFormatter())
+    get_logger().addHandler(handler)
+
+
 def start_clean(state_dir: Path) -> None:
     """Remove what a previous run left: its ``local.json`` and the stand-ins' files."""
     (state_dir / "local.json").unlink(missing_ok=True)
+    (state_dir / LOG_FILE).unlink(missing_ok=True)
     for name in STANDIN_DIRS:
         shutil.rmtree(state_dir / name, ignore_errors=True)
 
@@ -219,6 +231,7 @@ def run(
         from mailroom_local.pump import Pump
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request is noise
+        _log_to_file(state_dir / LOG_FILE)
         moto = _start_moto()
         parts.append(moto)
         endpoint = f"http://127.0.0.1:{moto.port}"
@@ -345,6 +358,7 @@ def run(
             "topics": resources.topics,
             "tables": {"routes": resources.routes_table, "state": resources.state_table},
             "bucket": resources.bucket,
+            "log_file": str(state_dir / LOG_FILE),
             "pump": {
                 "handlers": handlers,
                 "pollers": pollers,
