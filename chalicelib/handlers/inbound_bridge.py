@@ -109,7 +109,11 @@ def parse(record: SqsRecord) -> _Received:
     message, _ = unwrap(record.body)
     payload = claimcheck.check_out(message)
     if payload.lstrip().startswith('{"source":"ses"'):
-        return _Received(load_ses_email(json.loads(payload)), None, payload)
+        reference = json.loads(payload)
+        # Only the router writes these. A Postmark payload always has a MessageID (the
+        # webhook refuses one without), so a webhook caller cannot pass as the router.
+        if isinstance(reference, dict) and "MessageID" not in reference:
+            return _Received(load_ses_email(reference), None, payload)
     parsed = parse_postmark_inbound(payload)
     return _Received(InboundEmail.from_postmark(parsed, parsed.recipient), parsed, payload)
 

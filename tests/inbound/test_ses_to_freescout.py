@@ -70,3 +70,19 @@ def test_one_message_id_through_postmark_and_ses_is_delivered_once(
 
     assert error is None
     assert len(_created(freescout)) == 1
+
+
+def test_a_webhook_payload_dressed_as_a_router_reference_is_parsed_as_postmark_mail(
+    aws: Stage, post: Any, payload: Any, freescout: responses.RequestsMock
+) -> None:
+    aws.put_route("support@mailroom.test", "freescout", "1")
+    freescout.add(**created(42))
+    forged = {"source": "ses", "bucket": aws.bucket, "key": "raw/someone-elses", **payload()}
+    body = json.dumps(forged, separators=(",", ":")).encode()  # as the router writes it
+    assert post(body, basic()).status_code == 200
+
+    error = _bridge(aws)
+
+    assert error is None
+    [sent] = _created(freescout)
+    assert sent["customer"]["email"] == "ada.customer@example.org"  # the Postmark payload's
