@@ -4,7 +4,7 @@ exactly one conversation or thread per email after timeouts, crashes and redrive
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from chalicelib.clients.aws import aws_client, reset_clients
 from chalicelib.models.inbound_email import EmailSource, delivery_key_for
 from mailroom_local import freescout
 from tests.conftest import REGION, Stage, serve_wsgi
+from tests.e2e.conftest import until
 
 QUEUE = "inbound-bridge"
 KEY = "freescout-key"
@@ -67,15 +68,6 @@ def _run(aws: Stage, bridge: Any) -> BaseException | None:
     return error
 
 
-def _until(check: Callable[[], Any], seconds: float = 10) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.05)  # the stand-in finishes a delayed request in its own thread
-    raise AssertionError("condition not met")
-
-
 def _key(rfc_message_id: str) -> str:
     """The bridge's idempotency key for the email with ``rfc_message_id`` to the test route."""
     return "IDEMPOTENCY#" + delivery_key_for(
@@ -116,7 +108,7 @@ def test_a_create_that_timed_out_after_freescout_stored_it_is_proven_not_repeate
     standin.faults(delay_ms=1500)  # longer than the 1 s HTTP timeout
     _run(aws, bridge)
     standin.clear_faults()
-    _until(lambda: len(standin.conversations()) == 1)
+    until(lambda: len(standin.conversations()) == 1)
 
     error = _run(aws, bridge)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -14,6 +13,7 @@ import pytest
 
 from chalicelib.clients.aws import aws_client, reset_clients
 from tests.conftest import REGION, Stage
+from tests.e2e.conftest import until
 from tests.outbound.conftest import Standin, outbound, publish
 
 QUEUE = "outbound-sender"
@@ -24,15 +24,6 @@ def short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAILROOM_HTTP_TIMEOUT_SECONDS", "1")
     monkeypatch.setenv("MAILROOM_MAX_ATTEMPTS", "2")
     reset_clients()
-
-
-def _until(check: Callable[[], Any], seconds: float = 10) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.05)  # the stand-in finishes a delayed request in its own thread
-    raise AssertionError("condition not met")
 
 
 def _run(aws: Stage, sender: Any) -> BaseException | None:
@@ -50,7 +41,7 @@ def _timed_out_after_postmark_stored_it(aws: Stage, sender: Any, standin: Standi
     standin.faults(delay_ms=1500)
     _run(aws, sender)
     standin.clear_faults()
-    _until(lambda: _sent_to(standin, "ann@example.org") == 1)
+    until(lambda: _sent_to(standin, "ann@example.org") == 1)
 
 
 def test_a_send_that_timed_out_after_postmark_took_it_is_not_sent_again(
