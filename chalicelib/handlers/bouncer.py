@@ -18,22 +18,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib import claimcheck
-from chalicelib.audit import AuditLog
-from chalicelib.batch import LogContext, SqsRecord, process_batch
-from chalicelib.clients.aws import aws_client
-from chalicelib.clients.ses import Bounce, SesBouncer
-from chalicelib.errors import PermanentError
 from chalicelib.handlers.router import audit_drop
-from chalicelib.idempotency import IdempotencyStore, KeyState
-from chalicelib.logging import get_logger, log_event
-from chalicelib.models.actions import BounceRequest, MailRef, parse_request
-from chalicelib.models.inbound_email import EmailSource, InboundEmail, delivery_key
-from chalicelib.models.outbound import OutboundEmail
-from chalicelib.models.ses import Verdict
-from chalicelib.routing import RouteAction
-from chalicelib.settings import Settings, per_container
-from chalicelib.verdicts import Decision, Disposition, decide
+from chalicelib.mail.actions import BounceRequest, MailRef, parse_request
+from chalicelib.mail.audit import AuditLog
+from chalicelib.mail.inbound_email import EmailSource, InboundEmail, delivery_key
+from chalicelib.mail.outbound import OutboundEmail
+from chalicelib.mail.routing import RouteAction
+from chalicelib.mail.verdicts import Decision, Disposition, decide
+from chalicelib.platform import claimcheck
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
+from chalicelib.platform.errors import PermanentError
+from chalicelib.platform.idempotency import IdempotencyStore, KeyState
+from chalicelib.platform.logging import get_logger, log_event
+from chalicelib.platform.settings import Settings, per_container
+from chalicelib.providers.ses.client import Bounce, SesBouncer
+from chalicelib.providers.ses.receipt import Verdict
 
 EVENT_TYPE = "bouncer"
 ACTION = "bounce"

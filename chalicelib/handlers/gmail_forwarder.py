@@ -18,21 +18,21 @@ from typing import Any
 
 import requests
 
-from chalicelib.batch import LogContext, SqsRecord, process_batch
-from chalicelib.clients.aws import aws_client
-from chalicelib.clients.gmail import (
+from chalicelib.mail.actions import GmailRequest, parse_request
+from chalicelib.mail.inbound_email import delivery_key
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
+from chalicelib.platform.idempotency import IdempotencyStore, KeyState
+from chalicelib.platform.logging import get_logger, hash_id, log_event
+from chalicelib.platform.secrets import get_secrets
+from chalicelib.platform.settings import Settings, per_container
+from chalicelib.providers.gmail.client import (
     GmailAuthRevoked,
     GmailClient,
     OAuthClient,
     TokenCache,
     parameter_name,
 )
-from chalicelib.idempotency import IdempotencyStore, KeyState
-from chalicelib.logging import get_logger, hash_id, log_event
-from chalicelib.models.actions import GmailRequest, parse_request
-from chalicelib.models.inbound_email import delivery_key
-from chalicelib.secrets import get_secrets
-from chalicelib.settings import Settings, per_container
 
 EVENT_TYPE = "gmail_forwarder"
 ACTION = "gmail"

@@ -28,27 +28,27 @@ from typing import Any
 
 import requests
 
-from chalicelib import claimcheck
-from chalicelib.audit import AuditLog
-from chalicelib.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
-from chalicelib.clients.aws import aws_client
-from chalicelib.clients.freescout import FreeScoutClient
-from chalicelib.errors import (
+from chalicelib.handlers.router import dispatch
+from chalicelib.mail.actions import MailRef
+from chalicelib.mail.audit import AuditLog
+from chalicelib.mail.inbound_email import InboundEmail, delivery_key, load_ses_email
+from chalicelib.mail.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
+from chalicelib.platform import claimcheck
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
+from chalicelib.platform.envelope import unwrap
+from chalicelib.platform.errors import (
     EffectNotRecorded,
     PermanentError,
     error_class,
 )
-from chalicelib.freescout_delivery import Delivered, FreeScoutDelivery, customer_thread
-from chalicelib.handlers.router import dispatch
-from chalicelib.idempotency import Claim, IdempotencyStore, KeyState
-from chalicelib.logging import get_logger, log_event, log_routing_decision
-from chalicelib.models.actions import MailRef
-from chalicelib.models.envelope import unwrap
-from chalicelib.models.inbound_email import InboundEmail, delivery_key, load_ses_email
-from chalicelib.models.postmark_inbound import PostmarkInbound, parse_postmark_inbound
-from chalicelib.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
-from chalicelib.secrets import FREESCOUT_API_KEY, get_secrets
-from chalicelib.settings import Settings, per_container
+from chalicelib.platform.idempotency import Claim, IdempotencyStore, KeyState
+from chalicelib.platform.logging import get_logger, log_event, log_routing_decision
+from chalicelib.platform.secrets import FREESCOUT_API_KEY, get_secrets
+from chalicelib.platform.settings import Settings, per_container
+from chalicelib.providers.freescout.client import FreeScoutClient
+from chalicelib.providers.freescout.delivery import Delivered, FreeScoutDelivery, customer_thread
+from chalicelib.providers.postmark.inbound import PostmarkInbound, parse_postmark_inbound
 
 EVENT_TYPE = "inbound_bridge"
 # DynamoDB takes at most 100 items in one transaction; a record adds at most three.

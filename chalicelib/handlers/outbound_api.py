@@ -16,11 +16,6 @@ import hashlib
 import time
 from collections.abc import Mapping
 
-from chalicelib import claimcheck
-from chalicelib.auth import SignatureRejected, verify_signature
-from chalicelib.clients.aws import aws_client
-from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.errors import error_class
 from chalicelib.handlers.http import (
     HttpReply,
     Refused,
@@ -30,11 +25,16 @@ from chalicelib.handlers.http import (
     parse_body,
     sqs_safe,
 )
-from chalicelib.logging import log_event
-from chalicelib.models.outbound import parse_outbound
-from chalicelib.secrets import OUTBOUND_SIGNING_SECRET, get_secrets
-from chalicelib.settings import get_settings
-from chalicelib.suppression import normalise
+from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.mail.outbound import parse_outbound
+from chalicelib.mail.suppression import normalise
+from chalicelib.platform import claimcheck
+from chalicelib.platform.auth import SignatureRejected, verify_signature
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.errors import error_class
+from chalicelib.platform.logging import log_event
+from chalicelib.platform.secrets import OUTBOUND_SIGNING_SECRET, get_secrets
+from chalicelib.platform.settings import get_settings
 
 EVENT_TYPE = "outbound_api"
 SIGNATURE_PREFIX = "SIGNATURE#"

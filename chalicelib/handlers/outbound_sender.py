@@ -34,12 +34,14 @@ from typing import Any
 
 import requests
 
-from chalicelib import claimcheck
-from chalicelib.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
-from chalicelib.clients.aws import aws_client, put_items
-from chalicelib.clients.postmark import InactiveRecipients, PostmarkClient
-from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.errors import (
+from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.mail.outbound import OutboundEmail, parse_outbound
+from chalicelib.mail.suppression import SuppressionList, normalise
+from chalicelib.platform import claimcheck
+from chalicelib.platform.aws import aws_client, put_items
+from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
+from chalicelib.platform.envelope import unwrap
+from chalicelib.platform.errors import (
     EffectNotRecorded,
     PoisonMessageError,
     ProofNotYetPossible,
@@ -47,15 +49,13 @@ from chalicelib.errors import (
     error_class,
     is_transient,
 )
-from chalicelib.errors import reason_of as reason_for
-from chalicelib.idempotency import Claim, IdempotencyStore, KeyState
-from chalicelib.logging import get_logger, log_event
-from chalicelib.models.envelope import unwrap
-from chalicelib.models.outbound import OutboundEmail, parse_outbound
-from chalicelib.models.payload import PayloadRejected
-from chalicelib.secrets import POSTMARK_SERVER_TOKEN, get_secrets
-from chalicelib.settings import Settings, per_container
-from chalicelib.suppression import SuppressionList, normalise
+from chalicelib.platform.errors import reason_of as reason_for
+from chalicelib.platform.idempotency import Claim, IdempotencyStore, KeyState
+from chalicelib.platform.logging import get_logger, log_event
+from chalicelib.platform.payload import PayloadRejected
+from chalicelib.platform.secrets import POSTMARK_SERVER_TOKEN, get_secrets
+from chalicelib.platform.settings import Settings, per_container
+from chalicelib.providers.postmark.client import InactiveRecipients, PostmarkClient
 
 EVENT_TYPE = "outbound_sender"
 # A 406 names inactive recipients; the message is re-sent to the rest at most this often

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.clients.aws import aws_client
-from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
 from chalicelib.handlers.http import HttpReply, guarded, parse_body, require_basic_auth
-from chalicelib.logging import log_event
-from chalicelib.models.postmark_events import PostmarkEvent, RecordType, parse_postmark_event
-from chalicelib.settings import Settings, get_settings
-from chalicelib.suppression import SuppressionList
+from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.mail.suppression import SuppressionList
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.logging import log_event
+from chalicelib.platform.settings import Settings, get_settings
+from chalicelib.providers.postmark.events import PostmarkEvent, RecordType, parse_postmark_event
 
 EVENT_TYPE = "postmark_events_webhook"
 EVENT_PREFIX = "POSTMARK_EVENT#"

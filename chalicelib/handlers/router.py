@@ -1,7 +1,7 @@
 """SES router: one receipt notification → per envelope recipient, a routing decision → an action.
 
 Per recipient in ``receipt.recipients`` (Bcc'd recipients are only there): resolve the rule,
-apply the verdict table (``chalicelib.verdicts``), then publish one message per (recipient,
+apply the verdict table (``chalicelib.mail.verdicts``), then publish one message per (recipient,
 action): the Gmail forwarder's or the bouncer's queue, or the inbound FIFO topic for
 FreeScout (the bridge loads the email with ``load_ses_email``). Drops and refused bounces
 write an audit record. Publishing is at-least-once; every worker dedupes on
@@ -18,13 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import claimcheck
-from chalicelib.audit import AuditLog
-from chalicelib.batch import LogContext, SqsRecord, process_batch
-from chalicelib.clients.aws import aws_client
-from chalicelib.errors import PermanentError, PoisonMessageError, TransientError
-from chalicelib.logging import get_logger, hash_id, log_event, log_routing_decision
-from chalicelib.models.actions import (
+from chalicelib.mail.actions import (
     DEFAULT_BOUNCE_DIAGNOSTIC,
     DEFAULT_BOUNCE_STATUS,
     BounceRequest,
@@ -33,13 +27,19 @@ from chalicelib.models.actions import (
     enqueue,
     rule_options,
 )
-from chalicelib.models.envelope import unwrap
-from chalicelib.models.inbound_email import EmailSource, S3Location
-from chalicelib.models.ses import SETUP_NOTIFICATION, SesNotification
-from chalicelib.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
-from chalicelib.settings import Settings, per_container
-from chalicelib.suppression import normalise
-from chalicelib.verdicts import Decision, Disposition, decide
+from chalicelib.mail.audit import AuditLog
+from chalicelib.mail.inbound_email import EmailSource, S3Location
+from chalicelib.mail.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
+from chalicelib.mail.suppression import normalise
+from chalicelib.mail.verdicts import Decision, Disposition, decide
+from chalicelib.platform import claimcheck
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
+from chalicelib.platform.envelope import unwrap
+from chalicelib.platform.errors import PermanentError, PoisonMessageError, TransientError
+from chalicelib.platform.logging import get_logger, hash_id, log_event, log_routing_decision
+from chalicelib.platform.settings import Settings, per_container
+from chalicelib.providers.ses.receipt import SETUP_NOTIFICATION, SesNotification
 
 EVENT_TYPE = "ses_router"
 ACTOR = "router"

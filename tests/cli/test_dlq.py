@@ -8,8 +8,8 @@ from pathlib import Path
 
 import boto3
 
-from chalicelib.models.inbound_email import InboundEmail, delivery_key
-from chalicelib.models.postmark_inbound import parse_postmark_inbound
+from chalicelib.mail.inbound_email import InboundEmail, delivery_key
+from chalicelib.providers.postmark.inbound import parse_postmark_inbound
 from tests.cli.conftest import Invoke, attributes_of, dead_letter, messages, sns_envelope
 from tests.conftest import REGION, Stage
 

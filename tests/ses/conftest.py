@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.models import actions
+from chalicelib.mail import actions
 from tests.conftest import REGION, Stage
 
 PASSING = {

@@ -10,13 +10,13 @@ import boto3
 import pytest
 import requests
 
-from chalicelib.clients.aws import reset_clients
-from chalicelib.clients.gmail import REAUTHORIZE
 from chalicelib.handlers import gmail_forwarder, router
-from chalicelib.models.actions import GmailRequest, MailRef, enqueue
-from chalicelib.models.postmark_inbound import PostmarkInbound
-from chalicelib.secrets import reset_secrets
-from chalicelib.settings import get_settings
+from chalicelib.mail.actions import GmailRequest, MailRef, enqueue
+from chalicelib.platform.aws import reset_clients
+from chalicelib.platform.secrets import reset_secrets
+from chalicelib.platform.settings import get_settings
+from chalicelib.providers.gmail.client import REAUTHORIZE
+from chalicelib.providers.postmark.inbound import PostmarkInbound
 from mailroom_local import gmail
 from tests.conftest import REGION, Stage, serve_wsgi
 from tests.ses.conftest import Receive, dlq, mime

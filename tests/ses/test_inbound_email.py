@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.errors import PoisonMessageError
-from chalicelib.models.inbound_email import (
+from chalicelib.mail.inbound_email import (
     EmailSource,
     InboundEmail,
     delivery_key,
     postmark_verdicts,
 )
-from chalicelib.models.postmark_inbound import PostmarkInbound
-from chalicelib.models.ses import Verdict, Verdicts
+from chalicelib.platform.errors import PoisonMessageError
+from chalicelib.providers.postmark.inbound import PostmarkInbound
+from chalicelib.providers.ses.receipt import Verdict, Verdicts
 from tests.ses.conftest import mime
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"

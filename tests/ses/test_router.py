@@ -8,14 +8,14 @@ from pathlib import Path
 import boto3
 import pytest
 
-from chalicelib.audit import AuditLog, AuditRecord
-from chalicelib.clients.aws import reset_clients
 from chalicelib.handlers import router
-from chalicelib.models.actions import MailRef
-from chalicelib.models.inbound_email import load_ses_email
-from chalicelib.models.postmark_inbound import PostmarkInbound
-from chalicelib.routing import RouteRule
-from chalicelib.settings import get_settings
+from chalicelib.mail.actions import MailRef
+from chalicelib.mail.audit import AuditLog, AuditRecord
+from chalicelib.mail.inbound_email import load_ses_email
+from chalicelib.mail.routing import RouteRule
+from chalicelib.platform.aws import reset_clients
+from chalicelib.platform.settings import get_settings
+from chalicelib.providers.postmark.inbound import PostmarkInbound
 from tests.conftest import REGION, Stage
 from tests.ses.conftest import PASSING, Receive, bodies, dlq, mime
 

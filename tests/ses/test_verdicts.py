@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from chalicelib.models.ses import DmarcPolicy, SesNotification, Verdict, Verdicts
-from chalicelib.routing import RouteAction
-from chalicelib.verdicts import POLICY, Disposition, decide, markdown_table
+from chalicelib.mail.routing import RouteAction
+from chalicelib.mail.verdicts import POLICY, Disposition, decide, markdown_table
+from chalicelib.providers.ses.receipt import DmarcPolicy, SesNotification, Verdict, Verdicts
 
 STATUSES = list(Verdict)
 ACTIONS = [a for a in RouteAction if a is not RouteAction.UNKNOWN]
