@@ -186,13 +186,13 @@ def idempotency_key(payload: dict[str, Any]) -> str | None:
     from pydantic import ValidationError
 
     from chalicelib.mail.actions import MailRef
-    from chalicelib.mail.inbound_email import InboundEmail, delivery_key
-    from chalicelib.providers.postmark.inbound import parse_postmark_inbound
+    from chalicelib.mail.inbound_email import delivery_key
+    from chalicelib.providers.postmark.inbound import parse_postmark_inbound, to_inbound_email
 
     try:
         if "MessageID" in payload and "FromFull" in payload:
             parsed = parse_postmark_inbound(json.dumps(payload))
-            email = InboundEmail.from_postmark(parsed, parsed.recipient)
+            email = to_inbound_email(parsed, parsed.recipient)
             return delivery_key(email, email.recipient, "freescout")
         if isinstance(payload.get("mail"), dict) and payload.get("kind") in {"gmail", "bounce"}:
             mail = MailRef.model_validate(payload["mail"])

@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib.handlers.router import audit_drop
+from chalicelib.handlers.dispatch import audit_drop, load_mail
 from chalicelib.mail.actions import BounceRequest, MailRef, parse_request
 from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.inbound_email import EmailSource, InboundEmail, delivery_key
 from chalicelib.mail.outbound import OutboundEmail
 from chalicelib.mail.routing import RouteAction
-from chalicelib.mail.verdicts import Decision, Disposition, decide
+from chalicelib.mail.verdicts import Decision, Disposition, Verdict, decide
 from chalicelib.platform import claimcheck
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
@@ -33,7 +33,6 @@ from chalicelib.platform.idempotency import IdempotencyStore, KeyState
 from chalicelib.platform.logging import get_logger, log_event
 from chalicelib.platform.settings import Settings, per_container
 from chalicelib.providers.ses.client import Bounce, SesBouncer
-from chalicelib.providers.ses.receipt import Verdict
 
 EVENT_TYPE = "bouncer"
 ACTION = "bounce"
@@ -95,7 +94,9 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         return "too_old"
     email: InboundEmail | None = None
     if mail.source is EmailSource.POSTMARK or mail.rfc_message_id is None:
-        email, _ = mail.load(request.recipient)  # for the DSN, or the Message-ID SES truncated
+        email, _ = load_mail(
+            mail, request.recipient
+        )  # for the DSN, or the Message-ID SES truncated
     key = (
         delivery_key(email, request.recipient, ACTION)
         if email

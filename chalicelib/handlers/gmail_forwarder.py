@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+from chalicelib.handlers.dispatch import load_mail
 from chalicelib.mail.actions import GmailRequest, parse_request
 from chalicelib.mail.inbound_email import delivery_key
 from chalicelib.platform.aws import aws_client
@@ -104,7 +105,7 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     ctx.message_id = request.mail.provider_message_id
     ctx.mailbox_id = hash_id(request.mailbox)
     svc = services()
-    email, raw = request.mail.load(request.recipient)
+    email, raw = load_mail(request.mail, request.recipient)
     key = delivery_key(email, request.recipient, ACTION)
     store = svc.idempotency
     claim = store.claim(key)

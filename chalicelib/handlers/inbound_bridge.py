@@ -3,7 +3,7 @@
 Records carry a Postmark payload (from the webhook) or an SES reference (from the router:
 the raw MIME in S3); both become one normalised ``InboundEmail``. Per record: unwrap the SNS
 envelope, resolve the claim check, parse (failure is poison), resolve the route; Postmark
-mail with a ``gmail`` or ``bounce`` route goes to the router's ``dispatch`` (verdicts,
+mail with a ``gmail`` or ``bounce`` route goes to the ``handlers.dispatch`` (verdicts,
 audit, the action's queue). For ``freescout``: claim the key (``delivery_key``: one per RFC
 Message-ID and recipient, so Postmark and SES copies of one email deliver once) and deliver
 (``freescout_delivery``: a new conversation, a reply thread, or — when an earlier attempt
@@ -28,8 +28,7 @@ from typing import Any
 
 import requests
 
-from chalicelib.handlers.router import dispatch
-from chalicelib.mail.actions import MailRef
+from chalicelib.handlers.dispatch import dispatch
 from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.inbound_email import InboundEmail, delivery_key, load_ses_email
 from chalicelib.mail.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
@@ -48,7 +47,12 @@ from chalicelib.platform.secrets import FREESCOUT_API_KEY, get_secrets
 from chalicelib.platform.settings import Settings, per_container
 from chalicelib.providers.freescout.client import FreeScoutClient
 from chalicelib.providers.freescout.delivery import Delivered, FreeScoutDelivery, customer_thread
-from chalicelib.providers.postmark.inbound import PostmarkInbound, parse_postmark_inbound
+from chalicelib.providers.postmark.inbound import (
+    PostmarkInbound,
+    parse_postmark_inbound,
+    postmark_ref,
+    to_inbound_email,
+)
 
 EVENT_TYPE = "inbound_bridge"
 # DynamoDB takes at most 100 items in one transaction; a record adds at most three.
@@ -115,7 +119,7 @@ def parse(record: SqsRecord) -> _Received:
         if isinstance(reference, dict) and "MessageID" not in reference:
             return _Received(load_ses_email(reference), None, payload)
     parsed = parse_postmark_inbound(payload)
-    return _Received(InboundEmail.from_postmark(parsed, parsed.recipient), parsed, payload)
+    return _Received(to_inbound_email(parsed, parsed.recipient), parsed, payload)
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ class _Batch:
         if rule.action in {RouteAction.GMAIL, RouteAction.BOUNCE}:
             if received.postmark is None:
                 raise PermanentError("route changed after the router sent this email here")
-            mail = MailRef.for_postmark(received.payload, received.postmark)
+            mail = postmark_ref(received.payload, received.postmark)
             return dispatch(mail, email.recipient, rule, self.svc.settings, self.svc.audit)
         if rule.action is not RouteAction.FREESCOUT:
             raise PermanentError("routing rule has an unknown action")

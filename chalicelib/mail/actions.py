@@ -9,24 +9,15 @@ or, for a bounce, ``status=5.1.1;diagnostic=mailbox does not exist``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import lru_cache
+from datetime import datetime
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chalicelib.mail.inbound_email import (
-    EmailSource,
-    InboundEmail,
-    S3Location,
-    delivery_key_for,
-    read_raw,
-)
-from chalicelib.platform import claimcheck
+from chalicelib.mail.inbound_email import EmailSource, S3Location, delivery_key_for
+from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.envelope import unwrap
-from chalicelib.platform.errors import PoisonMessageError, TransientError
-from chalicelib.providers.postmark.inbound import PostmarkInbound
-from chalicelib.providers.ses.receipt import Verdicts
+from chalicelib.platform.errors import PoisonMessageError
 
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_BOUNCE_STATUS = "5.1.1"
@@ -59,45 +50,6 @@ class MailRef(BaseModel):
     verdicts: Verdicts = Field(default_factory=Verdicts)
     location: S3Location | None = None  # SES: the raw MIME in S3
     postmark_payload: str | None = None  # Postmark: the payload, or its claim-check pointer
-
-    @classmethod
-    def for_postmark(cls, payload: str, parsed: PostmarkInbound) -> MailRef:
-        """The reference the bridge sends for Postmark mail with a gmail or bounce route
-        (``router.dispatch``): the payload claim-checked if large, verdicts from its headers."""
-        email = InboundEmail.from_postmark(parsed, parsed.recipient)
-        return cls(
-            source=EmailSource.POSTMARK,
-            provider_message_id=parsed.message_id,
-            received_at=datetime.now(UTC),
-            envelope_sender=email.envelope_sender,
-            rfc_message_id=email.rfc_message_id,
-            verdicts=email.verdicts,
-            postmark_payload=claimcheck.check_in(payload),
-        )
-
-    def load(self, recipient: str) -> tuple[InboundEmail, bytes]:
-        """The normalised email for ``recipient`` and its RFC 5322 bytes (from S3, or rendered
-        from the Postmark payload); malformed input is poison."""
-        if self.location is not None:
-            raw = read_raw(self.location.bucket, self.location.key)
-            email = InboundEmail.from_mime(
-                raw,
-                recipients=[recipient],
-                verdicts=self.verdicts,
-                s3_location=self.location,
-                envelope_sender=self.envelope_sender,
-                provider_message_id=self.provider_message_id,
-            )
-            return email, raw
-        if self.postmark_payload is None:
-            raise PoisonMessageError("request names neither an S3 object nor a Postmark payload")
-        payload = claimcheck.check_out(self.postmark_payload)
-        try:
-            parsed = PostmarkInbound.model_validate_json(payload)
-        except ValidationError as err:
-            raise PoisonMessageError("not a Postmark inbound payload") from err
-        email = InboundEmail.from_postmark(parsed, recipient)
-        return email, email.to_mime()
 
     def key(self, recipient: str, action: str) -> str:
         """``delivery_key`` without loading the email (the router passed the Message-ID)."""
@@ -140,21 +92,3 @@ def parse_request(body: str, model: type[T]) -> T:
     except ValidationError as err:
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in err.errors()})
         raise PoisonMessageError(f"not a {model.__name__}: {', '.join(fields)}") from err
-
-
-def enqueue(queue_name: str, request: BaseModel) -> None:
-    """Send ``request`` to a standard queue; failures are transient (the caller retries)."""
-    from chalicelib.platform.aws import aws_client
-
-    body = request.model_dump_json()
-    try:
-        aws_client("sqs").send_message(QueueUrl=queue_url(queue_name), MessageBody=body)
-    except Exception as err:
-        raise TransientError(f"send to {queue_name} failed") from err
-
-
-@lru_cache(maxsize=16)
-def queue_url(name: str) -> str:
-    from chalicelib.platform.aws import aws_client
-
-    return str(aws_client("sqs").get_queue_url(QueueName=name)["QueueUrl"])

@@ -1,4 +1,5 @@
-"""The one normalised inbound email, built from a Postmark payload or from raw MIME (SES).
+"""The one normalised inbound email: built from raw MIME here, from a provider's payload by
+that provider (``providers.postmark.inbound``).
 
 Routing and every action (FreeScout, Gmail, bounce) consume it. ``delivery_key`` names the
 idempotency key of one action for one recipient, so a Postmark and an SES copy of the same
@@ -20,12 +21,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.mail.suppression import normalise
+from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.errors import PoisonMessageError, TransientError
-from chalicelib.providers.postmark.inbound import PostmarkInbound
-from chalicelib.providers.ses.receipt import Verdict, Verdicts
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
-_AUTH_RESULT = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
 # Longer key parts are hashed: DynamoDB keys stay short and printable whatever the input.
 _MAX_PLAIN = 200
 
@@ -94,39 +93,6 @@ class InboundEmail(BaseModel):
         return seen
 
     @classmethod
-    def from_postmark(cls, payload: PostmarkInbound, recipient: str) -> InboundEmail:
-        headers = tuple((h.name, h.value) for h in payload.headers)
-        return_path = next((v for n, v in headers if n.lower() == "return-path"), "")
-        return cls(
-            source=EmailSource.POSTMARK,
-            provider_message_id=payload.message_id,
-            recipients=(normalise(recipient),),
-            envelope_sender=normalise(return_path) if return_path else payload.from_full.email,
-            from_address=payload.from_full.email,
-            from_name=payload.from_full.name,
-            to=tuple(a.email for a in payload.to_full),
-            cc=tuple(a.email for a in payload.cc_full),
-            subject=payload.subject,
-            date=payload.date,
-            rfc_message_id=payload.rfc_message_id,
-            in_reply_to=_ids(payload.header("In-Reply-To")),
-            references=_ids(payload.header("References")),
-            headers=headers,
-            text_body=payload.text_body,
-            html_body=payload.html_body,
-            attachments=tuple(
-                InboundAttachment(
-                    filename=a.name,
-                    content_type=a.content_type,
-                    content=_b64(a.content),
-                    content_id=a.content_id,
-                )
-                for a in payload.attachments
-            ),
-            verdicts=postmark_verdicts(headers),
-        )
-
-    @classmethod
     def from_mime(
         cls,
         raw: bytes,
@@ -153,9 +119,9 @@ class InboundEmail(BaseModel):
             cc=tuple(a for _, a in getaddresses([_get(message, "Cc")]) if a),
             subject=_get(message, "Subject"),
             date=_get(message, "Date"),
-            rfc_message_id=next(iter(_ids(_get(message, "Message-ID"))), None),
-            in_reply_to=_ids(_get(message, "In-Reply-To")),
-            references=_ids(_get(message, "References")),
+            rfc_message_id=next(iter(message_ids(_get(message, "Message-ID"))), None),
+            in_reply_to=message_ids(_get(message, "In-Reply-To")),
+            references=message_ids(_get(message, "References")),
             headers=headers,
             text_body=text,
             html_body=html,
@@ -217,24 +183,6 @@ def delivery_key_for(
     return f"deliver:{action}:{_digest(identity)}:{recipient}"
 
 
-def postmark_verdicts(headers: Sequence[tuple[str, str]]) -> Verdicts:
-    """SPF/DKIM/DMARC and spam as Postmark's receiving MTA wrote them (``Received-SPF``,
-    ``Authentication-Results``, ``X-Spam-Status``); anything not stated is UNKNOWN (not PASS)."""
-    found: dict[str, Any] = {}
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == "received-spf" and "spf" not in found:
-            found["spf"] = value.strip().split(" ", 1)[0].strip("();").upper() or None
-        elif lowered == "authentication-results":
-            for method, result in _AUTH_RESULT.findall(value):
-                found.setdefault(method.lower(), result.upper())
-        elif lowered == "x-spam-status" and "spam" not in found:
-            # SpamAssassin's verdict as Postmark passes it: "Yes, score=…" or "No, score=…".
-            answer = value.strip().split(",", 1)[0].strip().lower()
-            found["spam"] = {"yes": "FAIL", "no": "PASS"}.get(answer)
-    return Verdicts.model_validate({k: Verdict(v) if v else None for k, v in found.items()})
-
-
 def load_ses_email(message: dict[str, Any]) -> InboundEmail:
     """The email behind a router message ``{"source": "ses", "bucket", "key", "recipient",
     "ses_message_id", "verdicts"}`` (what the router publishes for FreeScout and Gmail)."""
@@ -271,11 +219,13 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
 
 
-def _ids(value: str | None) -> tuple[str, ...]:
+def message_ids(value: str | None) -> tuple[str, ...]:
+    """The ``<id>`` tokens of a Message-ID, In-Reply-To or References value, lower-cased."""
     return tuple(found.lower() for found in _MESSAGE_ID.findall(value or ""))
 
 
-def _b64(content: str) -> bytes:
+def decode_base64(content: str) -> bytes:
+    """A provider's base64 attachment content; text that is not base64 is kept as sent."""
     import base64
     import binascii
 

@@ -12,9 +12,72 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from chalicelib.mail.routing import RouteAction
-from chalicelib.providers.ses.receipt import DmarcPolicy, Verdict, Verdicts
+
+
+class Verdict(StrEnum):
+    PASS = "PASS"  # noqa: S105 - a verdict, not a password
+    FAIL = "FAIL"
+    GRAY = "GRAY"
+    PROCESSING_FAILED = "PROCESSING_FAILED"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Verdict:
+        if isinstance(value, str) and value.upper() in cls.__members__:
+            return cls[value.upper()]
+        return cls.UNKNOWN
+
+
+class DmarcPolicy(StrEnum):
+    NONE = "none"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def _missing_(cls, value: object) -> DmarcPolicy:
+        if isinstance(value, str) and value.lower() in {"none", "quarantine", "reject"}:
+            return cls(value.lower())
+        return cls.UNKNOWN
+
+
+def _status(value: Any) -> Verdict:
+    """``{"status": "PASS"}`` (SES's shape), a bare string, or nothing."""
+    if isinstance(value, dict):
+        value = value.get("status")
+    return Verdict(value) if isinstance(value, str) else Verdict.UNKNOWN
+
+
+class Verdicts(BaseModel):
+    """The receiving MTA's authentication and content verdicts, as the policy reads them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spam: Verdict = Verdict.UNKNOWN
+    virus: Verdict = Verdict.UNKNOWN
+    spf: Verdict = Verdict.UNKNOWN
+    dkim: Verdict = Verdict.UNKNOWN
+    dmarc: Verdict = Verdict.UNKNOWN
+    dmarc_policy: DmarcPolicy = DmarcPolicy.UNKNOWN
+
+    @field_validator("spam", "virus", "spf", "dkim", "dmarc", mode="before")
+    @classmethod
+    def _verdict(cls, value: Any) -> Verdict:
+        return _status(value)
+
+    @field_validator("dmarc_policy", mode="before")
+    @classmethod
+    def _policy(cls, value: Any) -> DmarcPolicy:
+        return DmarcPolicy(value) if isinstance(value, str) else DmarcPolicy.UNKNOWN
+
+    def as_strings(self) -> dict[str, str]:
+        """Flat string map, for queue messages and audit records."""
+        return {name: str(value) for name, value in self.model_dump().items()}
 
 
 class Disposition(StrEnum):

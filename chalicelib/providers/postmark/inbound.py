@@ -7,14 +7,28 @@ field never rejects mail.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chalicelib.mail.actions import MailRef
+from chalicelib.mail.inbound_email import (
+    EmailSource,
+    InboundAttachment,
+    InboundEmail,
+    decode_base64,
+    message_ids,
+)
 from chalicelib.mail.suppression import normalise
+from chalicelib.mail.verdicts import Verdict, Verdicts
+from chalicelib.platform import claimcheck
 from chalicelib.platform.payload import parse
 
-_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 NOT_INBOUND = "not a Postmark inbound payload"
+
+_AUTH_RESULT = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
 
 
 class _PostmarkModel(BaseModel):
@@ -77,19 +91,7 @@ class PostmarkInbound(_PostmarkModel):
     @property
     def rfc_message_id(self) -> str | None:
         """The RFC 5322 Message-ID (not Postmark's MessageID), lowercased, with brackets."""
-        found = _MESSAGE_ID.findall(self.header("Message-ID") or "")
-        return found[0].lower() if found else None
-
-    @property
-    def referenced_ids(self) -> list[str]:
-        """Message-IDs this email replies to: In-Reply-To first, then References newest first."""
-        ids = _MESSAGE_ID.findall(self.header("In-Reply-To") or "")
-        ids += reversed(_MESSAGE_ID.findall(self.header("References") or ""))
-        seen: list[str] = []
-        for found in ids:
-            if found.lower() not in seen:
-                seen.append(found.lower())
-        return seen
+        return next(iter(message_ids(self.header("Message-ID"))), None)
 
     @property
     def recipient(self) -> str:
@@ -112,3 +114,70 @@ def parse_postmark_inbound(payload: bytes | str) -> PostmarkInbound:
     Field required".
     """
     return parse(PostmarkInbound, payload, what=NOT_INBOUND)
+
+
+def to_inbound_email(payload: PostmarkInbound, recipient: str) -> InboundEmail:
+    """The normalised email of a Postmark payload, for ``recipient``."""
+    headers = tuple((h.name, h.value) for h in payload.headers)
+    return_path = next((v for n, v in headers if n.lower() == "return-path"), "")
+    return InboundEmail(
+        source=EmailSource.POSTMARK,
+        provider_message_id=payload.message_id,
+        recipients=(normalise(recipient),),
+        envelope_sender=normalise(return_path) if return_path else payload.from_full.email,
+        from_address=payload.from_full.email,
+        from_name=payload.from_full.name,
+        to=tuple(a.email for a in payload.to_full),
+        cc=tuple(a.email for a in payload.cc_full),
+        subject=payload.subject,
+        date=payload.date,
+        rfc_message_id=payload.rfc_message_id,
+        in_reply_to=message_ids(payload.header("In-Reply-To")),
+        references=message_ids(payload.header("References")),
+        headers=headers,
+        text_body=payload.text_body,
+        html_body=payload.html_body,
+        attachments=tuple(
+            InboundAttachment(
+                filename=a.name,
+                content_type=a.content_type,
+                content=decode_base64(a.content),
+                content_id=a.content_id,
+            )
+            for a in payload.attachments
+        ),
+        verdicts=postmark_verdicts(headers),
+    )
+
+
+def postmark_verdicts(headers: Sequence[tuple[str, str]]) -> Verdicts:
+    """SPF/DKIM/DMARC and spam as Postmark's receiving MTA wrote them (``Received-SPF``,
+    ``Authentication-Results``, ``X-Spam-Status``); anything not stated is UNKNOWN (not PASS)."""
+    found: dict[str, Any] = {}
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "received-spf" and "spf" not in found:
+            found["spf"] = value.strip().split(" ", 1)[0].strip("();").upper() or None
+        elif lowered == "authentication-results":
+            for method, result in _AUTH_RESULT.findall(value):
+                found.setdefault(method.lower(), result.upper())
+        elif lowered == "x-spam-status" and "spam" not in found:
+            # SpamAssassin's verdict as Postmark passes it: "Yes, score=…" or "No, score=…".
+            answer = value.strip().split(",", 1)[0].strip().lower()
+            found["spam"] = {"yes": "FAIL", "no": "PASS"}.get(answer)
+    return Verdicts.model_validate({k: Verdict(v) if v else None for k, v in found.items()})
+
+
+def postmark_ref(payload: str, parsed: PostmarkInbound) -> MailRef:
+    """The reference the bridge sends for Postmark mail with a gmail or bounce route
+    (``handlers.dispatch``): the payload claim-checked if large, verdicts from its headers."""
+    email = to_inbound_email(parsed, parsed.recipient)
+    return MailRef(
+        source=EmailSource.POSTMARK,
+        provider_message_id=parsed.message_id,
+        received_at=datetime.now(UTC),
+        envelope_sender=email.envelope_sender,
+        rfc_message_id=email.rfc_message_id,
+        verdicts=email.verdicts,
+        postmark_payload=claimcheck.check_in(payload),
+    )

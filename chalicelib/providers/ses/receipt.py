@@ -1,95 +1,35 @@
 """Amazon SES receipt notifications ("Received"), parsed once: verdicts, envelope, S3 action.
 
-Verdicts are str enums; a value SES adds later, ``DISABLED`` or a missing field becomes
-``UNKNOWN`` (never a KeyError), and the policy treats anything but PASS as "not PASS".
+SES's verdict fields become the mail layer's ``Verdicts``; a value SES adds later,
+``DISABLED`` or a missing field becomes ``UNKNOWN`` (never a KeyError).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.errors import PoisonMessageError
 
 SETUP_NOTIFICATION = "AMAZON_SES_SETUP_NOTIFICATION"
 
 
-class Verdict(StrEnum):
-    PASS = "PASS"  # noqa: S105 - a verdict, not a password
-    FAIL = "FAIL"
-    GRAY = "GRAY"
-    PROCESSING_FAILED = "PROCESSING_FAILED"
-    UNKNOWN = "UNKNOWN"
-
-    @classmethod
-    def _missing_(cls, value: object) -> Verdict:
-        if isinstance(value, str) and value.upper() in cls.__members__:
-            return cls[value.upper()]
-        return cls.UNKNOWN
-
-
-class DmarcPolicy(StrEnum):
-    NONE = "none"
-    QUARANTINE = "quarantine"
-    REJECT = "reject"
-    UNKNOWN = "unknown"
-
-    @classmethod
-    def _missing_(cls, value: object) -> DmarcPolicy:
-        if isinstance(value, str) and value.lower() in {"none", "quarantine", "reject"}:
-            return cls(value.lower())
-        return cls.UNKNOWN
-
-
-def _status(value: Any) -> Verdict:
-    """``{"status": "PASS"}`` (SES's shape), a bare string, or nothing."""
-    if isinstance(value, dict):
-        value = value.get("status")
-    return Verdict(value) if isinstance(value, str) else Verdict.UNKNOWN
-
-
-class Verdicts(BaseModel):
-    """The receiving MTA's authentication and content verdicts, as the policy reads them."""
-
-    model_config = ConfigDict(frozen=True)
-
-    spam: Verdict = Verdict.UNKNOWN
-    virus: Verdict = Verdict.UNKNOWN
-    spf: Verdict = Verdict.UNKNOWN
-    dkim: Verdict = Verdict.UNKNOWN
-    dmarc: Verdict = Verdict.UNKNOWN
-    dmarc_policy: DmarcPolicy = DmarcPolicy.UNKNOWN
-
-    @field_validator("spam", "virus", "spf", "dkim", "dmarc", mode="before")
-    @classmethod
-    def _verdict(cls, value: Any) -> Verdict:
-        return _status(value)
-
-    @field_validator("dmarc_policy", mode="before")
-    @classmethod
-    def _policy(cls, value: Any) -> DmarcPolicy:
-        return DmarcPolicy(value) if isinstance(value, str) else DmarcPolicy.UNKNOWN
-
-    @classmethod
-    def from_receipt(cls, receipt: dict[str, Any]) -> Verdicts:
-        return cls.model_validate(
-            {
-                "spam": receipt.get("spamVerdict"),
-                "virus": receipt.get("virusVerdict"),
-                "spf": receipt.get("spfVerdict"),
-                "dkim": receipt.get("dkimVerdict"),
-                "dmarc": receipt.get("dmarcVerdict"),
-                "dmarc_policy": receipt.get("dmarcPolicy"),
-            }
-        )
-
-    def as_strings(self) -> dict[str, str]:
-        """Flat string map, for queue messages and audit records."""
-        return {name: str(value) for name, value in self.model_dump().items()}
+def receipt_verdicts(receipt: dict[str, Any]) -> Verdicts:
+    """The verdicts of an SES ``receipt`` object (``spamVerdict`` … ``dmarcPolicy``)."""
+    return Verdicts.model_validate(
+        {
+            "spam": receipt.get("spamVerdict"),
+            "virus": receipt.get("virusVerdict"),
+            "spf": receipt.get("spfVerdict"),
+            "dkim": receipt.get("dkimVerdict"),
+            "dmarc": receipt.get("dmarcVerdict"),
+            "dmarc_policy": receipt.get("dmarcPolicy"),
+        }
+    )
 
 
 class ReceiptAction(BaseModel):
@@ -145,7 +85,7 @@ class SesNotification(BaseModel):
             raise PoisonMessageError("SES notification is not a JSON object")
         receipt = raw.get("receipt")
         if isinstance(receipt, dict):
-            raw = {**raw, "receipt": {**receipt, "verdicts": Verdicts.from_receipt(receipt)}}
+            raw = {**raw, "receipt": {**receipt, "verdicts": receipt_verdicts(receipt)}}
         try:
             return cls.model_validate(raw)
         except ValidationError as err:
