@@ -24,6 +24,7 @@ from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.inbound_email import EmailSource, InboundEmail, delivery_key
 from chalicelib.mail.outbound import OutboundEmail
 from chalicelib.mail.routing import RouteAction
+from chalicelib.mail.trace_index import TraceIndex, delivered, email_key
 from chalicelib.mail.verdicts import Decision, Disposition, Verdict, decide
 from chalicelib.platform import claimcheck
 from chalicelib.platform.aws import aws_client
@@ -48,6 +49,7 @@ class _Services:
     settings: Settings
     idempotency: IdempotencyStore
     audit: AuditLog
+    index: TraceIndex
     ses: SesBouncer | None = None
 
     def bouncer(self) -> SesBouncer:
@@ -63,6 +65,7 @@ def _build(settings: Settings) -> _Services:
         settings=settings,
         idempotency=IdempotencyStore.for_settings(settings, dynamodb),
         audit=AuditLog.for_settings(settings, dynamodb),
+        index=TraceIndex.for_settings(settings, dynamodb),
     )
 
 
@@ -129,6 +132,18 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         store.settle_failure(claim, err)
         raise
     store.complete(key, result)
+    svc.index.write(
+        [
+            delivered(
+                email_key(mail.source.value, mail.provider_message_id),
+                action=ACTION,
+                recipient=request.recipient,
+                key=key,
+                result=result,
+                outcome="bounced",
+            )
+        ]
+    )
     return "bounced"
 
 

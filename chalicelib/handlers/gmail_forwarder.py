@@ -21,6 +21,7 @@ import requests
 from chalicelib.handlers.dispatch import load_mail
 from chalicelib.mail.actions import GmailRequest, parse_request
 from chalicelib.mail.inbound_email import delivery_key
+from chalicelib.mail.trace_index import TraceIndex, delivered, email_key
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
 from chalicelib.platform.idempotency import IdempotencyStore, KeyState
@@ -46,6 +47,7 @@ MIN_IMPORT_INTERVAL_SECONDS = 0.1
 class _Services:
     settings: Settings
     idempotency: IdempotencyStore
+    index: TraceIndex
     session: requests.Session
     tokens: TokenCache
     clients: dict[str, GmailClient] = field(default_factory=dict)
@@ -81,6 +83,7 @@ def _build(settings: Settings) -> _Services:
     return _Services(
         settings=settings,
         idempotency=IdempotencyStore.for_settings(settings, aws_client("dynamodb")),
+        index=TraceIndex.for_settings(settings, aws_client("dynamodb")),
         session=session,
         tokens=TokenCache(
             settings.gmail_token_url, session=session, timeout=settings.http_timeout_seconds
@@ -117,7 +120,9 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
             if email.rfc_message_id:
                 found = client.find_by_message_id(email.rfc_message_id)
                 if found is not None:
-                    store.complete(key, {"gmail_id": found, "mailbox_hash": ctx.mailbox_id or ""})
+                    result = {"gmail_id": found, "mailbox_hash": ctx.mailbox_id or ""}
+                    store.complete(key, result)
+                    _trace(svc, request, key, result, "already_done")
                     return "already_done"
             else:
                 # Nothing to search by: importing again may duplicate; losing it is worse.
@@ -133,10 +138,29 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         store.settle_failure(claim, err)
         raise
     store.complete(key, {**result, "mailbox_hash": ctx.mailbox_id or ""})
+    _trace(svc, request, key, {**result, "mailbox_hash": ctx.mailbox_id or ""}, "imported")
     if request.mailbox not in svc.healthy:
         clear_auth_failure(svc.settings, request.mailbox)
         svc.healthy.add(request.mailbox)
     return "imported"
+
+
+def _trace(
+    svc: _Services, request: GmailRequest, key: str, result: dict[str, str], outcome: str
+) -> None:
+    mail = request.mail
+    svc.index.write(
+        [
+            delivered(
+                email_key(mail.source.value, mail.provider_message_id),
+                action=ACTION,
+                recipient=request.recipient,
+                key=key,
+                result=result,
+                outcome=outcome,
+            )
+        ]
+    )
 
 
 def record_auth_failure(settings: Settings, mailbox: str, reason: str) -> None:

@@ -32,6 +32,8 @@ from chalicelib.handlers.dispatch import dispatch
 from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.inbound_email import InboundEmail, delivery_key, load_ses_email
 from chalicelib.mail.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
+from chalicelib.mail.trace_index import IdKind, Mark, TraceIndex, email_key, routed
+from chalicelib.mail.trace_index import delivered as delivered_step
 from chalicelib.platform import claimcheck
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
@@ -66,6 +68,7 @@ class _Services:
     routes: DynamoRouteStore
     idempotency: IdempotencyStore
     audit: AuditLog
+    index: TraceIndex
     session: requests.Session
 
 
@@ -79,6 +82,7 @@ def _build(settings: Settings) -> _Services:
         ),
         idempotency=IdempotencyStore.for_settings(settings, dynamodb),
         audit=AuditLog.for_settings(settings, dynamodb),
+        index=TraceIndex.for_settings(settings, dynamodb),
         session=requests.Session(),
     )
 
@@ -127,6 +131,9 @@ class _Done:
     claim: Claim
     delivered: Delivered
     rfc_message_id: str | None
+    email_key: str
+    recipient: str
+    marks: tuple[Mark, ...]  # received and routed (Postmark mail), written with the rest
 
 
 class _Batch:
@@ -166,15 +173,43 @@ class _Batch:
             if rule is not None and rule.action is RouteAction.FREESCOUT
             else None,
         )
+        key_of_email = email_key(email.source.value, email.provider_message_id)
+        marks = _received(received, key_of_email)
         if rule is None:
+            self.svc.index.write(
+                [
+                    *marks,
+                    routed(
+                        key_of_email,
+                        recipient=email.recipient,
+                        rule=None,
+                        action="none",
+                        outcome="no_rule",
+                    ),
+                ]
+            )
             raise PermanentError("no routing rule matches the recipient")
+        if rule.action is not RouteAction.FREESCOUT or received.postmark is not None:
+            marks.append(
+                routed(
+                    key_of_email,
+                    recipient=email.recipient,
+                    rule=rule.pattern,
+                    action=rule.action.value,
+                    outcome="dropped" if rule.action is RouteAction.DROP else rule.action.value,
+                )
+            )
         if rule.action is RouteAction.DROP:
+            self.svc.index.write(marks)
             return "dropped"
         if rule.action in {RouteAction.GMAIL, RouteAction.BOUNCE}:
             if received.postmark is None:
                 raise PermanentError("route changed after the router sent this email here")
             mail = postmark_ref(received.payload, received.postmark)
-            return dispatch(mail, email.recipient, rule, self.svc.settings, self.svc.audit)
+            try:
+                return dispatch(mail, email.recipient, rule, self.svc.settings, self.svc.audit)
+            finally:
+                self.svc.index.write(marks)
         if rule.action is not RouteAction.FREESCOUT:
             raise PermanentError("routing rule has an unknown action")
         ctx.mailbox_id = rule.target
@@ -191,7 +226,9 @@ class _Batch:
             self.svc.idempotency.settle_failure(claim, err)
             raise
         _check_attachments(email, delivered.response)
-        self.done[record.message_id] = _Done(claim, delivered, email.rfc_message_id)
+        self.done[record.message_id] = _Done(
+            claim, delivered, email.rfc_message_id, key_of_email, email.recipient, tuple(marks)
+        )
         return PENDING
 
     def _deliver(self, email: InboundEmail, mailbox_id: int, claim: Claim) -> Delivered:
@@ -283,6 +320,15 @@ class _Batch:
                     "expires_at": {"N": str(now + MAP_TTL_SECONDS)},
                 }
             )
+        step = delivered_step(
+            done.email_key,
+            action=RouteAction.FREESCOUT.value,
+            recipient=done.recipient,
+            key=done.claim.key,
+            result=done.delivered.result(),
+        )
+        for mark in (*done.marks, step):
+            items.extend(self.svc.index.items(mark))
         return items
 
     def _conversation_for(self, referenced: list[str]) -> int | None:
@@ -309,6 +355,26 @@ class _Batch:
             .get("Item")
         )
         return bool(item) and item.get("key", {}).get("S") != key
+
+
+def _received(received: _Received, key: str) -> list[Mark]:
+    """The received step of Postmark mail (the router writes SES mail's)."""
+    email = received.email
+    if received.postmark is None:
+        return []
+    return [
+        Mark(
+            email=key,
+            stage="received",
+            outcome="accepted",
+            ids={
+                IdKind.POSTMARK: email.provider_message_id,
+                IdKind.RFC: email.rfc_message_id or "",
+            },
+            addresses={"to": list(email.recipients), "from": [email.envelope_sender]},
+            details={"source": email.source.value},
+        )
+    ]
 
 
 def _outcome(delivered: Delivered) -> str:

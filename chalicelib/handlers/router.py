@@ -21,6 +21,7 @@ from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.inbound_email import EmailSource, S3Location
 from chalicelib.mail.routing import DynamoRouteStore, RouteAction, resolve
 from chalicelib.mail.suppression import normalise
+from chalicelib.mail.trace_index import IdKind, Mark, TraceIndex, email_key, routed
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
 from chalicelib.platform.envelope import unwrap
@@ -38,6 +39,7 @@ class _Services:
     settings: Settings
     routes: DynamoRouteStore
     audit: AuditLog
+    index: TraceIndex
 
 
 def _build(settings: Settings) -> _Services:
@@ -49,6 +51,7 @@ def _build(settings: Settings) -> _Services:
             settings.routes_table, cache_seconds=settings.routes_cache_seconds, client=dynamodb
         ),
         audit=AuditLog.for_settings(settings, dynamodb),
+        index=TraceIndex.for_settings(settings, dynamodb),
     )
 
 
@@ -82,20 +85,46 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     )
     rules = svc.routes.rules()
     recipients = list(dict.fromkeys(normalise(r) for r in note.receipt.recipients))
+    key = email_key(mail.source.value, mail.provider_message_id)
+    marks = [
+        Mark(
+            email=key,
+            stage="received",
+            outcome="accepted",
+            at=mail.received_at,
+            ids={IdKind.SES: mail.provider_message_id, IdKind.RFC: mail.rfc_message_id or ""},
+            addresses={"to": recipients, "from": [mail.envelope_sender]},
+            details={
+                "source": mail.source.value,
+                **{f"verdict_{k}": v for k, v in mail.verdicts.as_strings().items()},
+            },
+        )
+    ]
     outcomes: list[str] = []
     unrouted = 0
-    for recipient in recipients:
-        rule = resolve(recipient, rules)
-        log_routing_decision(
-            EVENT_TYPE,
-            message_id=mail.provider_message_id,
-            action=rule.action.value if rule is not None else "none",
-            pattern=rule.pattern if rule is not None else None,
-        )
-        if rule is None or rule.action is RouteAction.UNKNOWN:
-            unrouted += 1
-            continue
-        outcomes.append(dispatch(mail, recipient, rule, svc.settings, svc.audit))
+    try:
+        for recipient in recipients:
+            rule = resolve(recipient, rules)
+            action = rule.action.value if rule is not None else "none"
+            log_routing_decision(
+                EVENT_TYPE,
+                message_id=mail.provider_message_id,
+                action=action,
+                pattern=rule.pattern if rule is not None else None,
+            )
+            if rule is None or rule.action is RouteAction.UNKNOWN:
+                unrouted += 1
+                marks.append(
+                    routed(key, recipient=recipient, rule=None, action=action, outcome="no_rule")
+                )
+                continue
+            outcome = dispatch(mail, recipient, rule, svc.settings, svc.audit)
+            outcomes.append(outcome)
+            marks.append(
+                routed(key, recipient=recipient, rule=rule.pattern, action=action, outcome=outcome)
+            )
+    finally:
+        svc.index.write(marks)  # one BatchWriteItem: what was received and where it went
     if unrouted:
         # The routed recipients are on their way (and dedupe on redrive); this one waits
         # in the DLQ for a rule, with the reason.
