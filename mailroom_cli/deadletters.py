@@ -88,7 +88,14 @@ class DeadLetter:
 
     def matches(self, wanted: str) -> bool:
         """Whether ``wanted`` names this message (SQS message id or any business id)."""
-        return wanted == self.message_id or any(b.value == wanted for b in self.business_ids)
+        if wanted == self.message_id or any(b.value == wanted for b in self.business_ids):
+            return True
+        # A Message-ID typed without its angle brackets, or in another case, is the same id.
+        bare = wanted.strip().strip("<>").lower()
+        return bool(bare) and any(
+            b.kind == "rfc" and b.value.strip().strip("<>").lower() == bare
+            for b in self.business_ids
+        )
 
     def summary(self) -> dict[str, Any]:
         business = self.business_id
@@ -101,6 +108,9 @@ class DeadLetter:
             "reason": self.reason,
             "disposition": self.disposition,
             "business_id": f"{business.kind}:{business.value}" if business else None,
+            "business_ids": " ".join(
+                f"{b.kind}:{b.value}" for b in self.business_ids if b.kind != "key"
+            ),
             "redrive_count": self.redrive_count,
         }
 
@@ -171,6 +181,14 @@ def business_ids(body: str, read_payload: PayloadReader | None = None) -> tuple[
         found.append(BusinessId("ses", mail["messageId"]))
     if isinstance(payload.get("ses_message_id"), str):
         found.append(BusinessId("ses", payload["ses_message_id"]))
+    if isinstance(mail, dict) and isinstance(mail.get("provider_message_id"), str):
+        # A Gmail or bounce request: the email's ids and the mailbox it was for.
+        source = str(mail.get("source") or "ses")
+        found.append(BusinessId(source, mail["provider_message_id"]))
+        if isinstance(mail.get("rfc_message_id"), str):
+            found.append(BusinessId("rfc", mail["rfc_message_id"]))
+    if isinstance(payload.get("mailbox"), str):
+        found.append(BusinessId("mailbox", payload["mailbox"]))
     for header in payload.get("Headers") or []:
         if isinstance(header, dict) and str(header.get("Name", "")).lower() == "message-id":
             found.append(BusinessId("rfc", str(header.get("Value", ""))))

@@ -132,7 +132,7 @@ def peek(ctx: Context, pipeline: str | None, limit: int, body: bool, subscriptio
                     row["body"] = letter.body
                 rows.append(row)
     columns = ["pipeline", "message_id", "group", "attempts", "first_seen", "error_class"]
-    columns += ["reason", "disposition", "business_id"]
+    columns += ["reason", "disposition", "business_ids"]
     if body:
         columns.append("body")
     emit(ctx.as_json, rows, rows=rows, columns=columns, empty="no dead letters")
@@ -280,6 +280,12 @@ def redrive(
                 pipeline=found.name,
                 source="subscription-dlq" if subscription else "dlq",
                 ids=",".join(moved_ids[:50]),
+                business_ids=" ".join(
+                    b.value
+                    for letter in result.moved[:50]
+                    for b in letter.business_ids
+                    if b.kind != "key"
+                ),
             )
         if result.left_in_both:
             # Sent but not deleted: the DLQ copy is a duplicate the idempotency key absorbs.

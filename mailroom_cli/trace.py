@@ -1,14 +1,18 @@
 """``mailroom trace ID``: every stage mailroom knows about one email, and its log lines;
+``mailroom trace ADDRESS --since 7d``: every email to or from an address;
 ``mailroom audit list``: who did what to which messages, when and why.
 
-ID is a Postmark MessageID, an RFC Message-ID, a correlation id or an SES message id. The
-answer covers the three questions of a delivery investigation: did we accept it, did the
-provider accept it, and what did the recipient's server say.
+ID is any id of the email: Postmark MessageID, RFC Message-ID (with or without angle
+brackets), SES message id, provider outbound message id, correlation id, SQS message id of a
+dead letter, FreeScout conversation id, Gmail message id. The three answers of a delivery
+investigation (did we accept it, did the provider accept it, what did the recipient's server
+say) are computed from the records printed under them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -17,76 +21,34 @@ from typing import Any
 import click
 
 from chalicelib.mail.delivery_log import DeliveryStatus
-from chalicelib.mail.inbound_email import EmailSource, delivery_key_for
+from chalicelib.mail.suppression import normalise
+from chalicelib.mail.trace_index import TraceIndex
 from chalicelib.platform.logging import hash_id
-from mailroom_cli import queues
-from mailroom_cli.console import Finding, emit, say
+from mailroom_cli.console import ConfigError, Finding, emit, say
 from mailroom_cli.context import Context
-from mailroom_cli.dlq import SCAN_LIMIT, letters
 from mailroom_cli.pipelines import PIPELINES
+from mailroom_cli.story import Story, index, spellings
 
 LOG_LINES = 50
 QUERY_SECONDS = 60
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "": 3600}
 
 
-def _idempotency(ctx: Context, ident: str, recipient: str | None) -> list[dict[str, Any]]:
-    candidates = [(p.name, f"{p.key_prefix}{ident}") for p in PIPELINES if p.key_prefix]
-    if recipient:
-        # Inbound deliveries are keyed per RFC Message-ID (or provider id), recipient, action.
-        rfc = ident.strip().lower()
-        for source in EmailSource:
-            for action in ("freescout", "gmail", "bounce"):
-                key = delivery_key_for(
-                    rfc if "@" in rfc else None, source, ident, recipient, action
-                )
-                candidates.append((f"deliver:{action}", key))
-    found = []
-    for name, key in dict.fromkeys(candidates):
-        record = ctx.key_record(key)
-        if record is not None:
-            found.append({"pipeline": name, "key": key, **record})
-    return found
+def duration(value: str) -> timedelta:
+    """``"7d"``, ``"12h"``, ``"30m"``; a bare number is hours."""
+    found = _DURATION.match(value)
+    if found is None:
+        raise ConfigError(f"--since {value!r}: give a number with s, m, h, d or w (e.g. 7d)")
+    return timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
 
 
-def _conversation(ctx: Context, ident: str) -> str | None:
-    rfc = ident.strip().lower()
-    rfc = rfc if rfc.startswith("<") else f"<{rfc}>"
-    item = (
-        ctx.client("dynamodb")
-        .get_item(
-            TableName=ctx.settings.state_table,
-            Key={"PK": {"S": f"MSGID#{rfc}"}, "SK": {"S": "FREESCOUT"}},
-        )
-        .get("Item")
-    )
-    return str(item["conversation_id"]["N"]) if item else None
-
-
-def _dead_letters(ctx: Context, ident: str) -> list[dict[str, Any]]:
-    found = []
-    for pipeline in ctx.pipelines():
-        url = ctx.queue_url(pipeline.dlq_name(ctx.stage))
-        if url is None:
-            continue
-        with queues.held(ctx.client("sqs"), url, limit=SCAN_LIMIT) as messages:
-            for message in messages:
-                letter = letters(ctx, message)
-                if letter.matches(ident):
-                    found.append({"pipeline": pipeline.name, **letter.summary()})
-    return found
-
-
-def _audit(ctx: Context, ident: str) -> list[dict[str, Any]]:
-    wanted = {ident, hash_id(ident)}
-    return [
-        asdict(r)
-        for r in ctx.audit.list(days=14, limit=1000)
-        if wanted & set(r.details.values()) or any(ident in v for v in r.details.values())
-    ]
-
-
-def log_lines(ctx: Context, ident: str, since: timedelta) -> list[dict[str, Any]]:
-    digest = hash_id(ident)
+def log_lines(
+    ctx: Context, ident: str, since: timedelta, ids: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """Log lines of the email: by the hash of any of its ids, or its correlation id."""
+    values = {ident, *(ids or ())}
+    digests = {h for v in values for s in spellings(v) if (h := hash_id(s))}
     if ctx.target.local:
         path = ctx.target.log_file
         if path is None or not path.exists():
@@ -97,16 +59,22 @@ def log_lines(ctx: Context, ident: str, since: timedelta) -> list[dict[str, Any]
                 line = json.loads(raw)
             except ValueError:
                 continue
-            if isinstance(line, dict) and digest in (
-                line.get("message_id_hash"),
-                hash_id(str(line.get("correlation_id") or "")),
+            if isinstance(line, dict) and (
+                line.get("message_id_hash") in digests
+                or str(line.get("correlation_id") or "\0") in values
             ):
                 lines.append(line)
         return lines[-LOG_LINES:]
-    return _insights(ctx, ident, digest or "", since)
+    return _insights(ctx, values, digests, since)
 
 
-def _insights(ctx: Context, ident: str, digest: str, since: timedelta) -> list[dict[str, Any]]:
+def _quoted(values: set[str]) -> str:
+    return ", ".join(f"'{v.replace(chr(39), '')}'" for v in sorted(values))
+
+
+def _insights(
+    ctx: Context, values: set[str], digests: set[str], since: timedelta
+) -> list[dict[str, Any]]:
     logs = ctx.client("logs")
     groups = [f"/aws/lambda/{p.function_name(ctx.stage)}" for p in PIPELINES]
     groups.append(f"/aws/lambda/mailroom-{ctx.stage}")  # the API handler
@@ -123,8 +91,8 @@ def _insights(ctx: Context, ident: str, digest: str, since: timedelta) -> list[d
         endTime=int(now.timestamp()),
         queryString=(
             "fields @timestamp, event_type, outcome, error_class, reason, message_id_hash, "
-            f"correlation_id | filter message_id_hash = '{digest}' or correlation_id = "
-            f"'{ident.replace(chr(39), '')}' | sort @timestamp asc | limit {LOG_LINES}"
+            f"correlation_id, trace_id | filter message_id_hash in [{_quoted(digests)}] or "
+            f"correlation_id in [{_quoted(values)}] | sort @timestamp asc | limit {LOG_LINES}"
         ),
     )["queryId"]
     deadline = time.monotonic() + QUERY_SECONDS
@@ -136,17 +104,66 @@ def _insights(ctx: Context, ident: str, digest: str, since: timedelta) -> list[d
     return []
 
 
+def _steps(report: dict[str, Any], stage: str) -> list[dict[str, Any]]:
+    return [s for e in report.get("emails", []) for s in e["story"] if s["stage"] == stage]
+
+
+def _delivered(step: dict[str, Any]) -> str:
+    details = step["details"]
+    action = details.get("action", "?")
+    shown = {k: v for k, v in details.items() if k not in {"action", "key", "recipient_hash"}}
+    return f"{action} {step['outcome']}: " + ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
 def answers(report: dict[str, Any]) -> dict[str, str]:
-    """The three questions, answered from what the trace found."""
+    """The three questions, answered from what the trace found (and printed under them)."""
     keys, history = report["idempotency"], report["delivery_log"]
     statuses = [e["status"] for e in history]
-    accepted = "yes" if keys or history or report["dead_letters"] else "no record of it"
+    received, routed, done = (_steps(report, s) for s in ("received", "routed", "delivered"))
+    succeeded_in_logs = any(
+        str(line.get("outcome", "")) in {"success", "imported", "bounced", "routed", "sent"}
+        for line in report.get("logs", [])
+    )
+    evidence = (
+        received
+        or routed
+        or done
+        or keys
+        or history
+        or report["dead_letters"]
+        or report.get("conversation_id")
+        or report["audit"]
+    )
+    if evidence:
+        accepted = "yes"
+        if received:
+            first = received[0]
+            accepted += f" (received via {first['details'].get('source', '?')} at {first['at']})"
+    elif succeeded_in_logs:
+        accepted = "yes (its log lines say so; no record kept)"
+    else:
+        accepted = "no record of it"
     if report["dead_letters"]:
         accepted += f" (dead-lettered: {report['dead_letters'][0]['reason']})"
     results = [k.get("result") or {} for k in keys if k.get("status") == "COMPLETED"]
-    provider = next((", ".join(f"{k}={v}" for k, v in r.items()) for r in results if r), None)
+    provider = "; ".join(_delivered(step) for step in done) or None
+    if provider is None and report.get("conversation_id"):
+        provider = f"freescout conversation {report['conversation_id']}"
+    if provider is None:
+        provider = next((", ".join(f"{k}={v}" for k, v in r.items()) for r in results if r), None)
     if provider is None and DeliveryStatus.SENT in statuses:
         provider = "yes (sent)"
+    if provider is None:
+        dropped = [s for s in routed if s["outcome"] in {"dropped", "no_rule"}]
+        pending = [s for s in routed if s["outcome"] not in {"dropped", "no_rule"}]
+        if dropped:
+            provider = "no: " + "; ".join(
+                f"{s['outcome']} (rule {s['details'].get('rule', '-')})" for s in dropped
+            )
+        elif report["dead_letters"]:
+            provider = "no (dead-lettered)"
+        elif pending:
+            provider = "not yet: routed to " + ", ".join(s["outcome"] for s in pending)
     final = next(
         (e for e in reversed(history) if e["status"] in {"delivered", "bounced", "complained"}),
         None,
@@ -155,6 +172,8 @@ def answers(report: dict[str, Any]) -> dict[str, str]:
     if final is not None:
         detail = final["details"].get("reason") or final["details"].get("details") or ""
         recipient = f"{final['status']} at {final['at']} {detail}".strip()
+    elif received and done:
+        recipient = "received mail: delivered to its mailbox (no server of ours to answer)"
     return {
         "did we accept it": accepted,
         "did the provider accept it": provider or "no",
@@ -164,25 +183,26 @@ def answers(report: dict[str, Any]) -> dict[str, str]:
 
 @click.command()
 @click.argument("ident", metavar="ID")
-@click.option("--since", default=24, show_default=True, help="Hours of logs to search.")
 @click.option(
-    "--recipient", help="The recipient address, to find inbound deliveries (keyed per recipient)."
+    "--since",
+    default="24h",
+    show_default=True,
+    help="How far back: logs searched, and mail listed for an address (7d, 12h, 30m).",
 )
+@click.option("--recipient", help="The recipient address (optional: the index knows it).")
 @click.pass_obj
-def trace(ctx: Context, ident: str, since: int, recipient: str | None) -> None:
-    """Everything mailroom knows about one email, by any of its ids."""
-    report: dict[str, Any] = {
-        "id": ident,
-        "message_id_hash": hash_id(ident),
-        "idempotency": _idempotency(ctx, ident, recipient),
-        "conversation_id": _conversation(ctx, ident),
-        "delivery_log": [
-            {**asdict(e), "status": e.status.value} for e in ctx.delivery_log.history(ident)
-        ],
-        "dead_letters": _dead_letters(ctx, ident),
-        "audit": _audit(ctx, ident),
-    }
-    report["logs"] = log_lines(ctx, ident, timedelta(hours=since))
+def trace(ctx: Context, ident: str, since: str, recipient: str | None) -> None:
+    """Everything mailroom knows about one email, by any of its ids; or, for an address,
+    every email to or from it."""
+    window = duration(since)
+    story = Story(ctx, ident, recipient)
+    report = story.gather()
+    if _is_address(ident) and not report["emails"] and not report["dead_letters"]:
+        _by_address(ctx, ident, window)
+        return
+    ids = {v for values in report["ids"].values() for v in values}
+    report["logs"] = log_lines(ctx, ident, window, ids)
+    report["traces"] = _trace_links(ctx, report["logs"])
     report["answers"] = answers(report)
     if ctx.as_json:
         click.echo(json.dumps(report, indent=2, default=str))
@@ -190,30 +210,95 @@ def trace(ctx: Context, ident: str, since: int, recipient: str | None) -> None:
         _print(report)
     if not any(
         report[k]
-        for k in ("idempotency", "conversation_id", "delivery_log", "dead_letters", "audit", "logs")
+        for k in (
+            "emails",
+            "idempotency",
+            "conversation_id",
+            "delivery_log",
+            "dead_letters",
+            "audit",
+            "logs",
+        )
     ):
         raise Finding(f"nothing known about {ident!r}")
+
+
+def _is_address(ident: str) -> bool:
+    value = ident.strip()
+    return "@" in value and not value.startswith("<") and " " not in value
+
+
+def _by_address(ctx: Context, address: str, window: timedelta) -> None:
+    store: TraceIndex = index(ctx)
+    hits = store.by_address(address, datetime.now(UTC) - window)
+    rows = []
+    for hit in hits:
+        steps = store.story(hit.email)
+        last = steps[-1] if steps else {"stage": "-", "outcome": "-"}
+        rows.append(
+            {
+                "at": hit.at,
+                "role": hit.kind,
+                "email": hit.email,
+                "last_step": f"{last['stage']} {last['outcome']}",
+                "story": steps,
+            }
+        )
+    emit(
+        ctx.as_json,
+        {"address_hash": hash_id(normalise(address)), "since": str(window), "emails": rows},
+        rows=rows,
+        columns=["at", "role", "email", "last_step"],
+        empty=f"no mail to or from {address} in the last {window}",
+    )
+    if not rows:
+        raise Finding(f"no mail to or from {address!r} in the last {window}")
+
+
+def _trace_links(ctx: Context, lines: list[dict[str, Any]]) -> list[str]:
+    """X-Ray console links of the invocations that logged about this email."""
+    found = dict.fromkeys(str(line["trace_id"]) for line in lines if line.get("trace_id"))
+    region = ctx.target.region
+    return [
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+        f"#xray:traces/{trace_id}"
+        for trace_id in found
+    ]
 
 
 def _print(report: dict[str, Any]) -> None:
     say(False, f"trace {report['id']} (message_id_hash {report['message_id_hash']})")
     for question, answer in report["answers"].items():
         say(False, f"  {question}? {answer}")
+    known = ", ".join(f"{k}={v}" for k, vs in report["ids"].items() if k != "given" for v in vs)
+    if known:
+        say(False, f"known as {known}")
+    for email in report["emails"]:
+        say(False, f"email {email['email']} (found by its {email['found_by']} id)")
+        for step in email["story"]:
+            details = " ".join(f"{k}={v}" for k, v in sorted(step["details"].items()))
+            say(False, f"  {step['at']} {step['stage']} {step['outcome']} {details}".rstrip())
     for record in report["idempotency"]:
         say(
             False, f"idempotency {record['key']}: {record.get('status')} {record.get('result', '')}"
         )
     if report["conversation_id"]:
-        say(False, f"FreeScout conversation {report['conversation_id']} (by RFC Message-ID)")
+        say(False, f"FreeScout conversation {report['conversation_id']}")
     for event in report["delivery_log"]:
         say(False, f"delivery {event['at']} {event['status']} {event['details']}")
     for letter in report["dead_letters"]:
-        say(False, f"DLQ {letter['pipeline']}: {letter['error_class']}: {letter['reason']}")
+        say(
+            False,
+            f"DLQ {letter['pipeline']}: {letter['error_class']}: {letter['reason']} "
+            f"(sqs {letter['message_id']}, redriven {letter['redrive_count']}x)",
+        )
     for record in report["audit"]:
         say(
             False,
             f"audit {record['at']} {record['action']} by {record['actor']}: {record['reason']}",
         )
+    for link in report["traces"]:
+        say(False, f"X-Ray {link}")
     for line in report["logs"]:
         say(False, "log " + json.dumps(line, separators=(",", ":")))
 
