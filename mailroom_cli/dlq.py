@@ -182,11 +182,16 @@ def analyze(ctx: Context, pipeline: str | None) -> None:
                 group["first_seen"] = min(group["first_seen"], letter.first_seen)
                 group["last_seen"] = max(group["last_seen"], letter.first_seen)
                 group["ids"].append(letter.message_id)
+                group.setdefault("mailboxes", set()).update(
+                    b.value for b in letter.business_ids if b.kind == "mailbox"
+                )
     rows = sorted(groups.values(), key=lambda g: -int(g["count"]))
     for row in rows:
         suggestion = row.pop("suggestion")
         row.update(action=suggestion.action, why=suggestion.why)
-    columns = ["pipeline", "count", "error_class", "reason", "first_seen", "last_seen"]
+        row["mailboxes"] = " ".join(sorted(row.get("mailboxes", ()))) or None
+    columns = ["pipeline", "count", "error_class", "reason", "mailboxes", "first_seen"]
+    columns.append("last_seen")
     emit(ctx.as_json, rows, rows=rows, columns=[*columns, "action", "why"], empty="no dead letters")
 
 

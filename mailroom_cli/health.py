@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from chalicelib.mail.actions import rule_options
 from chalicelib.mail.routing import RouteAction
 from chalicelib.platform.secrets import (
     FREESCOUT_API_KEY,
@@ -185,39 +186,70 @@ def _optional(module: str, function: str) -> Any:
         return None
 
 
+def _routes(ctx: Context) -> list[Check]:
+    """Enabled routes whose action needs a target (a mailbox) and has none."""
+    needs = {RouteAction.GMAIL, RouteAction.FREESCOUT}
+    return [
+        Check(
+            "routes",
+            Level.UNHEALTHY,
+            f"route {r.pattern} ({r.action.value}) has no target: "
+            f"mailroom routes set {r.pattern} --target ...",
+        )
+        for r in ctx.routes.rules().values()
+        if r.enabled and r.action in needs and not rule_options(r.target)[0]
+    ]
+
+
 def _gmail(ctx: Context) -> list[Check]:
     """Gmail mailboxes: authorization stored in SSM for every gmail route, and no mailbox the
     forwarder marked for re-authorization (``GMAILAUTH#`` records, written on invalid_grant)."""
     mailboxes = sorted(
         {
-            r.target
+            mailbox
             for r in ctx.routes.rules().values()
             if r.action is RouteAction.GMAIL and r.enabled
+            if (mailbox := rule_options(r.target)[0])
         }
     )
     checks = [
-        Check("gmail", Level.UNHEALTHY, f"no authorization in SSM: {gmail_parameter(ctx, m)}")
+        Check(
+            "gmail",
+            Level.UNHEALTHY,
+            f"{m}: no authorization in SSM ({gmail_parameter(ctx, m)}): {_authorize(ctx, m)}",
+        )
         for m in mailboxes
         if not parameter_exists(ctx, gmail_parameter(ctx, m))
     ]
     failures = _optional("chalicelib.handlers.gmail_forwarder", "auth_failures")
     for failure in failures(ctx.settings, ctx.client("dynamodb")) if failures else []:
+        mailbox = failure.get("mailbox", "?")
         checks.append(
             Check(
                 "gmail",
                 Level.UNHEALTHY,
-                f"authorization expired ({failure.get('reason', 'invalid_grant')}, "
-                f"{failure.get('at', '?')}): re-authorize with python -m infra.gmail_auth",
+                f"{mailbox}: authorization expired ({failure.get('reason', 'invalid_grant')}, "
+                f"{failure.get('at', '?')}): {_authorize(ctx, mailbox)}",
             )
         )
     alive = _optional("chalicelib.providers.gmail.client", "authorization_alive")
     if alive is not None:
         dead = [m for m in mailboxes if not alive(ctx.settings, m)]
         if dead:
-            checks.append(Check("gmail", Level.UNHEALTHY, f"{len(dead)} mailbox(es) refused"))
+            checks.append(Check("gmail", Level.UNHEALTHY, f"refused: {', '.join(dead)}"))
     if mailboxes and not checks:
         checks.append(Check("gmail", Level.HEALTHY, f"{len(mailboxes)} mailbox(es) authorized"))
     return checks
+
+
+def _authorize(ctx: Context, mailbox: str) -> str:
+    """The one command that (re-)authorizes ``mailbox`` on this target."""
+    if ctx.target.local:
+        return f"re-authorize with python -m mailroom_local authorize-gmail {mailbox}"
+    return (
+        f"re-authorize with python -m infra.gmail_auth --stage {ctx.stage} --mailbox {mailbox} "
+        "--client-secrets FILE"
+    )
 
 
 def _probe(ctx: Context) -> list[Check]:
@@ -238,7 +270,7 @@ def run_checks(ctx: Context) -> list[Check]:
     for pipeline in ctx.pipelines():
         checks += _queues(ctx, pipeline) + _subscription(ctx, pipeline)
         checks += _mappings(ctx, pipeline)
-    return checks + _parameters(ctx) + _gmail(ctx) + _probe(ctx)
+    return checks + _parameters(ctx) + _routes(ctx) + _gmail(ctx) + _probe(ctx)
 
 
 @click.command()

@@ -119,14 +119,16 @@ def test_health_without_consumers_is_unhealthy(aws: Stage, mailroom: Invoke) -> 
 def test_health_wants_an_authorization_in_ssm_for_every_gmail_route(
     aws: Stage, mailroom: Invoke, functions: dict[str, str]
 ) -> None:
-    aws.put_route("box@example.com", "gmail", "box@example.com")
+    aws.put_route("box@example.com", "gmail", "box@example.com;spam_label=Label_34")
 
     report = json.loads(mailroom("health", json_output=True).stdout)
 
     [gmail] = [c for c in report["checks"] if c["area"] == "gmail"]
     assert (gmail["level"], gmail["detail"]) == (
         "UNHEALTHY",
-        f"no authorization in SSM: /mailroom/{STAGE}/gmail/box_at_example.com",
+        f"box@example.com: no authorization in SSM (/mailroom/{STAGE}/gmail/box_at_example.com):"
+        f" re-authorize with python -m infra.gmail_auth --stage {STAGE} --mailbox "
+        "box@example.com --client-secrets FILE",
     )
 
 
@@ -145,4 +147,27 @@ def test_health_reports_a_mailbox_the_forwarder_found_unauthorized(
     assert [c["level"] for c in healthy["checks"] if c["area"] == "gmail"] == ["HEALTHY"]
     [gmail] = [c for c in report["checks"] if c["area"] == "gmail"]
     assert gmail["level"] == "UNHEALTHY"
-    assert gmail["detail"].startswith("authorization expired (invalid_grant, ")
+    assert gmail["detail"].startswith("box@example.com: authorization expired (invalid_grant, ")
+
+
+def test_health_names_each_expired_mailbox_and_each_route_without_a_target(
+    aws: Stage, mailroom: Invoke, functions: dict[str, str]
+) -> None:
+    for box in ("one@example.com", "two@example.com"):
+        aws.put_route(box, "gmail", box)
+        boto3.client("ssm", region_name=REGION).put_parameter(
+            Name=f"/mailroom/{STAGE}/gmail/{box.replace('@', '_at_')}",
+            Value="{}",
+            Type="SecureString",
+        )
+        record_auth_failure(get_settings(), box, "invalid_grant")
+    aws.put_route("orphan@example.com", "gmail", ";labels=INBOX")
+
+    report = json.loads(mailroom("health", json_output=True).stdout)
+
+    details = [c["detail"] for c in report["checks"] if c["area"] in {"gmail", "routes"}]
+    assert sorted(d.split(":")[0] for d in details) == [
+        "one@example.com",
+        "route orphan@example.com (gmail) has no target",
+        "two@example.com",
+    ]
