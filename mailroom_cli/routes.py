@@ -7,11 +7,13 @@ pick it up within their routes cache time.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import click
 
+from chalicelib.mail.actions import rule_options
 from chalicelib.mail.routing import RouteAction, RouteRule, candidates, resolve
 from chalicelib.platform.logging import hash_id
 from mailroom_cli.console import ConfigError, Finding, emit, say
@@ -44,19 +46,57 @@ def parameter_exists(ctx: Context, name: str) -> bool:
     return bool(found.get("Parameters"))
 
 
+# The options each action's target may carry after its mailbox (``box@x;labels=A,B``).
+OPTIONS: dict[RouteAction, tuple[str, ...]] = {
+    RouteAction.GMAIL: ("labels", "never_mark_spam", "spam_label"),
+    RouteAction.BOUNCE: ("diagnostic", "status"),
+    RouteAction.FREESCOUT: (),
+    RouteAction.DROP: (),
+}
+# Gmail's import takes label ids: a system label, or a user label's ``Label_<n>``.
+_SYSTEM_LABELS = {"INBOX", "UNREAD", "STARRED", "IMPORTANT", "SPAM", "TRASH", "SENT", "DRAFT"}
+_LABEL_ID = re.compile(r"^(Label_\d+|CATEGORY_[A-Z]+)$")
+_DSN_STATUS = re.compile(r"^5\.\d{1,3}\.\d{1,3}$")
+
+
+def _options_problem(action: RouteAction, options: dict[str, str]) -> str | None:
+    valid = OPTIONS.get(action, ())
+    for name in options:
+        if name not in valid:
+            listed = ", ".join(valid) if valid else "none"
+            return f"unknown option {name!r} for {action.value} (valid: {listed})"
+    labels = [x.strip() for x in options.get("labels", "").split(",") if x.strip()]
+    labels += [options["spam_label"]] if "spam_label" in options else []
+    for label in labels:
+        if label not in _SYSTEM_LABELS and not _LABEL_ID.match(label):
+            return (
+                f"label {label!r} is not a Gmail label id (a system label such as INBOX or "
+                "SPAM, or a user label's id such as Label_34)"
+            )
+    if options.get("never_mark_spam", "true").lower() not in {"true", "false"}:
+        return "never_mark_spam is true or false"
+    if not _DSN_STATUS.match(options.get("status", "5.1.1")):
+        return "a bounce status is a permanent DSN code such as 5.1.1"
+    return None
+
+
 def problem(ctx: Context, rule: RouteRule) -> str | None:
     """Why ``rule`` cannot work as written, or None."""
     if rule.pattern != "*" and not (_ADDRESS.match(rule.pattern) or _DOMAIN.match(rule.pattern)):
         return "pattern must be an address, *@domain or *"
     if rule.action is RouteAction.UNKNOWN:
         return f"action must be one of {', '.join(ACTIONS)}"
-    if rule.action is RouteAction.FREESCOUT and not (rule.target.isdigit() and int(rule.target)):
+    target, options = rule_options(rule.target)
+    found = _options_problem(rule.action, options)
+    if found is not None:
+        return found
+    if rule.action is RouteAction.FREESCOUT and not (target.isdigit() and int(target)):
         return "a freescout target is a mailbox id (a positive integer)"
     if rule.action is RouteAction.GMAIL:
-        if not _ADDRESS.match(rule.target):
+        if not _ADDRESS.match(target):
             return "a gmail target is a mailbox address"
-        if not parameter_exists(ctx, gmail_parameter(ctx, rule.target)):
-            return f"no Gmail authorization in SSM ({gmail_parameter(ctx, rule.target)})"
+        if not parameter_exists(ctx, gmail_parameter(ctx, target)):
+            return f"no Gmail authorization in SSM ({gmail_parameter(ctx, target)})"
     return None
 
 
@@ -72,8 +112,24 @@ def _row(ctx: Context, rule: RouteRule) -> dict[str, Any]:
     return {**rule.model_dump(mode="json"), "problem": problem(ctx, rule)}
 
 
+def cache_seconds(ctx: Context) -> int:
+    """The routes cache time the stage's functions run with (their environment), else the
+    CLI's own setting."""
+    name = "MAILROOM_ROUTES_CACHE_SECONDS"
+    try:
+        if ctx.target.local and ctx.target.state_dir is not None:
+            env = json.loads((ctx.target.state_dir / "local.json").read_text()).get("env", {})
+        else:
+            function = f"mailroom-{ctx.stage}-ses_router"
+            answer = ctx.client("lambda").get_function_configuration(FunctionName=function)
+            env = answer.get("Environment", {}).get("Variables", {})
+        return int(env.get(name, ctx.settings.routes_cache_seconds))
+    except Exception:  # no such function, no permission: the default is the best guess
+        return ctx.settings.routes_cache_seconds
+
+
 def _cache_note(ctx: Context) -> None:
-    seconds = ctx.settings.routes_cache_seconds
+    seconds = cache_seconds(ctx)
     say(ctx.as_json, f"containers pick this up within {seconds} s (routes cache)")
 
 
@@ -117,7 +173,13 @@ def list_(ctx: Context) -> None:
 @routes.command()
 @click.argument("pattern")
 @click.option("--action", "route_action", required=True, type=click.Choice(ACTIONS))
-@click.option("--target", default="", help="FreeScout mailbox id, or Gmail address.")
+@click.option(
+    "--target",
+    default="",
+    help="FreeScout mailbox id, or Gmail address with options "
+    "(box@x;labels=INBOX,Label_7;spam_label=Label_34;never_mark_spam=false), or bounce "
+    "options (status=5.1.1;diagnostic=...).",
+)
 @click.option("--description", default="")
 @click.option("--disabled", is_flag=True, help="Add it disabled.")
 @click.option("--reason", default="route added", help="For the audit record.")

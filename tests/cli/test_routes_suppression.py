@@ -113,3 +113,53 @@ def test_suppression_remove_needs_a_reason(aws: Stage, mailroom: Invoke) -> None
     assert (
         boto3.client("dynamodb", region_name=REGION).scan(TableName=aws.state_table)["Count"] == 0
     )
+
+
+def _authorize(box: str) -> None:
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name=f"/mailroom/{STAGE}/gmail/{box.replace('@', '_at_')}", Value="{}", Type="SecureString"
+    )
+
+
+def test_gmail_rule_options_as_documented_are_accepted(aws: Stage, mailroom: Invoke) -> None:
+    _authorize("box@x.example")
+    target = "box@x.example;labels=INBOX,Label_7;spam_label=Label_34;never_mark_spam=false"
+
+    added = mailroom("routes", "add", "*", "--action", "gmail", "--target", target)
+
+    assert added.exit_code == 0, added.output
+    [rule] = json.loads(mailroom("routes", "list", json_output=True).stdout)
+    assert (rule["target"], rule["problem"]) == (target, None)
+
+
+def test_unknown_rule_options_and_label_names_are_refused_with_the_valid_ones(
+    aws: Stage, mailroom: Invoke
+) -> None:
+    _authorize("box@x.example")
+
+    unknown = mailroom(
+        "routes", "add", "*", "--action", "gmail", "--target", "box@x.example;lable=A"
+    )
+    named = mailroom(
+        "routes", "add", "*", "--action", "gmail", "--target", "box@x.example;spam_label=Junk"
+    )
+
+    assert unknown.exit_code == 2
+    assert "unknown option 'lable' for gmail (valid: labels, never_mark_spam, spam_label)" in (
+        unknown.output
+    )
+    assert named.exit_code == 2
+    assert "label 'Junk' is not a Gmail label id" in named.output
+
+
+def test_the_cache_note_quotes_the_functions_own_setting(
+    aws: Stage, mailroom: Invoke, functions: dict[str, str]
+) -> None:
+    boto3.client("lambda", region_name=REGION).update_function_configuration(
+        FunctionName=f"mailroom-{STAGE}-ses_router",
+        Environment={"Variables": {"MAILROOM_ROUTES_CACHE_SECONDS": "5"}},
+    )
+
+    added = mailroom("routes", "add", "*", "--action", "freescout", "--target", "1")
+
+    assert "containers pick this up within 5 s (routes cache)" in added.output
