@@ -15,7 +15,7 @@ import os
 
 import click
 
-from mailroom_cli.console import ConfigError, Finding, say
+from mailroom_cli.console import ConfigError, Finding, emit, say
 from mailroom_cli.context import Context
 
 
@@ -32,6 +32,7 @@ def probe(ctx: Context, timeout: float) -> None:
     else:
         os.environ.update({"MAILROOM_STAGE": ctx.stage, "AWS_REGION": ctx.target.region})
     from chalicelib.handlers.probe import checks as probes
+    from chalicelib.handlers.probe.records import ProbeStatus
     from chalicelib.platform.aws import reset_clients
     from chalicelib.platform.secrets import reset_secrets
     from chalicelib.platform.settings import get_settings
@@ -39,11 +40,28 @@ def probe(ctx: Context, timeout: float) -> None:
     reset_clients()
     reset_secrets()
     try:
-        ok = probes.run_on_demand(
+        records = probes.run_probes(
             get_settings(), timeout=timeout, report=lambda line: say(ctx.as_json, line)
         )
     except probes.ProbeNotConfigured as err:
         raise ConfigError(str(err)) from None
+    ok = all(r.status is ProbeStatus.PASSED for r in records)
+    emit(
+        ctx.as_json,
+        {
+            "status": "passed" if ok else "failed",
+            "probes": [
+                {
+                    "kind": r.kind.value,
+                    "probe_id": r.probe_id,
+                    "status": r.status.value,
+                    "latency_ms": r.latency_ms,
+                    "detail": r.detail,
+                }
+                for r in records
+            ],
+        },
+    )
     if not ok:
         raise Finding("probe FAILED")
     say(ctx.as_json, "probe passed")

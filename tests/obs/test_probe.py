@@ -47,6 +47,26 @@ def test_inbound_probe_passes_once_its_conversation_exists_and_publishes_latency
     assert probe.last_probe(settings)[probe.ProbeKind.INBOUND] == settled
 
 
+def test_inbound_probe_times_each_stage_from_the_bridges_own_records(
+    probe_settings: Callable[[], Settings],
+    freescout_url: str,
+    pipelines: Callable[[], None],
+    lines: Lines,
+) -> None:
+    settings = probe_settings()
+    sent = probe.send_inbound_probe(settings)
+    pipelines()
+
+    [settled] = [r for r in probe.check_probes(settings) if r.kind is probe.ProbeKind.INBOUND]
+
+    assert "webhook→bridge " in settled.detail
+    assert " ms, bridge→FreeScout " in settled.detail
+    # FreeScout's createdAt has whole seconds and may precede the sending time; the bridge's
+    # records do not: the latency is never the 0 ms a clamp would give.
+    assert settled.latency_ms is not None and settled.latency_ms > 0
+    assert settled.latency_ms < (time.time() - sent.sent_at) * 1000 + 1
+
+
 def test_inbound_probe_refused_by_the_webhook_fails_at_once(
     probe_settings: Callable[[], Settings], lines: Lines
 ) -> None:

@@ -22,6 +22,7 @@ import requests
 from chalicelib.handlers.probe.records import ProbeKind, ProbeRecord, ProbeStatus, ProbeStore
 from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
 from chalicelib.mail.suppression import normalise
+from chalicelib.mail.trace_index import TraceIndex, email_key
 from chalicelib.platform import claimcheck, metrics
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.errors import MailroomError, error_class, reason_of
@@ -157,6 +158,8 @@ def check_probe(
     try:
         if record.kind is ProbeKind.INBOUND:
             arrived = _find_conversation(settings, record, freescout)
+            if arrived is not None:
+                arrived = _inbound_stages(settings, record, arrived, dynamodb, now)
         else:
             arrived = _find_sent(settings, record, dynamodb)
     except Exception as err:  # cannot look: not seen yet, and said so if it times out
@@ -185,6 +188,19 @@ def run_on_demand(
 ) -> bool:
     """Send both probes now and wait until each is settled or ``timeout`` passes, reporting
     each stage as a line (``mailroom probe``, ``make probe``); True if both passed."""
+    records = run_probes(settings, timeout=timeout, report=report, poll_seconds=poll_seconds)
+    return all(r.status is ProbeStatus.PASSED for r in records)
+
+
+def run_probes(
+    settings: Settings,
+    *,
+    timeout: float,
+    report: Callable[[str], None],
+    poll_seconds: float = 0.5,
+) -> list[ProbeRecord]:
+    """Both probes, sent now and waited for: each settled record (or, past ``timeout``, the
+    record still ``sent``)."""
     started = time.monotonic()
     pending = [send_inbound_probe(settings), send_outbound_probe(settings)]
     for record in pending:
@@ -201,7 +217,31 @@ def run_on_demand(
         report(f"{record.kind.value:<8} {record.status.value}{latency}: {record.detail}")
     for record in pending:
         report(f"{record.kind.value:<8} not settled within {timeout:.0f} s")
-    return not pending and all(r.status is ProbeStatus.PASSED for r in settled)
+    return settled + pending
+
+
+def _inbound_stages(
+    settings: Settings,
+    record: ProbeRecord,
+    arrived: tuple[float, str],
+    dynamodb: Any | None,
+    now: float,
+) -> tuple[float, str]:
+    """When the probe really arrived, from the bridge's own records (FreeScout's createdAt
+    has whole seconds, often before the probe's sending time): webhook → bridge → FreeScout."""
+    index = TraceIndex.for_settings(settings, dynamodb or aws_client("dynamodb"))
+    steps = {
+        s["stage"]: _epoch(s["at"]) for s in index.story(email_key("postmark", record.probe_id))
+    }
+    received, delivered = steps.get("received"), steps.get("delivered")
+    if received is None or delivered is None:
+        # No record of the bridge's times (yet): the moment it was seen is an upper bound.
+        return (max(arrived[0], now), arrived[1])
+    stages = (
+        f"webhook→bridge {max(0.0, received - record.sent_at) * 1000:.0f} ms, "
+        f"bridge→FreeScout {max(0.0, delivered - received) * 1000:.0f} ms"
+    )
+    return (delivered, f"{arrived[1]} ({stages})")
 
 
 def check_probes(
