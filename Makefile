@@ -41,9 +41,9 @@ demo: $(STAMP)
 send: $(STAMP)
 	$(BIN)/python -m mailroom_local send $(REQUEST)
 
-## Receive a raw email as SES would: make receive EML=path [TO=a@x,b@y] [VERDICTS=spam=FAIL,spf=missing]
+## Receive a raw email as SES would: make receive EML=path [TO=a@x,b@y] [VERDICTS=spam=FAIL,spf=missing] [FROM=envelope-sender]
 receive: $(STAMP)
-	$(BIN)/python -m mailroom_local receive $(EML) --to "$(TO)" --verdicts "$(VERDICTS)"
+	$(BIN)/python -m mailroom_local receive $(EML) --to "$(TO)" --verdicts "$(VERDICTS)" $(if $(FROM),--from "$(FROM)")
 
 ## Both end-to-end probes (inbound → FreeScout, outbound → Postmark) against a running `make run`.
 probe: $(STAMP)

@@ -89,6 +89,11 @@ class Context:
         return self.resolve_target()
 
     def client(self, service: str) -> Any:
+        if service == "lambda" and self.target.local and self.target.state_dir is not None:
+            # The pump's emulated event source mappings (stop, resume, health).
+            from mailroom_local.mappings import FILE, LocalLambda
+
+            return LocalLambda(self.target.state_dir / FILE)
         if service not in self._clients:
             import boto3
             from botocore.config import Config

@@ -46,7 +46,6 @@ def _switch(ctx: Context, name: str, *, enabled: bool, reason: str) -> None:
         if not found:
             raise Finding(
                 f"pipeline {pipeline.name!r} has no event source mapping on stage {ctx.stage!r}"
-                + (" (the local stack's pump has none to switch)" if ctx.target.local else "")
             )
         for mapping in found:
             client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=enabled)

@@ -315,7 +315,7 @@ def redrive(
 
 
 def _stopped(ctx: Context, pipeline: Pipeline) -> bool:
-    return not ctx.target.local and is_stopped(ctx, pipeline)
+    return is_stopped(ctx, pipeline)
 
 
 def _settle(ctx: Context, ids: tuple[str, ...], reason: str, *, action: str, prefix: str) -> None:

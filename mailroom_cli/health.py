@@ -132,8 +132,6 @@ def _allows(policy: str | None, topic: str, queue_arn: str) -> bool:
 
 def _mappings(ctx: Context, pipeline: Pipeline) -> list[Check]:
     area = f"consumer/{pipeline.name}"
-    if ctx.target.local:
-        return [Check(area, Level.HEALTHY, "local stack: the pump consumes the queue")]
     found = mappings(ctx, pipeline)
     if not found:
         return [Check(area, Level.UNHEALTHY, "no event source mapping: nothing consumes it")]

@@ -1,5 +1,6 @@
-"""``python -m mailroom_local run|demo|send|receive``: the local stack, a demo that sends it
-mail, a signed outbound request from a JSON file, and a raw email received as SES would."""
+"""``python -m mailroom_local run|demo|send|receive|probe|authorize-gmail``: the local stack,
+a demo that sends it mail, a signed outbound request from a JSON file, a raw email received as
+SES would, both probes, and another Gmail mailbox authorized."""
 
 from __future__ import annotations
 
@@ -40,8 +41,23 @@ def main(argv: list[str] | None = None) -> int:
     receive.add_argument("eml", type=Path)
     receive.add_argument("--to", default="", help="envelope recipients, comma separated")
     receive.add_argument("--verdicts", default="", help="e.g. spam=FAIL,spf=missing")
+    receive.add_argument(
+        "--from",
+        dest="sender",
+        default=None,
+        help="envelope sender (MAIL FROM); default: Return-Path, else From, else <> (empty)",
+    )
     receive.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
+    authorize = sub.add_parser(
+        "authorize-gmail", help="authorize another Gmail mailbox on the running local stack"
+    )
+    authorize.add_argument("mailbox")
+    authorize.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
     args = parser.parse_args(argv)
+    if args.command == "authorize-gmail":
+        from mailroom_local.authorize import authorize as authorize_gmail
+
+        return authorize_gmail(args.state_dir, args.mailbox)
     if args.command == "probe":
         from mailroom_local import probe as probes
 
@@ -58,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "receive":
         from mailroom_local.receive import receive as receive_email
 
-        return receive_email(args.state_dir, args.eml, to=args.to, verdicts=args.verdicts)
+        return receive_email(
+            args.state_dir, args.eml, to=args.to, verdicts=args.verdicts, sender=args.sender
+        )
     from mailroom_local import demo
 
     if args.command == "send":

@@ -193,9 +193,15 @@ def _seed_ses_routes(local: dict[str, Any]) -> None:
         aws_access_key_id="local",
         aws_secret_access_key="local",
     )
+    seed_routes(dynamodb, local["tables"]["routes"])
+
+
+def seed_routes(dynamodb: Any, table: str) -> None:
+    """The demo's SES routes (``gmail-demo@``, ``bounce-demo@``, ``drop-demo@``): the stack
+    seeds them at every start, so the README's examples route as described."""
     for pattern, (action, target) in SES_ROUTES.items():
         dynamodb.put_item(
-            TableName=local["tables"]["routes"],
+            TableName=table,
             Item={
                 "PK": {"S": f"ROUTE#{pattern}"},
                 "SK": {"S": "RULE#v1"},

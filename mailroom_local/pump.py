@@ -13,9 +13,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mailroom_local import lambda_rules
+from mailroom_local.mappings import MappingStore
 
 FUNCTION_TIMEOUT_MS = 60_000
 DEFAULT_POLLERS = 4
@@ -93,6 +95,7 @@ class Pump:
         report_batch_item_failures: bool,
         pollers: int = DEFAULT_POLLERS,
         function_timeout_ms: int = FUNCTION_TIMEOUT_MS,
+        mappings: Path | None = None,
     ) -> None:
         if pollers < 1:
             raise ValueError("a queue needs at least one poller")
@@ -104,6 +107,8 @@ class Pump:
         self._timeout_ms = function_timeout_ms
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Each handler's emulated event source mapping: disabled, its pollers receive nothing.
+        self.mappings = MappingStore(mappings) if mappings is not None else None
 
     def start(self) -> list[str]:
         started = []
@@ -115,6 +120,13 @@ class Pump:
                 "Attributes"
             ]["QueueArn"]
             handler = getattr(self._module, source.name)
+            if self.mappings is not None:
+                self.mappings.create(
+                    function=source.name,
+                    queue_arn=arn,
+                    region=self._region,
+                    report_batch_item_failures=self._flag,
+                )
             for number in range(self._pollers):
                 thread = threading.Thread(
                     target=self._loop,
@@ -129,6 +141,9 @@ class Pump:
 
     def _loop(self, url: str, arn: str, handler: Any, name: str, batch_size: int) -> None:
         while not self._stop.is_set():
+            if self.mappings is not None and not self.mappings.enabled(name):
+                self._stop.wait(0.2)  # stopped: the mail waits in the queue
+                continue
             try:
                 pump_once(
                     self._sqs,

@@ -4,7 +4,10 @@ Stores the file under the mail bucket's ``raw/`` in the embedded S3, tells the S
 it was received (for SendBounce's 24 h rule), and publishes the ``Received`` notification to
 the SES topic, with the envelope recipients ``TO`` (default: the file's To and Cc) and the
 verdicts ``VERDICTS``: ``spam=FAIL,virus=PASS,spf=FAIL,dkim=GRAY,dmarc=FAIL,policy=reject``;
-a value of ``missing`` leaves the field out. Unnamed verdicts are PASS.
+a value of ``missing`` leaves the field out. Unnamed verdicts are PASS. ``--from`` is the SMTP
+envelope sender (SES takes it from the session: default the file's Return-Path, else its
+From, else ``<>``, the null sender of bounces). A file that cannot be read as mail is an
+error line, never a traceback.
 """
 
 from __future__ import annotations
@@ -50,8 +53,28 @@ def parse_verdicts(text: str) -> dict[str, Any]:
     return fields
 
 
+def envelope_sender(parsed: Any, given: str | None = None) -> str:
+    """The MAIL FROM: ``given``, else Return-Path, else From, else ``""`` (SMTP's ``<>``)."""
+    if given is not None:
+        return given.strip().strip("<>").strip()
+    for header in ("Return-Path", "From"):
+        try:
+            found = [a for _, a in getaddresses([str(parsed[header] or "")]) if a]
+        except Exception:  # a malformed header is no sender
+            found = []
+        if found:
+            return found[0]
+    return ""
+
+
 def notification(
-    raw: bytes, *, bucket: str, key: str, recipients: list[str], verdicts: dict[str, Any]
+    raw: bytes,
+    *,
+    bucket: str,
+    key: str,
+    recipients: list[str],
+    verdicts: dict[str, Any],
+    sender: str | None = None,
 ) -> dict[str, Any]:
     parsed = message_from_bytes(raw, policy=default_policy)
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -71,7 +94,7 @@ def notification(
         },
         "mail": {
             "timestamp": now,
-            "source": getaddresses([str(parsed["Return-Path"] or parsed["From"] or "")])[0][1],
+            "source": envelope_sender(parsed, sender),
             "messageId": key.rsplit("/", 1)[1],
             "destination": recipients,
             "headersTruncated": False,
@@ -81,7 +104,18 @@ def notification(
     }
 
 
-def receive(state_dir: Path, eml: Path, *, to: str = "", verdicts: str = "") -> int:
+def receive(
+    state_dir: Path, eml: Path, *, to: str = "", verdicts: str = "", sender: str | None = None
+) -> int:
+    """Receive ``eml``; 0, or 1 with one error line."""
+    try:
+        return _receive(state_dir, eml, to=to, verdicts=verdicts, sender=sender)
+    except (OSError, ValueError, LookupError, TypeError) as err:
+        print(f"error: {eml}: {type(err).__name__}: {err}")
+        return 1
+
+
+def _receive(state_dir: Path, eml: Path, *, to: str, verdicts: str, sender: str | None) -> int:
     try:
         local = json.loads((state_dir / "local.json").read_text())
     except FileNotFoundError:
@@ -105,6 +139,7 @@ def receive(state_dir: Path, eml: Path, *, to: str = "", verdicts: str = "") -> 
         key=key,
         recipients=recipients,
         verdicts=parse_verdicts(verdicts),
+        sender=sender,
     )
     session = boto3.session.Session(
         aws_access_key_id="local", aws_secret_access_key="local", region_name=local["region"]

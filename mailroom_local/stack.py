@@ -148,6 +148,7 @@ def start_clean(state_dir: Path) -> None:
     """Remove what a previous run left: its ``local.json`` and the stand-ins' files."""
     (state_dir / "local.json").unlink(missing_ok=True)
     (state_dir / LOG_FILE).unlink(missing_ok=True)
+    (state_dir / "mappings.json").unlink(missing_ok=True)  # a fresh stack starts enabled
     for name in STANDIN_DIRS:
         shutil.rmtree(state_dir / name, ignore_errors=True)
 
@@ -227,6 +228,7 @@ def run(
         import boto3
 
         from mailroom_local import freescout, gmail, postmark, ses
+        from mailroom_local.mappings import FILE as MAPPINGS_FILE
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
 
@@ -299,6 +301,9 @@ def run(
         env["MAILROOM_OUTBOUND_TOPIC_ARN"] = resources.topics["outbound"]
         env["MAILROOM_MAIL_BUCKET"] = resources.bucket
         os.environ.update(env)
+        from mailroom_local.demo import seed_routes
+
+        seed_routes(client("dynamodb"), resources.routes_table)
 
         # The routes as `chalice local` serves them, with a backlog for bursts
         # (mailroom_local.api); the nonce proves that what answers on the port is ours.
@@ -322,6 +327,7 @@ def run(
             report_batch_item_failures=report_batch_item_failures,
             pollers=pollers,
             function_timeout_ms=LOCAL_FUNCTION_TIMEOUT_SECONDS * 1000,
+            mappings=state_dir / MAPPINGS_FILE,
         )
         handlers = pump.start()
         parts.append(pump)
