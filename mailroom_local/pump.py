@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def pump_once(
     report_batch_item_failures: bool,
     wait_seconds: int = 1,
     function_timeout_ms: int = FUNCTION_TIMEOUT_MS,
+    enabled: Callable[[], bool] | None = None,
 ) -> int:
     """Receive one batch, invoke ``handler`` like Lambda, apply the delete rules; batch size."""
     messages = sqs.receive_message(
@@ -58,6 +60,16 @@ def pump_once(
         MessageAttributeNames=["All"],
     ).get("Messages", [])
     if not messages:
+        return 0
+    if enabled is not None and not enabled():
+        # Stopped while this poll waited: hand the batch back untouched, invoke nothing.
+        sqs.change_message_visibility_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for n, m in enumerate(messages)
+            ],
+        )
         return 0
     records = [lambda_rules.to_lambda_record(m, queue_arn, region) for m in messages]
     context = FakeContext(
@@ -155,10 +167,14 @@ class Pump:
                     batch_size=batch_size,
                     report_batch_item_failures=self._flag,
                     function_timeout_ms=self._timeout_ms,
+                    enabled=None if self.mappings is None else lambda: self._enabled(name),
                 )
             except Exception as err:  # the pump must outlive a broken queue or handler
                 print(f"pump {name}: {type(err).__name__}: {err}", flush=True)
                 self._stop.wait(1)
+
+    def _enabled(self, name: str) -> bool:
+        return self.mappings is None or self.mappings.enabled(name)
 
     def stop(self) -> None:
         self._stop.set()
