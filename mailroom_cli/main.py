@@ -92,6 +92,7 @@ def _register() -> None:
     from mailroom_cli.control import resume, stop
     from mailroom_cli.dlq import dlq
     from mailroom_cli.health import health
+    from mailroom_cli.monitor import monitor  # noqa: F401 - registers ``dlq monitor``
     from mailroom_cli.probe_cmd import probe
     from mailroom_cli.routes import routes
     from mailroom_cli.suppression_cmd import suppression
