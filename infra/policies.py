@@ -90,7 +90,13 @@ def policy(stage: str, function: str) -> dict[str, Any]:
         "Action": ["ssm:GetParameters"],
         "Resource": _arn("ssm", f"parameter/mailroom/{stage}/*"),
     }
-    statements: list[dict[str, Any]] = [logs, secrets]
+    # Active tracing (``"xray": true`` in .chalice/config.json): the function's segments.
+    tracing = {
+        "Effect": "Allow",
+        "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+        "Resource": "*",
+    }
+    statements: list[dict[str, Any]] = [logs, secrets, tracing]
     if function == "api_handler":
         statements += [
             {

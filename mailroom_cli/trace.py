@@ -202,7 +202,7 @@ def trace(ctx: Context, ident: str, since: str, recipient: str | None) -> None:
         return
     ids = {v for values in report["ids"].values() for v in values}
     report["logs"] = log_lines(ctx, ident, window, ids)
-    report["traces"] = _trace_links(ctx, report["logs"])
+    report["traces"] = trace_links(ctx, report["logs"])
     report["answers"] = answers(report)
     if ctx.as_json:
         click.echo(json.dumps(report, indent=2, default=str))
@@ -255,7 +255,7 @@ def _by_address(ctx: Context, address: str, window: timedelta) -> None:
         raise Finding(f"no mail to or from {address!r} in the last {window}")
 
 
-def _trace_links(ctx: Context, lines: list[dict[str, Any]]) -> list[str]:
+def trace_links(ctx: Context, lines: list[dict[str, Any]]) -> list[str]:
     """X-Ray console links of the invocations that logged about this email."""
     found = dict.fromkeys(str(line["trace_id"]) for line in lines if line.get("trace_id"))
     region = ctx.target.region

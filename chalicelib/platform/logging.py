@@ -62,6 +62,17 @@ def hash_id(value: str | None) -> str | None:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
 
 
+def current_trace_id() -> str | None:
+    """The X-Ray trace of this invocation (Lambda sets ``_X_AMZN_TRACE_ID`` per invocation
+    when active tracing is on): ``Root=1-5e1b4151-...;Parent=...;Sampled=1`` → its Root."""
+    header = os.environ.get("_X_AMZN_TRACE_ID", "")
+    for part in header.split(";"):
+        name, _, value = part.partition("=")
+        if name.strip() == "Root" and value.strip():
+            return value.strip()
+    return None
+
+
 class JsonFormatter(logging.Formatter):
     """Renders the record's ``fields`` dict as one JSON object."""
 
@@ -73,6 +84,9 @@ class JsonFormatter(logging.Formatter):
             "timestamp_utc": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
         line.update({k: v for k, v in fields.items() if k in ALLOWED_FIELDS and v is not None})
+        trace_id = current_trace_id()
+        if trace_id:
+            line["trace_id"] = trace_id
         measured: dict[metrics.Metric, float] | None = getattr(record, "metrics", None)
         if measured:
             line.update(metrics.emf(measured))
