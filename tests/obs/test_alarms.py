@@ -86,7 +86,9 @@ def _emitted() -> set[tuple[str, str]]:
 def test_every_alarm_pages_through_the_one_topic_and_names_a_mailroom_command() -> None:
     assert len(ALARMS) >= 30
     for logical, props in ALARMS.items():
-        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], logical
+        escalation = _sub(props["AlarmName"]).endswith("-age-12h")
+        topic = "CriticalAlarmTopic" if escalation else "AlarmTopic"
+        assert props["AlarmActions"] == [{"Ref": topic}], logical
         description = props["AlarmDescription"]["Fn::Sub"]
         assert re.search(r"Run `mailroom --stage \$\{Stage\} [a-z]", description), logical
         assert "README: When you are paged" in description, logical
@@ -222,3 +224,19 @@ def test_probe_alarm_fires_on_a_failure_or_on_silence(alarm: str) -> None:
     assert props["Statistic"] == "Minimum"
     assert props["ComparisonOperator"] == "LessThanThreshold"
     assert load_template()["Resources"][alarm]["Condition"] == "ProbeOn"
+
+
+def test_a_dead_letter_older_than_12_hours_escalates_on_the_higher_severity_topic() -> None:
+    redriven = [p for p in _of_type("AWS::SQS::Queue").values() if "RedrivePolicy" in p]
+    queues = {
+        logical: _sub(props["QueueName"]) for logical, props in _of_type("AWS::SQS::Queue").items()
+    }
+    escalations = {
+        _dimensions(p)["QueueName"]: p
+        for p in ALARMS.values()
+        if p["AlarmActions"] == [{"Ref": "CriticalAlarmTopic"}]
+    }
+    for props in redriven:
+        dlq = queues[props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]]
+        alarm = escalations[dlq]
+        assert (alarm["MetricName"], alarm["Threshold"]) == ("ApproximateAgeOfOldestMessage", 43200)

@@ -63,7 +63,8 @@ def test_inbound_probe_times_each_stage_from_the_bridges_own_records(
     assert " ms, bridge→FreeScout " in settled.detail
     # FreeScout's createdAt has whole seconds and may precede the sending time; the bridge's
     # records do not: the latency is never the 0 ms a clamp would give.
-    assert settled.latency_ms is not None and settled.latency_ms > 0
+    assert settled.latency_ms is not None
+    assert settled.latency_ms > 0
     assert settled.latency_ms < (time.time() - sent.sent_at) * 1000 + 1
 
 
