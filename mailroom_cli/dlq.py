@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from mailroom_cli import queues
+from mailroom_cli import opsnote, queues
 from mailroom_cli.console import ConfigError, Finding, emit, say
 from mailroom_cli.context import Context
 from mailroom_cli.control import is_stopped
@@ -214,6 +214,13 @@ def analyze(ctx: Context, pipeline: str | None) -> None:
     "--subscription", is_flag=True, help="From the SNS subscription DLQ (F4, once fixed)."
 )
 @click.option("--reason", default="redrive after the cause healed", help="For the audit record.")
+@click.option(
+    "--ops-note",
+    "root_cause",
+    help="Root cause: write the post-incident note (time, cause, resolution, count, redrive "
+    "time) to the ops FreeScout mailbox, once.",
+)
+@click.option("--resolution", help="For the ops note (default: --reason).")
 @click.pass_obj
 def redrive(
     ctx: Context,
@@ -227,8 +234,12 @@ def redrive(
     force: bool,
     subscription: bool,
     reason: str,
+    root_cause: str | None = None,
+    resolution: str | None = None,
 ) -> None:
     """Move dead letters back to their source queue (same group, fresh deduplication id)."""
+    if root_cause is not None and not dry_run:
+        opsnote.mailbox_id(ctx)  # refused before anything moves, not after
 
     def select(letter: DeadLetter) -> bool:
         return (
@@ -291,6 +302,18 @@ def redrive(
                     for b in letter.business_ids
                     if b.kind != "key"
                 ),
+            )
+        if result.moved and not dry_run and root_cause is not None:
+            rows[-1]["ops_note"] = opsnote.write(
+                ctx,
+                pipeline=found.name,
+                moved=result.moved,
+                root_cause=root_cause,
+                resolution=resolution or reason,
+            )
+            say(
+                ctx.as_json,
+                f"{found.name}: ops note in FreeScout conversation {rows[-1]['ops_note']}",
             )
         if result.left_in_both:
             # Sent but not deleted: the DLQ copy is a duplicate the idempotency key absorbs.

@@ -77,6 +77,8 @@ class Settings:
     routes_cache_seconds: int
     freescout_url_value: str | None
     freescout_imported: bool
+    ops_mailbox_id: int | None
+    ops_note_user_id: int
     postmark_api_url: str
     http_timeout_seconds: int
     max_webhook_bytes: int
@@ -134,6 +136,8 @@ class Settings:
             routes_cache_seconds=_int(env, "MAILROOM_ROUTES_CACHE_SECONDS", 60),
             freescout_url_value=_str(env, "MAILROOM_FREESCOUT_URL"),
             freescout_imported=_bool(env, "MAILROOM_FREESCOUT_IMPORTED", False),
+            ops_mailbox_id=_int(env, "MAILROOM_OPS_MAILBOX_ID", 0, minimum=0) or None,
+            ops_note_user_id=_int(env, "MAILROOM_OPS_NOTE_USER_ID", 1, minimum=1),
             postmark_api_url=_str(env, "MAILROOM_POSTMARK_API_URL", DEFAULT_POSTMARK_API_URL)
             or DEFAULT_POSTMARK_API_URL,
             http_timeout_seconds=_int(env, "MAILROOM_HTTP_TIMEOUT_SECONDS", 10, minimum=1),
