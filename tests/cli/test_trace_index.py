@@ -16,7 +16,7 @@ from chalicelib.handlers import router
 from chalicelib.mail.actions import GmailRequest, MailRef
 from chalicelib.mail.inbound_email import EmailSource, S3Location
 from chalicelib.platform.logging import hash_id
-from tests.cli.conftest import Invoke
+from tests.cli.conftest import Invoke, dead_letter
 from tests.conftest import REGION, Stage
 from tests.inbound.conftest import bridge, client, created, freescout, payload, post  # noqa: F401
 from tests.ses.conftest import Receive, receive  # noqa: F401
@@ -177,3 +177,30 @@ def test_a_drop_audited_by_message_id_hash_shows_when_traced_by_ses_id(
     [drop] = report["audit"]
     assert (drop["action"], drop["details"]["message_hash"]) == ("drop", hash_id(message_id))
     assert report["answers"]["did the provider accept it"] == "no: dropped (rule sales@example.com)"
+
+
+def test_a_redriven_email_traces_to_its_redrive_audit_record(aws: Stage, mailroom: Invoke) -> None:
+    payload = {
+        "MessageID": "pm-redriven-1",
+        "Headers": [{"Name": "Message-ID", "Value": "<redriven-1@sender.example>"}],
+    }
+    sqs_id = dead_letter(aws, payload=payload)
+    assert mailroom("dlq", "redrive", "--id", sqs_id).exit_code == 0
+
+    by_postmark = _report(mailroom, "pm-redriven-1")
+
+    assert [a["action"] for a in by_postmark["audit"]] == ["dlq.redrive"]
+
+
+def test_the_sqs_id_of_a_dead_letter_finds_its_email_ids(aws: Stage, mailroom: Invoke) -> None:
+    payload = {
+        "MessageID": "pm-dead-2",
+        "Headers": [{"Name": "Message-ID", "Value": "<dead-2@sender.example>"}],
+    }
+    sqs_id = dead_letter(aws, payload=payload, reason="freescout answered 503")
+
+    report = _report(mailroom, sqs_id)
+
+    assert report["ids"]["postmark"] == ["pm-dead-2"]
+    assert report["ids"]["rfc"] == ["<dead-2@sender.example>"]
+    assert report["answers"]["did we accept it"] == "yes (dead-lettered: freescout answered 503)"
