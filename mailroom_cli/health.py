@@ -140,6 +140,8 @@ def _mappings(ctx: Context, pipeline: Pipeline) -> list[Check]:
     for mapping in found:
         if mapping.get("State") in STOPPED_STATES:
             checks.append(Check(area, Level.DEGRADED, f"STOPPED (mapping {mapping['UUID']})"))
+        if ctx.target.local:
+            continue  # the pump's flag and pollers are the stack's options, not a deploy's
         if REPORT_FLAG not in mapping.get("FunctionResponseTypes", []):
             checks.append(Check(area, Level.DEGRADED, f"{REPORT_FLAG} is not set"))
         maximum = (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
@@ -158,6 +160,8 @@ def _mappings(ctx: Context, pipeline: Pipeline) -> list[Check]:
             )
         if reserved == 0:
             checks.append(Check(area, Level.UNHEALTHY, "reserved concurrency 0: throttled"))
+    if ctx.target.local and not checks:
+        return [Check(area, Level.HEALTHY, "enabled (the local pump consumes the queue)")]
     return checks or [Check(area, Level.HEALTHY, "enabled, partial batch responses, bounded")]
 
 
