@@ -24,10 +24,11 @@ from chalicelib.platform.secrets import (
     POSTMARK_SERVER_TOKEN,
     WEBHOOK_BASIC_AUTH,
 )
+from mailroom_cli import queues
 from mailroom_cli.console import Finding, emit, say
 from mailroom_cli.context import Context
 from mailroom_cli.control import STOPPED_STATES, mappings
-from mailroom_cli.dlq import queue_status
+from mailroom_cli.dlq import letters, queue_status
 from mailroom_cli.pipelines import Pipeline
 from mailroom_cli.routes import gmail_parameter, parameter_exists
 
@@ -73,6 +74,7 @@ def _queues(ctx: Context, pipeline: Pipeline) -> list[Check]:
                 f"{depth} dead letter(s), oldest {dlq_age} s (F5): mailroom dlq analyze",
             )
         )
+        found += _denied(ctx, pipeline)
     if row.get("subscription_dlq"):
         found.append(
             Check(
@@ -82,6 +84,34 @@ def _queues(ctx: Context, pipeline: Pipeline) -> list[Check]:
             )
         )
     return found or [Check(area, Level.HEALTHY, f"{row.get('queued', 0)} queued, no dead letters")]
+
+
+# Dead letters read per DLQ to name a denied permission (F19).
+DENIED_SCAN = 10
+
+
+def _denied(ctx: Context, pipeline: Pipeline) -> list[Check]:
+    """The permissions dead letters say were denied, each named once (the reason carries the
+    call and, where the error class records them, the action and resource)."""
+    url = ctx.queue_url(pipeline.dlq_name(ctx.stage))
+    if url is None:
+        return []
+    reasons: dict[str, None] = {}
+    with queues.held(ctx.client("sqs"), url, limit=DENIED_SCAN, wait_seconds=0) as messages:
+        for message in messages:
+            letter = letters(ctx, message)
+            text = f"{letter.error_class} {letter.reason or ''}"
+            if "AccessDenied" in text or "Permission" in letter.error_class:
+                reasons[letter.reason or letter.error_class] = None
+    return [
+        Check(
+            "permissions",
+            Level.UNHEALTHY,
+            f"{pipeline.name}: denied: {reason} (F19): fix the policy, then "
+            f"mailroom dlq redrive {pipeline.name}",
+        )
+        for reason in reasons
+    ]
 
 
 def _subscription(ctx: Context, pipeline: Pipeline) -> list[Check]:

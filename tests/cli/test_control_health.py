@@ -171,3 +171,19 @@ def test_health_names_each_expired_mailbox_and_each_route_without_a_target(
         "route orphan@example.com (gmail) has no target",
         "two@example.com",
     ]
+
+
+def test_health_names_the_permission_a_dead_letter_was_denied(
+    aws: Stage, mailroom: Invoke, functions: dict[str, str]
+) -> None:
+    reason = "AccessDenied: dynamodb:PutItem on table/mailroom-test-state"
+    dead_letter(aws, error_class="PermissionDenied", reason=reason)
+    dead_letter(aws, error_class="PermissionDenied", reason=reason)
+
+    report = json.loads(mailroom("health", json_output=True).stdout)
+
+    [denied] = [c for c in report["checks"] if c["area"] == "permissions"]
+    assert denied["level"] == "UNHEALTHY"
+    assert denied["detail"] == (
+        f"inbound: denied: {reason} (F19): fix the policy, then mailroom dlq redrive inbound"
+    )
