@@ -179,6 +179,9 @@ def business_ids(body: str, read_payload: PayloadReader | None = None) -> tuple[
     mail = payload.get("mail")
     if isinstance(mail, dict) and isinstance(mail.get("messageId"), str):
         found.append(BusinessId("ses", mail["messageId"]))
+        common = mail.get("commonHeaders")
+        if isinstance(common, dict) and isinstance(common.get("messageId"), str):
+            found.append(BusinessId("rfc", common["messageId"]))
     if isinstance(payload.get("ses_message_id"), str):
         found.append(BusinessId("ses", payload["ses_message_id"]))
     if isinstance(mail, dict) and isinstance(mail.get("provider_message_id"), str):

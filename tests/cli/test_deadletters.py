@@ -30,6 +30,10 @@ def _message(body: str, **attributes: str) -> dict[str, object]:
         ({"correlation_id": "c-1", "To": "a@b.c"}, [BusinessId("correlation", "c-1")]),
         ({"mail": {"messageId": "ses-1"}}, [BusinessId("ses", "ses-1")]),
         (
+            {"mail": {"messageId": "ses-2", "commonHeaders": {"messageId": "<m@x>"}}},
+            [BusinessId("ses", "ses-2"), BusinessId("rfc", "<m@x>")],
+        ),
+        (
             {"MessageID": "pm-2", "Headers": [{"Name": "Message-ID", "Value": "<x@y>"}]},
             [BusinessId("postmark", "pm-2"), BusinessId("rfc", "<x@y>")],
         ),
