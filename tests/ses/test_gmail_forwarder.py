@@ -13,6 +13,7 @@ import requests
 from chalicelib.handlers import gmail_forwarder, router
 from chalicelib.handlers.dispatch import enqueue
 from chalicelib.mail.actions import GmailRequest
+from chalicelib.mail.trace_index import TraceIndex
 from chalicelib.platform.aws import reset_clients
 from chalicelib.platform.secrets import reset_secrets
 from chalicelib.platform.settings import get_settings
@@ -179,3 +180,18 @@ def test_postmark_and_ses_copies_of_one_message_are_imported_once(
     assert _route_and_forward(aws) is None
 
     assert standin.imported() == {MAILBOX: 1}
+
+
+def test_an_imported_email_is_indexed_by_its_gmail_id_and_message_id(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    note = receive(mime(), recipients=["sales@example.com"])
+
+    assert _route_and_forward(aws) is None
+    index = TraceIndex.for_settings(get_settings(), boto3.client("dynamodb", region_name=REGION))
+    key = f"ses:{note['mail']['messageId']}"
+    story = index.story(key)
+    [imported] = [s for s in story if s["stage"] == "delivered"]
+    assert [s["stage"] for s in story] == ["received", "routed", "delivered"]
+    assert [h.email for h in index.emails(imported["ids"]["gmail"])] == [key]
+    assert [h.email for h in index.emails("M-1@Sender.Example")] == [key]
