@@ -64,6 +64,7 @@ def test_postmark_message_id_of_a_freescout_email_shows_its_conversation(
     )
     assert report["conversation_id"] == "42"
     assert report["ids"]["rfc"] == [RFC_ID.lower()]
+    assert _report(mailroom, "42")["ids"]["postmark"] == [POSTMARK_ID]  # by conversation id
 
 
 def test_message_id_without_brackets_or_recipient_never_contradicts_its_conversation(
