@@ -18,8 +18,12 @@ def test_alarms_dashboard_and_access_filters_exist_in_the_embedded_aws(aws: Stag
     alarms = cloudwatch.describe_alarms(MaxRecords=100)["MetricAlarms"]
 
     assert len(alarms) == len(expected)
-    topic = aws.topics["alarms"]
-    assert all(alarm["AlarmActions"] == [topic] for alarm in alarms)
+    for alarm in alarms:
+        # Escalations (a dead letter 12 hours old) page on their own, higher-severity topic.
+        escalation = alarm["AlarmName"].endswith("-age-12h")
+        topic = aws.topics["alarms-critical" if escalation else "alarms"]
+        assert alarm["AlarmActions"] == [topic], alarm["AlarmName"]
+    assert any(a["AlarmName"].endswith("-age-12h") for a in alarms)
     assert not any(a["AlarmName"].endswith("-failed") for a in alarms)
     assert cloudwatch.get_dashboard(DashboardName=f"mailroom-{STAGE}")["DashboardBody"]
     filters = boto3.client("logs", region_name=REGION).describe_metric_filters()["metricFilters"]

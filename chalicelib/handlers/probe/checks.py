@@ -235,8 +235,9 @@ def _inbound_stages(
     }
     received, delivered = steps.get("received"), steps.get("delivered")
     if received is None or delivered is None:
-        # No record of the bridge's times (yet): the moment it was seen is an upper bound.
-        return (max(arrived[0], now), arrived[1])
+        # No record of the bridge's times: FreeScout's creation time, unless its whole seconds
+        # put it before the sending; then the moment it was seen is an upper bound.
+        return (arrived[0] if arrived[0] > record.sent_at else now, arrived[1])
     stages = (
         f"webhook→bridge {max(0.0, received - record.sent_at) * 1000:.0f} ms, "
         f"bridge→FreeScout {max(0.0, delivered - received) * 1000:.0f} ms"
