@@ -21,6 +21,7 @@ import botocore.client
 import requests.adapters
 
 When = Literal["before", "after"]
+READ_VERBS = ("Get", "List", "Describe", "Head", "Scan", "Query", "BatchGet", "GET", "HEAD")
 
 
 class Crash(BaseException):
@@ -36,6 +37,13 @@ class Call:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}"
+
+    @property
+    def reads(self) -> bool:
+        """A call that changes nothing (by its name: an HTTP GET, an AWS Get/List/Describe/
+        Head/Scan/Query): a crash after it leaves what a crash before it leaves."""
+        verb = self.name.split(".")[-1] if self.kind == "aws" else self.name.split(" ")[0]
+        return verb.startswith(READ_VERBS)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.crash.harness import Report, table
+from tests.crash.verdicts import Report, table
 
 REPORTS: list[Report] = []
 
