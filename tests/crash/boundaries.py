@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -55,14 +56,17 @@ class Boundaries:
     crash_at: tuple[int, When] | None = None
     dead: bool = False
 
+    thread: int = 0  # only the function under test's own calls: not a server it calls
+
     def arm(self, crash_at: tuple[int, When] | None) -> None:
         self.calls, self.crash_at, self.dead, self.armed = [], crash_at, False, True
+        self.thread = threading.get_ident()
 
     def disarm(self) -> None:
         self.armed = False
 
     def around(self, call: Call, perform: Callable[[], Any]) -> Any:
-        if not self.armed:
+        if not self.armed or threading.get_ident() != self.thread:
             return perform()
         if self.dead:
             raise Crash(f"dead before {call}")

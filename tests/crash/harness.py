@@ -44,6 +44,7 @@ WEBHOOK_USER, WEBHOOK_PASSWORD = "postmark", "secret-pass"
 POSTMARK_TOKEN, FREESCOUT_KEY, SIGNING_SECRET = "postmark-token", "freescout-key", "sign-me"
 GMAIL_MAILBOX = "team@gmail.test"
 BOUNCE_SENDER = "mailer-daemon@example.com"
+PROBE_ADDRESS = "probe@crash.test"
 # Queue → the module whose ``handle_batch`` Lambda runs on it. A new queue pipeline is a line.
 HANDLERS = {
     "inbound-bridge": "chalicelib.handlers.inbound_bridge",
@@ -74,7 +75,17 @@ class HttpEntry:
     call: Callable[[], HttpReply]
 
 
-Entry = QueueEntry | HttpEntry
+@dataclass(frozen=True)
+class ScheduledEntry:
+    """The stage under test is a scheduled function: an asynchronous invocation, which
+    Lambda retries twice when the function dies."""
+
+    call: Callable[[], Any]
+
+
+Entry = QueueEntry | HttpEntry | ScheduledEntry
+# Lambda's retries of an asynchronous invocation that failed.
+ASYNC_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,7 @@ class World:
                 dedupe=False,
             ),
             "ses": ses.create_app(min_interval_seconds=0),
+            "api": _webhook_app,
         }
         servers = {name: serve(app) for name, app in apps.items()}
         self.urls = {name: f"http://127.0.0.1:{s.server_port}" for name, s in servers.items()}
@@ -149,6 +161,10 @@ class World:
             "MAILROOM_GMAIL_TOKEN_URL": f"{self.urls['gmail']}/token",
             "MAILROOM_SES_ENDPOINT_URL": self.urls["ses"],
             "MAILROOM_BOUNCE_SENDER": BOUNCE_SENDER,
+            "MAILROOM_PROBE_ENABLED": "true",
+            "MAILROOM_PROBE_WEBHOOK_URL": f"{self.urls['api']}/webhooks/postmark/inbound",
+            "MAILROOM_PROBE_ADDRESS": PROBE_ADDRESS,
+            "MAILROOM_PROBE_FROM": "probe@example.com",
         }
 
     def _provision(self) -> None:
@@ -255,6 +271,24 @@ class World:
                 return
             reply = entry.call()
 
+    def call_scheduled(self, entry: ScheduledEntry, *, crash_at: tuple[int, When]) -> None:
+        """The invocation, then Lambda's retries while it dies."""
+        self.cold()
+        self.boundaries.arm(crash_at)
+        try:
+            entry.call()
+            return
+        except Crash:
+            self.cold()
+        finally:
+            self.boundaries.disarm()
+        for _ in range(ASYNC_RETRIES):
+            try:
+                entry.call()
+                return
+            except Exception:  # noqa: S112 - a failed invocation is what Lambda retries
+                continue
+
     def settle(self) -> bool:
         """Run every queue until nothing is left to do, as time passing would; whether it
         came to rest (nothing is sent with a delay, so an empty receive means empty)."""
@@ -348,8 +382,10 @@ def crash_run(world: World, pipeline: Pipeline, crash_at: tuple[int, When] | Non
     entry = pipeline.start(world, run_id)
     if isinstance(entry, QueueEntry):
         world.invoke(entry.queue, crash_at=crash_at or (-1, "before"))
-    else:
+    elif isinstance(entry, HttpEntry):
         world.call_http(entry, crash_at=crash_at or (-1, "before"))
+    else:
+        world.call_scheduled(entry, crash_at=crash_at or (-1, "before"))
     world.cold()
     rested = world.settle()
     after = pipeline.effects(world, run_id)
@@ -376,6 +412,23 @@ def crash_everywhere(world: World, pipeline: Pipeline, *, every: bool = True) ->
     for point in crash_points(report.calls, every=every):
         report.verdicts.append(crash_run(world, pipeline, point))
     return report
+
+
+def _webhook_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """The inbound webhook as API Gateway serves it, for the probe to post to (another
+    function: its calls are not the probe's boundaries)."""
+    from chalicelib.handlers import webhooks
+
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    headers = {
+        key[5:].replace("_", "-").title(): str(value)
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    }
+    headers["Content-Type"] = str(environ.get("CONTENT_TYPE", "application/json"))
+    reply = webhooks.postmark_inbound(headers, body)
+    start_response(f"{reply.status} -", [("Content-Type", "application/json")])
+    return [json.dumps(reply.body).encode()]
 
 
 @contextlib.contextmanager

@@ -12,11 +12,15 @@ from typing import Any
 
 import boto3
 
-from chalicelib.handlers import outbound_api, postmark_events, webhooks
+from chalicelib.handlers import outbound_api, postmark_events, probe, webhooks
+from chalicelib.handlers.probe import checks
+from chalicelib.handlers.probe.records import SUBJECT, ProbeKind, ProbeStatus, ProbeStore
 from chalicelib.mail.suppression import SuppressionList
 from chalicelib.platform.auth import sign
+from chalicelib.platform.settings import get_settings
 from tests.crash.harness import (
     GMAIL_MAILBOX,
+    PROBE_ADDRESS,
     REGION,
     SIGNING_SECRET,
     WEBHOOK_PASSWORD,
@@ -25,6 +29,7 @@ from tests.crash.harness import (
     HttpEntry,
     Pipeline,
     QueueEntry,
+    ScheduledEntry,
     World,
 )
 from tests.ses.conftest import mime, notification, sns_envelope
@@ -182,6 +187,36 @@ def _bridge_from_ses(world: World, run_id: str) -> Entry:
     return QueueEntry("inbound-bridge")
 
 
+def _probe(world: World, run_id: str) -> Entry:
+    world.put_route(PROBE_ADDRESS, "freescout", "1")
+    return ScheduledEntry(probe.run)
+
+
+def _probe_outcome(world: World, run_id: str) -> dict[str, int]:
+    """The next scheduled run's check first (it deletes each probe conversation it finds);
+    then the probe's one effect, that an inbound probe passed (a retried invocation sends a
+    probe of its own: one passed or two, the probe reported), and any probe conversation
+    left in the helpdesk, which nothing will ever delete (an effect too many)."""
+    settings = get_settings()
+    checks.check_probes(settings)
+    store = ProbeStore(settings.state_table, client=world.dynamodb)
+    recent = store.recent(ProbeKind.INBOUND, limit=1000)
+    # Called before the run (remember what exists) and after it (judge what is new).
+    earlier = _PROBES_BEFORE.setdefault(run_id, {r.probe_id for r in recent})
+    passed = [r for r in recent if r.probe_id not in earlier and r.status is ProbeStatus.PASSED]
+    prefix = SUBJECT.split("{", 1)[0]
+    conversations = world.standin("freescout", "/_control/conversations")["conversations"]
+    return {
+        "inbound probe passed": min(1, len(passed)),
+        "probe conversations left": sum(
+            1 for c in conversations if str(c.get("subject", "")).startswith(prefix)
+        ),
+    }
+
+
+_PROBES_BEFORE: dict[str, set[str]] = {}
+
+
 NO_BOUNCE_PROOF = (
     "SES SendBounce takes no idempotency key and no bounce can be looked up: the bouncer "
     "sends again rather than risk none (handlers/bouncer.py)"
@@ -196,6 +231,7 @@ PIPELINES = [
     Pipeline("gmail forwarder", _forwarder, provider_effects),
     Pipeline("bouncer", _bouncer, provider_effects, unprovable=NO_BOUNCE_PROOF),
     Pipeline("postmark events webhook", _events, _suppressions),
+    Pipeline("probe", _probe, _probe_outcome),
 ]
 # And the variants only the bench runs: claim-checked mail, SES mail to FreeScout.
 ALL_PIPELINES = [
