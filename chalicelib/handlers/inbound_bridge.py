@@ -26,12 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from chalicelib.handlers.dispatch import dispatch
-from chalicelib.mail.audit import AuditLog
+from chalicelib.handlers.services import Services, services
 from chalicelib.mail.inbound_email import InboundEmail, delivery_key, load_ses_email
-from chalicelib.mail.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
+from chalicelib.mail.routing import RouteAction, RouteRule, resolve
 from chalicelib.platform import claimcheck
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
@@ -41,10 +39,9 @@ from chalicelib.platform.errors import (
     PermanentError,
     error_class,
 )
-from chalicelib.platform.idempotency import Claim, IdempotencyStore, KeyState
-from chalicelib.platform.logging import get_logger, log_event, log_routing_decision
+from chalicelib.platform.idempotency import Claim, KeyState
+from chalicelib.platform.logging import log_event, log_routing_decision
 from chalicelib.platform.secrets import FREESCOUT_API_KEY, get_secrets
-from chalicelib.platform.settings import Settings, per_container
 from chalicelib.providers.freescout.client import FreeScoutClient
 from chalicelib.providers.freescout.delivery import Delivered, FreeScoutDelivery, customer_thread
 from chalicelib.providers.postmark.inbound import (
@@ -58,33 +55,6 @@ EVENT_TYPE = "inbound_bridge"
 # DynamoDB takes at most 100 items in one transaction; a record adds at most three.
 TRANSACTION_ITEMS = 99
 MAP_TTL_SECONDS = 365 * 86_400
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    routes: DynamoRouteStore
-    idempotency: IdempotencyStore
-    audit: AuditLog
-    session: requests.Session
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    dynamodb = aws_client("dynamodb")
-    return _Services(
-        settings=settings,
-        routes=DynamoRouteStore(
-            settings.routes_table, cache_seconds=settings.routes_cache_seconds, client=dynamodb
-        ),
-        idempotency=IdempotencyStore.for_settings(settings, dynamodb),
-        audit=AuditLog.for_settings(settings, dynamodb),
-        session=requests.Session(),
-    )
-
-
-# Stores and the HTTP session, built once per container.
-services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -132,7 +102,7 @@ class _Done:
 class _Batch:
     """One invocation: emails delivered one by one, then recorded together."""
 
-    def __init__(self, svc: _Services) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.done: dict[str, _Done] = {}
         self._delivery: FreeScoutDelivery | None = None

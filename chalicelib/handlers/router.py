@@ -12,47 +12,23 @@ failure here raises and the batch runner dead-letters it: the mail never sits on
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.handlers.dispatch import dispatch
+from chalicelib.handlers.services import services
 from chalicelib.mail.actions import MailRef
-from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.inbound_email import EmailSource, S3Location
-from chalicelib.mail.routing import DynamoRouteStore, RouteAction, resolve
+from chalicelib.mail.routing import RouteAction, resolve
 from chalicelib.mail.suppression import normalise
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
 from chalicelib.platform.envelope import unwrap
 from chalicelib.platform.errors import PermanentError, PoisonMessageError, TransientError
-from chalicelib.platform.logging import get_logger, log_routing_decision
-from chalicelib.platform.settings import Settings, per_container
+from chalicelib.platform.logging import log_routing_decision
 from chalicelib.providers.ses.receipt import SETUP_NOTIFICATION, SesNotification
 
 EVENT_TYPE = "ses_router"
 ACTOR = "router"
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    routes: DynamoRouteStore
-    audit: AuditLog
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    dynamodb = aws_client("dynamodb")
-    return _Services(
-        settings=settings,
-        routes=DynamoRouteStore(
-            settings.routes_table, cache_seconds=settings.routes_cache_seconds, client=dynamodb
-        ),
-        audit=AuditLog.for_settings(settings, dynamodb),
-    )
-
-
-services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
