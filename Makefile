@@ -51,7 +51,7 @@ probe: $(STAMP)
 	$(BIN)/python -m mailroom_local probe
 
 deploy: $(STAMP)
-	$(BIN)/python -m infra.deploy --stage $(STAGE) $(foreach p,$(PARAMS),--parameter $(p))
+	$(BIN)/python -m infra.deploy --stage $(STAGE) $(foreach p,$(PARAMS),--parameter $(p)) $(foreach r,$(ALLOW_REPLACE),--allow-replace $(r))
 
 bench: $(STAMP)
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
