@@ -203,8 +203,8 @@ def _holding(clients: Callable[[str], Any], kind: str, physical_id: str) -> str 
         return f"holds {count}{more} object versions"
     if kind == "AWS::Logs::LogGroup":
         groups = clients("logs").describe_log_groups(logGroupNamePrefix=physical_id)["logGroups"]
-        stored = sum(g.get("storedBytes", 0) for g in groups if g["logGroupName"] == physical_id)
-        return f"holds {stored} bytes of log events"
+        [group] = [g for g in groups if g["logGroupName"] == physical_id] or [None]
+        return f"holds {group.get('storedBytes', 0)} bytes of log events" if group else None
     return None
 
 
