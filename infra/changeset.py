@@ -121,7 +121,7 @@ def describe(cloudformation: Any, change_set: str, stack: str) -> list[Change]:
     """Every resource change, over all pages, with physical ids where AWS leaves them out."""
     pages, token = [], None
     while True:
-        more = {"NextToken": token} if token else {}
+        more: dict[str, str] = {"NextToken": token} if token else {}
         answer = cloudformation.describe_change_set(
             ChangeSetName=change_set, StackName=stack, **more
         )
