@@ -218,7 +218,6 @@ def review_and_execute(
     template: dict[str, Any] | None = None,
     clients: Callable[[str], Any] | None = None,
     out: Callable[[str], None] = print,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Print the change set, then execute it, or delete it and raise ``Refused``.
 
