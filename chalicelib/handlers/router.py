@@ -25,9 +25,9 @@ from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
 from chalicelib.platform.envelope import unwrap
 from chalicelib.platform.errors import PermanentError, PoisonMessageError, TransientError
-from chalicelib.platform.logging import get_logger, log_routing_decision
+from chalicelib.platform.logging import get_logger, log_event, log_routing_decision
 from chalicelib.platform.settings import Settings, per_container
-from chalicelib.providers.ses.receipt import SETUP_NOTIFICATION, SesNotification
+from chalicelib.providers.ses.receipt import SesNotification, is_setup_notification
 
 EVENT_TYPE = "ses_router"
 ACTOR = "router"
@@ -66,8 +66,9 @@ def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dic
 def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     """Route every envelope recipient of one received email; raise on failure."""
     message, _ = unwrap(record.body)
-    if SETUP_NOTIFICATION in message[:300]:
-        return "ignored"  # SES's test publish when the rule is saved
+    if is_setup_notification(message):
+        _ignore_setup_notification()
+        return "ignored"
     note = SesNotification.parse(message)
     ctx.message_id = note.mail.message_id
     svc = services()
@@ -103,6 +104,14 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
             f"no routing rule for {unrouted} of {len(recipients)} envelope recipient(s)"
         )
     return "routed" if any(o != "dropped" for o in outcomes) else "dropped"
+
+
+def _ignore_setup_notification() -> None:
+    """SES's test publish when a rule is saved: no mail behind it; said so in the audit log."""
+    log_event("SES setup notification ignored", event_type=EVENT_TYPE, outcome="ignored")
+    services().audit.record(
+        "ignore", actor=ACTOR, reason="SES setup notification", details={"source": "ses"}
+    )
 
 
 def _stored(note: SesNotification) -> S3Location:
