@@ -50,6 +50,10 @@ class MailRef(BaseModel):
     verdicts: Verdicts = Field(default_factory=Verdicts)
     location: S3Location | None = None  # SES: the raw MIME in S3
     postmark_payload: str | None = None  # Postmark: the payload, or its claim-check pointer
+    # The message is itself a delivery report or auto-submitted: it never gets a report.
+    auto_report: bool = False
+    # The address the receiving MTA's SPF verdict names (Received-SPF envelope-from), if stated.
+    spf_mailfrom: str | None = None
 
     def key(self, recipient: str, action: str) -> str:
         """``delivery_key`` without loading the email (the router passed the Message-ID)."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from chalicelib.mail.decision import is_automatic_report
 from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.errors import PoisonMessageError
 
@@ -84,6 +85,7 @@ class SesMail(BaseModel):
     timestamp: datetime | None = None
     headers_truncated: bool = Field(default=False, alias="headersTruncated")
     common_headers: dict[str, Any] = Field(default_factory=dict, alias="commonHeaders")
+    headers: list[Any] = Field(default_factory=list)
 
 
 class SesNotification(BaseModel):
@@ -118,6 +120,18 @@ class SesNotification(BaseModel):
     @property
     def verdicts(self) -> Verdicts:
         return self.receipt.verdicts
+
+    @property
+    def auto_report(self) -> bool:
+        """Whether the received message is itself a report or auto-submitted (by the headers
+        SES passed; when SES truncated them, the bouncer checks the raw message again)."""
+        return is_automatic_report(
+            [
+                (str(h.get("name", "")), str(h.get("value", "")))
+                for h in self.mail.headers
+                if isinstance(h, dict)
+            ]
+        )
 
     @property
     def rfc_message_id(self) -> str | None:
