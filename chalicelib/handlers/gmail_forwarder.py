@@ -20,7 +20,7 @@ from typing import Any
 import requests
 
 from chalicelib.handlers.dispatch import load_mail
-from chalicelib.mail.actions import GmailRequest, parse_request
+from chalicelib.mail.actions import GMAIL_KEY_ACTION, GmailRequest, parse_request
 from chalicelib.mail.inbound_email import InboundEmail, delivery_key, delivery_key_for
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
@@ -157,7 +157,7 @@ def mailbox_key(email: InboundEmail, mailbox: str) -> str:
         email.source,
         email.provider_message_id,
         mailbox,
-        f"{ACTION}-mailbox",
+        GMAIL_KEY_ACTION,
     )
 
 

@@ -22,6 +22,8 @@ from chalicelib.platform.errors import PoisonMessageError
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_BOUNCE_STATUS = "5.1.1"
 DEFAULT_BOUNCE_DIAGNOSTIC = "mailbox does not exist"
+# The Gmail import's key names the target mailbox, not the envelope recipient.
+GMAIL_KEY_ACTION = "gmail-mailbox"
 
 
 def rule_options(target: str) -> tuple[str, dict[str, str]]:
@@ -74,6 +76,17 @@ class GmailRequest(BaseModel):
     never_mark_spam: bool = True
     spam: bool = False
     mail: MailRef
+
+    def key(self) -> str:
+        """The import's idempotency key, one per (Message-ID, mailbox, action), without
+        loading the email (the Gmail forwarder uses the loaded email's Message-ID)."""
+        return delivery_key_for(
+            self.mail.rfc_message_id,
+            self.mail.source,
+            self.mail.provider_message_id,
+            self.mailbox,
+            GMAIL_KEY_ACTION,
+        )
 
 
 class BounceRequest(BaseModel):

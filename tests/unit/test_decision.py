@@ -140,3 +140,18 @@ def test_received_spf_names_the_envelope_sender_it_checked() -> None:
         ),
     ]
     assert sender_facts(headers) == ("bounces@sender.example", "bounces@sender.example", False)
+
+
+def test_gmail_requests_for_two_recipients_of_one_mailbox_share_one_key() -> None:
+    from chalicelib.mail.actions import GmailRequest
+
+    mail = _mail(rfc_message_id="<m-1@sender.example>")
+    sales, info, other = (
+        GmailRequest(recipient=r, mailbox=box, labels=("INBOX",), mail=mail)
+        for r, box in [
+            ("sales@x.test", "team@gmail.test"),
+            ("info@x.test", "team@gmail.test"),
+            ("info@x.test", "other@gmail.test"),
+        ]
+    )
+    assert sales.key() == info.key() != other.key()
