@@ -50,10 +50,7 @@ def main() -> int:
     print(table(reports))
     runs = sum(r.crashes for r in reports)
     print(f"{runs} crash runs in {time.perf_counter() - started:.0f} s")
-    known = {p.name: p.unprovable for p in wanted if p.unprovable}
-    for name, why in known.items():
-        print(f"known: {name}: {why}")
-    return 0 if all(not r.failures or r.pipeline in known for r in reports) else 1
+    return 0 if all(not r.failures for r in reports) else 1
 
 
 if __name__ == "__main__":

@@ -98,7 +98,6 @@ class Pipeline:
     effects: Callable[[World, str], dict[str, int]]
     # Why a crash between the provider's effect and its record can double it, where the
     # provider offers no way to prove the effect (the run is still counted as doubled).
-    unprovable: str | None = None
 
 
 class World:

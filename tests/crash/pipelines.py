@@ -217,10 +217,6 @@ def _probe_outcome(world: World, run_id: str) -> dict[str, int]:
 _PROBES_BEFORE: dict[str, set[str]] = {}
 
 
-NO_BOUNCE_PROOF = (
-    "SES SendBounce takes no idempotency key and no bounce can be looked up: the bouncer "
-    "sends again rather than risk none (handlers/bouncer.py)"
-)
 # One small message per pipeline: what `make test` crashes at every distinct point.
 PIPELINES = [
     Pipeline("postmark inbound webhook", _webhook, provider_effects),
@@ -229,7 +225,7 @@ PIPELINES = [
     Pipeline("outbound sender", _sender, provider_effects),
     Pipeline("ses router", _router, provider_effects),
     Pipeline("gmail forwarder", _forwarder, provider_effects),
-    Pipeline("bouncer", _bouncer, provider_effects, unprovable=NO_BOUNCE_PROOF),
+    Pipeline("bouncer", _bouncer, provider_effects),
     Pipeline("postmark events webhook", _events, _suppressions),
     Pipeline("probe", _probe, _probe_outcome),
 ]
