@@ -23,6 +23,8 @@ FUNCTIONS = (
     "bouncer",
     "probe",
 )
+# Not a function: the operator CLI's principal, rendered beside the functions' policies.
+OPERATOR = "operator"
 
 
 def _arn(service: str, resource: str) -> str:
@@ -219,17 +221,116 @@ def _bounce_identity(stage: str) -> str:
     return sender.rpartition("@")[2] or "*"
 
 
+def operator_policy(stage: str) -> dict[str, Any]:
+    """What the operator CLI (``mailroom``) needs on a stage: the runbook's reads and writes,
+    no function's secrets beyond their names. Rendered to ``.chalice/policy-<stage>-operator.json``
+    for an operator's IAM user or role; not deployed with the functions."""
+    prefix = f"mailroom-{stage}"
+    tables = [_arn("dynamodb", f"table/{prefix}-{name}") for name in ("routes", "state")]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                # DLQ runbook (peek, analyze, redrive, discard, quarantine) and health.
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:GetQueueUrl",
+                    "sqs:GetQueueAttributes",
+                    "sqs:ReceiveMessage",
+                    "sqs:SendMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:StartMessageMoveTask",
+                    "sqs:ListMessageMoveTasks",
+                ],
+                "Resource": _arn("sqs", f"{prefix}-*"),
+            },
+            {
+                # Health reads the subscriptions; the probe publishes to the outbound topic.
+                "Effect": "Allow",
+                "Action": ["sns:ListSubscriptionsByTopic", "sns:GetTopicAttributes", "sns:Publish"],
+                "Resource": _arn("sns", f"{prefix}-*"),
+            },
+            {
+                # Routes, suppression list, audit records, trace index, probe records.
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:GetItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:Query",
+                    "dynamodb:Scan",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:BatchWriteItem",
+                ],
+                "Resource": tables,
+            },
+            {
+                # Quarantined messages are kept in the bucket; peek reads claim checks and raw mail.
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": [
+                    f"arn:aws:s3:::{prefix}-mail-*/{folder}/*"
+                    for folder in ("quarantine", "payloads", "raw", "rejected")
+                ],
+            },
+            {
+                # Health checks that parameters exist (names only) and the probe's webhook
+                # credentials; DescribeParameters has no resource-level permission in AWS.
+                "Effect": "Allow",
+                "Action": ["ssm:DescribeParameters"],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameters"],
+                "Resource": _arn("ssm", f"parameter/mailroom/{stage}/*"),
+            },
+            {
+                # stop/resume and health: the functions' event source mappings. Listing them
+                # has no resource-level permission in AWS.
+                "Effect": "Allow",
+                "Action": ["lambda:ListEventSourceMappings", "lambda:GetEventSourceMapping"],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["lambda:UpdateEventSourceMapping"],
+                "Resource": "arn:aws:lambda:*:*:event-source-mapping:*",
+            },
+            {
+                # trace: Logs Insights over the functions' log groups.
+                "Effect": "Allow",
+                "Action": ["logs:StartQuery", "logs:DescribeLogGroups"],
+                "Resource": f"arn:aws:logs:*:*:log-group:/aws/lambda/mailroom-{stage}*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["logs:GetQueryResults"],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["cloudwatch:DescribeAlarms"],
+                "Resource": f"arn:aws:cloudwatch:*:*:alarm:mailroom-{stage}-*",
+            },
+        ],
+    }
+
+
 def path(stage: str, function: str) -> Path:
     return ROOT / ".chalice" / f"policy-{stage}-{function}.json"
 
 
 def render(stage: str, function: str) -> str:
-    return json.dumps(policy(stage, function), indent=2) + "\n"
+    document = operator_policy(stage) if function == OPERATOR else policy(stage, function)
+    return json.dumps(document, indent=2) + "\n"
 
 
 def main() -> int:
     for stage in STAGES:
-        for function in FUNCTIONS:
+        for function in (*FUNCTIONS, OPERATOR):
             path(stage, function).write_text(render(stage, function))
     return 0
 
