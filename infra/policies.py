@@ -120,16 +120,26 @@ def policy(stage: str, function: str) -> dict[str, Any]:
         ]
     if function == "inbound_bridge":
         statements += _consumer(prefix, "inbound-bridge")
-        statements.append(
+        statements += [
             {
                 "Effect": "Allow",
                 "Action": ["dynamodb:Scan"],
                 "Resource": _arn("dynamodb", f"table/{prefix}-routes"),
-            }
-        )
+            },
+            # SES mail routed to FreeScout reaches the bridge as a reference to its raw MIME.
+            *_raw(prefix),
+            # Postmark mail with a gmail or bounce route: the bridge hands it to that queue,
+            # its payload claim-checked when large.
+            _action_queues(prefix),
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": f"arn:aws:s3:::{prefix}-mail-*/payloads/*",
+            },
+        ]
     if function == "outbound_sender":
         statements += _consumer(prefix, "outbound-sender")
-    if function == "probe":  # issue 11: probe records, the delivery log, the outbound topic
+    if function == "probe":  # probe records, the delivery log, the outbound topic
         statements += [
             {
                 "Effect": "Allow",
@@ -147,22 +157,9 @@ def policy(stage: str, function: str) -> dict[str, Any]:
 
 
 def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
-    """SES inbound (issue 9): the router, the Gmail forwarder and the bouncer."""
+    """SES inbound: the router, the Gmail forwarder and the bouncer."""
     prefix = f"mailroom-{stage}"
-    raw: list[dict[str, Any]] = [
-        {
-            "Effect": "Allow",
-            "Action": ["s3:GetObject"],
-            "Resource": f"arn:aws:s3:::{prefix}-mail-*/raw/*",
-        },
-        {
-            # Without ListBucket a missing raw object answers 403, not 404 ("missing from S3").
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": f"arn:aws:s3:::{prefix}-mail-*",
-            "Condition": {"StringLike": {"s3:prefix": ["raw/*"]}},
-        },
-    ]
+    raw = _raw(prefix)
     if function == "ses_router":
         return [
             *_consumer(prefix, "ses-inbound", fifo=False),
@@ -172,14 +169,7 @@ def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
                 "Action": ["dynamodb:Scan"],
                 "Resource": _arn("dynamodb", f"table/{prefix}-routes"),
             },
-            {
-                "Effect": "Allow",
-                "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
-                "Resource": [
-                    _arn("sqs", f"{prefix}-gmail-forwarder"),
-                    _arn("sqs", f"{prefix}-bouncer"),
-                ],
-            },
+            _action_queues(prefix),
             {
                 "Effect": "Allow",
                 "Action": ["sns:Publish"],
@@ -204,6 +194,33 @@ def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
             },
         ]
     return []
+
+
+def _raw(prefix: str) -> list[dict[str, Any]]:
+    """Read SES's raw MIME under ``raw/``."""
+    return [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": f"arn:aws:s3:::{prefix}-mail-*/raw/*",
+        },
+        {
+            # Without ListBucket a missing raw object answers 403, not 404 ("missing from S3").
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": f"arn:aws:s3:::{prefix}-mail-*",
+            "Condition": {"StringLike": {"s3:prefix": ["raw/*"]}},
+        },
+    ]
+
+
+def _action_queues(prefix: str) -> dict[str, Any]:
+    """Send to the Gmail forwarder's and the bouncer's queues (router and bridge)."""
+    return {
+        "Effect": "Allow",
+        "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+        "Resource": [_arn("sqs", f"{prefix}-gmail-forwarder"), _arn("sqs", f"{prefix}-bouncer")],
+    }
 
 
 def _bounce_identity(stage: str) -> str:

@@ -53,3 +53,16 @@ def test_ses_mail_for_a_bounce_route_is_bounced_once_unless_the_sender_is_forged
     until(lambda: len(_bounces(stack)) > before)
     [bounce] = _bounces(stack)[before:]
     assert bounce["Recipients"][0]["RecipientDsnFields.Status"] == "5.1.1"
+
+
+def test_ses_mail_for_the_freescout_route_becomes_a_conversation(stack: dict[str, Any]) -> None:
+    url = f"{stack['freescout']['url']}/_control/conversations"
+
+    stamp = _receive(stack, f"support@{SES_DOMAIN}")  # the default route: FreeScout mailbox 1
+
+    def conversation() -> list[dict[str, Any]]:
+        found = requests.get(url, timeout=10).json()["conversations"]
+        return [c for c in found if stamp in str(c.get("subject", ""))]
+
+    [found] = until(conversation)
+    assert found["mailboxId"] == 1
