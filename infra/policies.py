@@ -289,7 +289,7 @@ def operator_policy(stage: str) -> dict[str, Any]:
                 "Action": ["s3:GetObject", "s3:PutObject"],
                 "Resource": [
                     f"arn:aws:s3:::{prefix}-mail-*/{folder}/*"
-                    for folder in ("quarantine", "payloads", "raw", "rejected")
+                    for folder in ("quarantine", "discarded", "payloads", "raw", "rejected")
                 ],
             },
             {

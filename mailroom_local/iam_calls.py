@@ -23,7 +23,13 @@ _ACTION_OF = {
     ("s3", "ListObjects"): "ListBucket",
     ("s3", "HeadBucket"): "ListBucket",
     ("s3", "GetObjectAttributes"): "GetObject",
+    # SQS authorizes a batch as its single-message action.
+    ("sqs", "SendMessageBatch"): "SendMessage",
+    ("sqs", "DeleteMessageBatch"): "DeleteMessage",
+    ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
 }
+# Allowed to every principal, whatever its policy says (AWS and moto alike).
+ALWAYS_ALLOWED = frozenset({"sts:GetCallerIdentity"})
 # A transaction is authorized per item, as the item's own action (no Transact* action exists).
 _TRANSACT_ACTIONS = {
     "Put": "PutItem",
@@ -132,6 +138,8 @@ def _conditions_hold(conditions: Mapping[str, Any], context: Mapping[str, str]) 
 
 def allowed(policy: Mapping[str, Any], target: Target) -> bool:
     """True if ``policy`` allows ``target`` (an explicit Deny wins; no match is a denial)."""
+    if target.action in ALWAYS_ALLOWED:
+        return True
     statements = policy["Statement"]
     statements = [statements] if isinstance(statements, Mapping) else statements
     context = dict(target.context)

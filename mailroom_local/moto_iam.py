@@ -26,7 +26,8 @@ from mailroom_local.iam_calls import targets
 ADMIN_KEY = "local"
 _MARK = "_mailroom_iam_patch"
 # Services whose requests moto authorizes against resource "*" (SQS: GetQueueUrl, which names
-# the queue by QueueName): read the resource ourselves.
+# the queue by QueueName) or as an action IAM does not have (SQS's batches): read the
+# actions and resources ourselves.
 _RESOLVED = {"dynamodb", "sns", "ssm", "sqs"}
 _ALLOW_ALL = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
@@ -124,8 +125,7 @@ def install() -> None:
         authorization_header = self.headers.get("Authorization", "")
         scope = authorization_header.partition("Credential=")[2].partition(",")[0].split("/")
         if (
-            resource != "*"
-            or mixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT
+            mixin.request_count < settings.INITIAL_NO_AUTH_ACTION_COUNT
             or len(scope) < 4
             or scope[3] not in _RESOLVED
         ):
