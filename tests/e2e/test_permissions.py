@@ -19,6 +19,8 @@ FLOW_MODULES = {
     "test_ses_stack",
     "test_probe_local",
     "test_cli_redrive",
+    "test_cli_commands",
+    "test_postmark_routes",
 }
 
 
