@@ -2,7 +2,9 @@
 
 Chalice's policy generator reads only app.py, and the pipeline's calls live in chalicelib/,
 so each function gets a hand-kept policy file (``.chalice/policy-<stage>-<function>.json``)
-generated from this one table; a test keeps the committed files equal to it.
+generated from this one table; a test keeps the committed files equal to it. The operator
+CLI's policy is rendered beside them; the local stack gives each function and the operator
+exactly these policies (``mailroom_local.iam``).
 """
 
 from __future__ import annotations

@@ -179,6 +179,17 @@ def install(
         aws.reset_clients()
 
 
+def uninstall() -> None:
+    """Undo ``install``: chalicelib's sessions sign with the environment's keys again."""
+    from chalicelib.clients import aws
+
+    if prepare in aws.SESSION_HOOKS:
+        aws.SESSION_HOOKS.remove(prepare)
+    _Process.keys, _Process.calls, _Process.function = {}, None, None
+    _Process.seen = set()
+    aws.reset_clients()
+
+
 def install_from_local(local: Mapping[str, Any], function: str) -> dict[str, str]:
     """Act as ``function`` of a running stack (``local.json``); its keys, for the environment."""
     pair = dict(local["credentials"][function])
