@@ -306,11 +306,11 @@ def run(
         credentials = iam.create_principals(client("iam"), STAGE)
         calls = state_dir / CALLS_FILE
         iam.install(credentials, calls, region=REGION)
-        api = credentials["api_handler"]
+        api_keys = credentials["api_handler"]
         env.update(
             {
-                "AWS_ACCESS_KEY_ID": api["aws_access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": api["aws_secret_access_key"],
+                "AWS_ACCESS_KEY_ID": api_keys["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": api_keys["aws_secret_access_key"],
                 iam.CALLS_VARIABLE: str(calls),
                 iam.FUNCTION_VARIABLE: "api_handler",
             }
@@ -320,11 +320,10 @@ def run(
         # (mailroom_local.api); the nonce proves that what answers on the port is ours.
         for attempt in range(3):
             port = api_port or free_port()
-            api_part = _start_api(port, {**os.environ, **env})
-            api_url = f"http://127.0.0.1:{port}"
-            api_process = api_part.process
+            api, api_url = _start_api(port, {**os.environ, **env}), f"http://127.0.0.1:{port}"
+            api_process = api.process
             try:
-                _wait_for_api(api_url, api_part.nonce, time.monotonic() + 60, api_part.process)
+                _wait_for_api(api_url, api.nonce, time.monotonic() + 60, api.process)
                 break
             except SystemExit as busy:
                 # A free port picked for us was taken meanwhile: pick again.
