@@ -17,13 +17,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from chalicelib.audit import AuditLog
-from chalicelib.delivery_log import DeliveryLog
-from chalicelib.errors import ConfigurationError
-from chalicelib.idempotency import IdempotencyStore
-from chalicelib.routing import DynamoRouteStore
-from chalicelib.settings import Settings
-from chalicelib.suppression import SuppressionList
+from chalicelib.mail.audit import AuditLog
+from chalicelib.mail.delivery_log import DeliveryLog
+from chalicelib.mail.routing import DynamoRouteStore
+from chalicelib.mail.suppression import SuppressionList
+from chalicelib.platform.errors import ConfigurationError
+from chalicelib.platform.idempotency import IdempotencyStore
+from chalicelib.platform.settings import Settings
 from mailroom_cli.console import ConfigError
 from mailroom_cli.pipelines import BY_NAME, PIPELINES, Pipeline
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.batch import DLQ_ATTRIBUTE_PREFIX
+from chalicelib.platform.batch import DLQ_ATTRIBUTE_PREFIX
 from mailroom_cli.deadletters import REDRIVE_COUNT, DeadLetter
 
 # Long enough to hold what a command has received while it works on it.

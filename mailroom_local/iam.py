@@ -170,7 +170,7 @@ def install(
 ) -> None:
     """Every boto3 Session chalicelib makes in this process from now on is ``prepare``d;
     ``function`` is the process's own (the API's, the probe's), else each thread says."""
-    from chalicelib.clients import aws
+    from chalicelib.platform import aws
 
     _Process.keys = {name: dict(pair) for name, pair in keys.items()}
     _Process.calls, _Process.function, _Process.region = calls, function, region
@@ -181,7 +181,7 @@ def install(
 
 def uninstall() -> None:
     """Undo ``install``: chalicelib's sessions sign with the environment's keys again."""
-    from chalicelib.clients import aws
+    from chalicelib.platform import aws
 
     if prepare in aws.SESSION_HOOKS:
         aws.SESSION_HOOKS.remove(prepare)

@@ -138,7 +138,7 @@ def serve(app: Any, port: int = 0) -> Any:
 def _log_to_file(path: Path) -> None:
     """The pipelines' JSON lines (the pump runs them in this process) also go to ``path``,
     where ``mailroom --local trace`` reads them."""
-    from chalicelib.logging import JsonFormatter, get_logger
+    from chalicelib.platform.logging import JsonFormatter, get_logger
 
     handler = logging.FileHandler(path)
     handler.setFormatter(JsonFormatter())

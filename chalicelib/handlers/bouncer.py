@@ -12,28 +12,25 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib import claimcheck
-from chalicelib.audit import AuditLog
-from chalicelib.batch import LogContext, SqsRecord, process_batch
-from chalicelib.clients.aws import aws_client
-from chalicelib.clients.ses import Bounce, SesBouncer
-from chalicelib.errors import PermanentError
-from chalicelib.handlers.router import audit_drop
-from chalicelib.idempotency import IdempotencyStore, KeyState
-from chalicelib.logging import get_logger, log_event
-from chalicelib.models.actions import BounceRequest, MailRef, parse_request
-from chalicelib.models.inbound_email import EmailSource, InboundEmail, delivery_key
-from chalicelib.models.outbound import OutboundEmail
-from chalicelib.models.ses import Verdict
-from chalicelib.routing import RouteAction
-from chalicelib.settings import Settings, per_container
-from chalicelib.verdicts import Decision, Disposition, decide
+from chalicelib.handlers.dispatch import audit_drop, load_mail
+from chalicelib.handlers.services import Services, services
+from chalicelib.mail.actions import BounceRequest, MailRef, parse_request
+from chalicelib.mail.inbound_email import EmailSource, InboundEmail, delivery_key
+from chalicelib.mail.outbound import OutboundEmail
+from chalicelib.mail.routing import RouteAction
+from chalicelib.mail.verdicts import Decision, Disposition, Verdict, decide
+from chalicelib.platform import claimcheck
+from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
+from chalicelib.platform.errors import PermanentError
+from chalicelib.platform.idempotency import KeyState
+from chalicelib.platform.logging import log_event
+from chalicelib.platform.settings import Settings
+from chalicelib.providers.ses.client import Bounce
 
 EVENT_TYPE = "bouncer"
 ACTION = "bounce"
@@ -42,32 +39,6 @@ ACTOR = "bouncer"
 MAX_BOUNCE_AGE = timedelta(hours=24)
 TOO_OLD = "too old to bounce"
 UNAUTHENTICATED = "not bounced: sender not authenticated"
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    idempotency: IdempotencyStore
-    audit: AuditLog
-    ses: SesBouncer | None = None
-
-    def bouncer(self) -> SesBouncer:
-        if self.ses is None:
-            self.ses = SesBouncer.for_settings(self.settings)
-        return self.ses
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    dynamodb = aws_client("dynamodb")
-    return _Services(
-        settings=settings,
-        idempotency=IdempotencyStore.for_settings(settings, dynamodb),
-        audit=AuditLog.for_settings(settings, dynamodb),
-    )
-
-
-services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -95,7 +66,9 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         return "too_old"
     email: InboundEmail | None = None
     if mail.source is EmailSource.POSTMARK or mail.rfc_message_id is None:
-        email, _ = mail.load(request.recipient)  # for the DSN, or the Message-ID SES truncated
+        email, _ = load_mail(
+            mail, request.recipient
+        )  # for the DSN, or the Message-ID SES truncated
     key = (
         delivery_key(email, request.recipient, ACTION)
         if email
@@ -111,7 +84,7 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         log_event("uncertain bounce: sending again", event_type=EVENT_TYPE)
     try:
         if mail.source is EmailSource.SES:
-            bounce_id = svc.bouncer().send(
+            bounce_id = svc.ses_bouncer.send(
                 Bounce(
                     original_message_id=mail.provider_message_id,
                     recipient=request.recipient,
@@ -144,7 +117,7 @@ def _refusal(mail: MailRef) -> Decision | None:
     return None
 
 
-def _refuse(svc: _Services, request: BounceRequest, decision: Decision) -> None:
+def _refuse(svc: Services, request: BounceRequest, decision: Decision) -> None:
     audit_drop(
         svc.audit,
         request.mail,

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from chalicelib.auth import basic_auth_ok, header
-from chalicelib.clients.aws import aws_client
-from chalicelib.errors import ConfigurationError, MailroomError, access_denied, error_class
-from chalicelib.logging import hash_id, log_event
-from chalicelib.models.payload import PayloadRejected
-from chalicelib.secrets import WEBHOOK_BASIC_AUTH, SecretUnavailable, get_secrets
-from chalicelib.settings import get_settings
+from chalicelib.platform.auth import basic_auth_ok, header
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.errors import ConfigurationError, MailroomError, access_denied, error_class
+from chalicelib.platform.logging import hash_id, log_event
+from chalicelib.platform.payload import PayloadRejected
+from chalicelib.platform.secrets import WEBHOOK_BASIC_AUTH, SecretUnavailable, get_secrets
+from chalicelib.platform.settings import get_settings
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import access_denied
+from chalicelib.platform.errors import access_denied
 from mailroom_local.stack import _start_moto
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib.logging import hash_id
+from chalicelib.platform.logging import hash_id
 from mailroom_local.demo import SES_DOMAIN, _seed_ses_routes, _ses_email
 from mailroom_local.receive import receive
 from tests.e2e.conftest import aws_client, until

@@ -12,17 +12,18 @@ import boto3
 import pytest
 import requests
 
-from chalicelib.audit import AuditLog
-from chalicelib.clients.aws import reset_clients
-from chalicelib.clients.ses import Bounce, SesBouncer
-from chalicelib.errors import ProviderError
 from chalicelib.handlers import bouncer, router
-from chalicelib.models.actions import BounceRequest, MailRef, enqueue
-from chalicelib.models.inbound_email import EmailSource
-from chalicelib.models.outbound import OutboundEmail
-from chalicelib.models.postmark_inbound import PostmarkInbound
-from chalicelib.models.ses import SesNotification
-from chalicelib.settings import get_settings
+from chalicelib.handlers.dispatch import enqueue
+from chalicelib.mail.actions import BounceRequest, MailRef
+from chalicelib.mail.audit import AuditLog
+from chalicelib.mail.inbound_email import EmailSource
+from chalicelib.mail.outbound import OutboundEmail
+from chalicelib.platform.aws import reset_clients
+from chalicelib.platform.errors import ProviderError
+from chalicelib.platform.settings import get_settings
+from chalicelib.providers.postmark.inbound import PostmarkInbound, postmark_ref
+from chalicelib.providers.ses.client import Bounce, SesBouncer
+from chalicelib.providers.ses.receipt import SesNotification
 from mailroom_local import ses
 from tests.conftest import REGION, Stage, serve_wsgi
 from tests.ses.conftest import Receive, mime
@@ -164,7 +165,7 @@ def _postmark_request(spf: str) -> BounceRequest:
     payload["Headers"].append({"Name": "Received-SPF", "Value": f"{spf} (mx.postmark)"})
     parsed = PostmarkInbound.model_validate(payload)
     return BounceRequest(
-        recipient="gone@mailroom.test", mail=MailRef.for_postmark(json.dumps(payload), parsed)
+        recipient="gone@mailroom.test", mail=postmark_ref(json.dumps(payload), parsed)
     )
 
 

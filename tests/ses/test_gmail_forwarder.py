@@ -10,13 +10,14 @@ import boto3
 import pytest
 import requests
 
-from chalicelib.clients.aws import reset_clients
-from chalicelib.clients.gmail import REAUTHORIZE
 from chalicelib.handlers import gmail_forwarder, router
-from chalicelib.models.actions import GmailRequest, MailRef, enqueue
-from chalicelib.models.postmark_inbound import PostmarkInbound
-from chalicelib.secrets import reset_secrets
-from chalicelib.settings import get_settings
+from chalicelib.handlers.dispatch import enqueue
+from chalicelib.mail.actions import GmailRequest
+from chalicelib.platform.aws import reset_clients
+from chalicelib.platform.secrets import reset_secrets
+from chalicelib.platform.settings import get_settings
+from chalicelib.providers.gmail.client import REAUTHORIZE
+from chalicelib.providers.postmark.inbound import PostmarkInbound, postmark_ref
 from mailroom_local import gmail
 from tests.conftest import REGION, Stage, serve_wsgi
 from tests.ses.conftest import Receive, dlq, mime
@@ -170,7 +171,7 @@ def test_postmark_and_ses_copies_of_one_message_are_imported_once(
             recipient="support@example.com",
             mailbox=MAILBOX,
             labels=("INBOX", "UNREAD"),
-            mail=MailRef.for_postmark(json.dumps(payload), PostmarkInbound.model_validate(payload)),
+            mail=postmark_ref(json.dumps(payload), PostmarkInbound.model_validate(payload)),
         ),
     )
     receive(mime(message_id=message_id), recipients=["support@example.com"])

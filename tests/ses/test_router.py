@@ -8,14 +8,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from chalicelib.audit import AuditLog, AuditRecord
-from chalicelib.clients.aws import reset_clients
-from chalicelib.handlers import router
-from chalicelib.models.actions import MailRef
-from chalicelib.models.inbound_email import load_ses_email
-from chalicelib.models.postmark_inbound import PostmarkInbound
-from chalicelib.routing import RouteRule
-from chalicelib.settings import get_settings
+from chalicelib.handlers import dispatch, router
+from chalicelib.mail.audit import AuditLog, AuditRecord
+from chalicelib.mail.inbound_email import load_ses_email
+from chalicelib.mail.routing import RouteRule
+from chalicelib.platform.aws import reset_clients
+from chalicelib.platform.settings import get_settings
+from chalicelib.providers.postmark.inbound import PostmarkInbound, postmark_ref
 from tests.conftest import REGION, Stage
 from tests.ses.conftest import PASSING, Receive, bodies, dlq, mime
 
@@ -212,18 +211,18 @@ def test_postmark_mail_with_a_gmail_or_bounce_route_is_dispatched_by_the_same_co
         (Path(__file__).parents[1] / "events" / "postmark_inbound_basic.json").read_text()
     )
     payload["Headers"][0] = {"Name": "X-Spam-Status", "Value": "Yes, score=9.1"}
-    mail = MailRef.for_postmark(json.dumps(payload), PostmarkInbound.model_validate(payload))
+    mail = postmark_ref(json.dumps(payload), PostmarkInbound.model_validate(payload))
     settings = get_settings()
     audit = AuditLog.for_settings(settings, boto3.client("dynamodb", region_name=REGION))
 
-    spam_to_gmail = router.dispatch(
+    spam_to_gmail = dispatch.dispatch(
         mail,
         "support@mailroom.test",
         RouteRule(pattern="*", action="gmail", target="g@x.test"),
         settings,
         audit,
     )
-    labelled = router.dispatch(
+    labelled = dispatch.dispatch(
         mail,
         "support@mailroom.test",
         RouteRule(pattern="*", action="gmail", target="g@x.test;spam_label=Label_9"),

@@ -9,9 +9,15 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.batch import LogContext, SqsRecord, process_batch
-from chalicelib.errors import TransientError, access_denied, error_class, is_transient, reason_of
 from chalicelib.handlers.http import _failure_reply
+from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
+from chalicelib.platform.errors import (
+    TransientError,
+    access_denied,
+    error_class,
+    is_transient,
+    reason_of,
+)
 from mailroom_cli.deadletters import DeadLetter, parse, suggest
 from tests.conftest import REGION, Stage
 

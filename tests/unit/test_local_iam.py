@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.clients import aws as aws_clients
+from chalicelib.platform import aws as aws_clients
 from mailroom_local import iam
 from mailroom_local.pump import Pump
 from tests.conftest import REGION, Stage
