@@ -227,6 +227,17 @@ class Suggestion:
     why: str
 
 
+# A missing IAM permission: the same call fails on every redrive until the policy is fixed,
+# however many attempts it took (before it was its own class, it was retried to exhaustion).
+_PERMISSION = (
+    frozenset({"AccessDenied"}),
+    ("accessdenied", "access denied", "not authorized to perform"),
+    Suggestion(
+        "fix-then-redrive",
+        "missing IAM permission: add it in infra/policies.py and deploy, then redrive",
+    ),
+)
+
 # The disposition table: first matching row wins. (error classes, reason words, suggestion)
 _TABLE: tuple[tuple[frozenset[str], tuple[str, ...], Suggestion], ...] = (
     (
@@ -265,9 +276,12 @@ def suggest(letter: DeadLetter, *, completed: bool = False) -> Suggestion:
         return Suggestion(
             "investigate", "no reason: SQS's backstop moved it after a crash loop; read the logs"
         )
+    reason = letter.reason.lower()
+    denied_classes, denied_words, permission = _PERMISSION
+    if letter.error_class in denied_classes or any(w in reason for w in denied_words):
+        return permission
     if letter.disposition == "exhausted":
         return Suggestion("redrive", "retries exhausted: redrive once the cause has healed")
-    reason = letter.reason.lower()
     for classes, words, suggestion in _TABLE:
         if letter.error_class in classes or any(w in reason for w in words):
             return suggestion
