@@ -98,9 +98,10 @@ def test_ses_mail_without_message_id_or_sender_is_received_and_traced_by_its_ses
 ) -> None:
     eml = tmp_path / "no-sender.eml"
     eml.write_bytes(b"To: support@mailroom.test\r\nSubject: no sender\r\n\r\nhello\r\n")
-    state = stack["state_dir"]
+    to = "drop-demo@ses.mailroom.test"  # a demo route, seeded at every start
+    command = ["receive", str(eml), "--to", to, "--state-dir", stack["state_dir"]]
     done = subprocess.run(
-        [sys.executable, "-m", "mailroom_local", "receive", str(eml), "--state-dir", state],
+        [sys.executable, "-m", "mailroom_local", *command],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -114,7 +115,10 @@ def test_ses_mail_without_message_id_or_sender_is_received_and_traced_by_its_ses
     report = until(lambda: _trace(stack, ses_id).get("emails"), seconds=60)
     [email] = report
     assert email["email"] == f"ses:{ses_id}"
-    assert email["story"][0]["stage"] == "received"
+    assert [(s["stage"], s["outcome"]) for s in email["story"]] == [
+        ("received", "accepted"),
+        ("routed", "dropped"),
+    ]
 
 
 def test_probe_json_reports_each_stage_from_the_records(stack: dict[str, Any]) -> None:
