@@ -46,7 +46,12 @@ from chalicelib.platform.logging import get_logger, log_event, log_routing_decis
 from chalicelib.platform.secrets import FREESCOUT_API_KEY, get_secrets
 from chalicelib.platform.settings import Settings, per_container
 from chalicelib.providers.freescout.client import FreeScoutClient
-from chalicelib.providers.freescout.delivery import Delivered, FreeScoutDelivery, customer_thread
+from chalicelib.providers.freescout.delivery import (
+    Delivered,
+    FreeScoutDelivery,
+    customer_thread,
+    delivery_marker,
+)
 from chalicelib.providers.postmark.inbound import (
     PostmarkInbound,
     parse_postmark_inbound,
@@ -195,6 +200,7 @@ class _Batch:
         return PENDING
 
     def _deliver(self, email: InboundEmail, mailbox_id: int, claim: Claim) -> Delivered:
+        marker = delivery_marker(claim.key)
         thread = customer_thread(
             sender=email.from_address or email.envelope_sender,
             sender_name=email.from_name,
@@ -209,6 +215,7 @@ class _Batch:
                 for a in email.attachments
             ],
             imported=self.svc.settings.freescout_imported,
+            marker=marker,
         )
         uncertain = claim.state is KeyState.UNCERTAIN
         if uncertain:
@@ -217,6 +224,7 @@ class _Batch:
             mailbox_id=mailbox_id,
             subject=email.subject or "(no subject)",
             thread=thread,
+            marker=marker,
             reply_to=self._conversation_for(email.referenced_ids),
             uncertain_since=claim.first_attempt_at if uncertain else None,
             owned_elsewhere=lambda conversation_id: self._owned_elsewhere(
