@@ -11,7 +11,8 @@ say "Thanks!"). Anything else is not proof: we create, since a duplicate beats a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+import html
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,16 @@ def marked(body: str, marker: str) -> str:
     return f'{body}<div style="display:none">{marker}</div>'
 
 
+def defects_note(defects: Sequence[str], original_name: str) -> str:
+    """The visible note on an email that could not be fully decoded, naming what and where
+    the original is."""
+    listed = "".join(f"<li>{html.escape(d)}</li>" for d in defects)
+    return (
+        "<hr><p><b>mailroom:</b> part of this email could not be decoded. The original message"
+        f" is attached as {html.escape(original_name)}.</p><ul>{listed}</ul>"
+    )
+
+
 def customer_thread(
     *,
     sender: str,
@@ -56,8 +67,10 @@ def customer_thread(
     attachments: list[dict[str, str]],
     imported: bool,
     marker: str,
+    note: str = "",
 ) -> dict[str, Any]:
-    """FreeScout's thread object for an email from ``sender``, carrying ``marker``."""
+    """FreeScout's thread object for an email from ``sender``, carrying ``marker``; ``note``
+    is shown after the body."""
     first, _, last = sender_name.strip().partition(" ")
     customer: dict[str, Any] = {"email": sender}
     if first:
@@ -66,7 +79,7 @@ def customer_thread(
         customer["lastName"] = last
     thread: dict[str, Any] = {
         "type": "customer",
-        "text": marked(body or "(empty message)", marker),
+        "text": marked((body or "(empty message)") + note, marker),
         "customer": customer,
         "imported": imported,
     }
@@ -173,7 +186,8 @@ class FreeScoutDelivery:
             if isinstance(c, dict)
             and str(c.get("id", "")).isdigit()
             and str(c.get("subject", subject)).strip().lower() == subject.strip().lower()
-            and str(c.get("createdAt", "")) >= _iso(since)
+            # createdSince already filtered on FreeScout's side; checked again where stated.
+            and str(c.get("createdAt") or _iso(since)) >= _iso(since)
             and _first_thread_carries(c, marker)
         ]
         ours = [conversation_id for conversation_id in ours if not owned_elsewhere(conversation_id)]
