@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib.handlers.dispatch import audit_drop, load_mail
+from chalicelib.handlers.dispatch import audit_drop, load_headers
 from chalicelib.mail.actions import BounceRequest, MailRef, parse_request
 from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.inbound_email import EmailSource, InboundEmail, delivery_key
@@ -94,9 +94,7 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         return "too_old"
     email: InboundEmail | None = None
     if mail.source is EmailSource.POSTMARK or mail.rfc_message_id is None:
-        email, _ = load_mail(
-            mail, request.recipient
-        )  # for the DSN, or the Message-ID SES truncated
+        email = load_headers(mail, request.recipient)  # for the DSN, or a truncated Message-ID
     key = (
         delivery_key(email, request.recipient, ACTION)
         if email
