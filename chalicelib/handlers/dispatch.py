@@ -157,8 +157,11 @@ def load_mail(
     if mail.location is not None:
         raw = read_raw(mail.location.bucket, mail.location.key)
         return _from_s3(mail, recipient, raw, headers_only=headers_only), raw
-    email = _from_postmark(mail, recipient)
-    return email, email.to_mime()
+    payload = claimcheck.check_out(mail.postmark_payload or "")
+    email = _from_postmark(mail, recipient, payload)
+    return email, email.to_mime(
+        original=("original-postmark.json", "application/json", payload.encode("utf-8"))
+    )
 
 
 def load_headers(mail: MailRef, recipient: str) -> InboundEmail:
@@ -166,7 +169,7 @@ def load_headers(mail: MailRef, recipient: str) -> InboundEmail:
     if mail.location is not None:
         head = read_head(mail.location.bucket, mail.location.key)
         return _from_s3(mail, recipient, head, headers_only=True)
-    return _from_postmark(mail, recipient)
+    return _from_postmark(mail, recipient, claimcheck.check_out(mail.postmark_payload or ""))
 
 
 def _from_s3(mail: MailRef, recipient: str, raw: bytes, *, headers_only: bool) -> InboundEmail:
@@ -181,10 +184,9 @@ def _from_s3(mail: MailRef, recipient: str, raw: bytes, *, headers_only: bool) -
     )
 
 
-def _from_postmark(mail: MailRef, recipient: str) -> InboundEmail:
+def _from_postmark(mail: MailRef, recipient: str, payload: str) -> InboundEmail:
     if mail.postmark_payload is None:
         raise PoisonMessageError("request names neither an S3 object nor a Postmark payload")
-    payload = claimcheck.check_out(mail.postmark_payload)
     try:
         parsed = PostmarkInbound.model_validate_json(payload)
     except ValidationError as err:

@@ -161,8 +161,9 @@ class InboundEmail(BaseModel):
             defects=tuple(defects),
         )
 
-    def to_mime(self) -> bytes:
-        """RFC 5322 bytes for an email that arrived as JSON (Postmark), e.g. for a Gmail import."""
+    def to_mime(self, *, original: tuple[str, str, bytes] | None = None) -> bytes:
+        """RFC 5322 bytes for an email that arrived as JSON (Postmark), e.g. for a Gmail import.
+        With defects, a note naming them and ``original`` (name, type, bytes) are attached."""
         message = EmailMessage(policy=default_policy)
         skip = {"content-type", "content-transfer-encoding", "mime-version"}
         for name, value in self.headers:
@@ -188,6 +189,15 @@ class InboundEmail(BaseModel):
                 subtype=subtype or "octet-stream",
                 filename=attachment.filename,
             )
+        if self.defects:
+            note = "mailroom: part of this email could not be decoded:\n" + "".join(
+                f"- {defect}\n" for defect in self.defects
+            )
+            message.add_attachment(note, filename="mailroom-note.txt")
+            if original is not None:
+                name, content_type, content = original
+                maintype, _, subtype = content_type.partition("/")
+                message.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
         return bytes(message.as_bytes(policy=default_policy.clone(linesep="\r\n")))
 
 
@@ -289,15 +299,18 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     return tuple(found.lower() for found in _MESSAGE_ID.findall(value or ""))
 
 
-def decode_base64(content: str) -> bytes:
-    """A provider's base64 attachment content; text that is not base64 is kept as sent."""
+def decode_base64(content: str) -> bytes | None:
+    """A provider's base64 attachment content; None if it is not base64."""
     import base64
     import binascii
 
     try:
-        return base64.b64decode(content)
+        return base64.b64decode(content, validate=True)
     except (binascii.Error, ValueError):
-        return content.encode("utf-8")
+        try:  # line breaks and spaces are common and harmless
+            return base64.b64decode("".join(content.split()), validate=True)
+        except (binascii.Error, ValueError):
+            return None
 
 
 def _get(message: EmailMessage, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -18,6 +19,29 @@ def _posts(freescout: responses.RequestsMock, url: str = CONVERSATIONS) -> list[
 
 def _dlq(aws: Stage) -> list[dict[str, Any]]:
     return aws.drain(aws.queues["inbound-bridge"].dlq_url)
+
+
+def test_a_postmark_attachment_that_is_not_base64_is_named_and_the_payload_attached(
+    aws: Stage, post: Any, payload: Any, bridge: Any, freescout: responses.RequestsMock
+) -> None:
+    aws.put_route("support@mailroom.test", "freescout", "3")
+    freescout.add(**created(42))
+    broken = [
+        {"Name": "scan.pdf", "Content": "%%% not base64 %%%", "ContentType": "application/pdf"}
+    ]
+    post(payload(Attachments=broken))
+
+    _, _, error = bridge()
+
+    assert error is None
+    [call] = _posts(freescout)
+    [thread] = json.loads(call.request.body)["threads"]
+    assert "could not be decoded" in thread["text"]
+    assert "scan.pdf" in thread["text"]
+    [original] = thread["attachments"]
+    assert original["fileName"] == "original-postmark.json"
+    kept = json.loads(base64.b64decode(original["data"]))
+    assert kept["Attachments"] == broken
 
 
 def test_happy_path_creates_one_conversation_with_the_attachment(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from email import message_from_bytes
+from email.policy import default
 from pathlib import Path
 
 import pytest
@@ -236,3 +238,19 @@ def test_a_header_only_parse_never_reads_the_body() -> None:
     assert email.rfc_message_id == "<m-1@sender.example>"
     assert email.subject == "Hello"
     assert (email.text_body, email.attachments) == ("", ())
+
+
+def test_a_postmark_email_with_an_undecodable_attachment_reaches_gmail_with_a_note() -> None:
+    broken = [
+        {"Name": "scan.pdf", "Content": "%%% not base64 %%%", "ContentType": "application/pdf"}
+    ]
+    email = to_inbound_email(_postmark(Attachments=broken), "support@mailroom.test")
+
+    raw = email.to_mime(original=("original-postmark.json", "application/json", b"{}"))
+
+    assert email.attachments == ()
+    names = [
+        part.get_filename() for part in message_from_bytes(raw, policy=default).iter_attachments()
+    ]
+    assert names == ["mailroom-note.txt", "original-postmark.json"]
+    assert b"scan.pdf" in raw
