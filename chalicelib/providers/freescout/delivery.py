@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from chalicelib.platform.logging import log_event
 from chalicelib.providers.freescout.client import FreeScoutClient
 
 _MARKER_PREFIX = "mailroom-ref-"
+_MARKED = re.compile(r'<div style="display:none">mailroom-ref-[0-9a-f]+</div>$')
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ def defects_note(defects: Sequence[str], original_name: str) -> str:
         "<hr><p><b>mailroom:</b> part of this email could not be decoded. The original message"
         f" is attached as {html.escape(original_name)}.</p><ul>{listed}</ul>"
     )
+
+
+def unmarked(text: str) -> str:
+    """A thread body as the sender wrote it: without the marker ``marked`` appended."""
+    return _MARKED.sub("", text)
 
 
 def customer_thread(
