@@ -1,12 +1,13 @@
 """Peak memory of each mail-handling function for the largest email it can be handed.
 
-SES accepts mail up to 40 MB (reference E.1); API Gateway takes request bodies up to 10 MB, so
-the webhook sees at most a 10 MB Postmark payload. AWS runs in a moto server process and the
-FreeScout, Gmail and SES stand-ins in another, so neither counts. Every handler then runs in a
-fresh process of its own, fed a Lambda event the previous stage produced (router → bridge,
-Gmail forwarder, bouncer), and reports its peak RSS (the whole process: interpreter, imports,
-handler; what Lambda's memory setting limits) and the Python heap peak (tracemalloc), against
-the function's ``lambda_memory_size`` in ``.chalice/config.json``. Target: under 50 %.
+SES accepts mail up to 40 MB (reference E.1); the webhook and the outbound API take bodies up
+to mailroom's own limit (under API Gateway's 10 MB). AWS runs in a moto server process and
+the FreeScout, Gmail, SES and Postmark stand-ins in another, so neither counts. Each handler
+runs in a fresh process of its own, fed the Lambda event the previous stage produced (router
+→ bridge, Gmail forwarder, bouncer; outbound topic → sender), and reports its peak RSS (the
+whole process: interpreter, imports, handler; what Lambda's memory setting limits) and its
+Python heap peak (tracemalloc), against ``lambda_memory_size`` in ``.chalice/config.json``
+(prod). Target: under 50 %.
 
     .venv/bin/python bench/peak_memory.py            # 40 MB
     .venv/bin/python bench/peak_memory.py --mb 4     # a quick run
@@ -49,6 +50,7 @@ HANDLERS = {
     "gmail_forwarder": ("chalicelib.handlers.gmail_forwarder", "handle_batch"),
     "bouncer": ("chalicelib.handlers.bouncer", "handle_batch"),
     "api_handler": ("chalicelib.handlers.webhooks", "postmark_inbound"),
+    "outbound_sender": ("chalicelib.handlers.outbound_sender", "handle_batch"),
 }
 BASE_ENV = {
     "AWS_DEFAULT_REGION": REGION,
@@ -170,7 +172,7 @@ def main() -> None:
             MAILROOM_GMAIL_API_URL=urls["gmail"],
             MAILROOM_GMAIL_TOKEN_URL=urls["gmail"] + "/token",
             MAILROOM_SES_ENDPOINT_URL=urls["ses"],
-            MAILROOM_POSTMARK_API_URL=urls["ses"],  # not called on the measured paths
+            MAILROOM_POSTMARK_API_URL=urls["postmark"],
         )
         s3, sqs, dynamodb = client("s3"), client("sqs"), client("dynamodb")
         size = int(args.mb * MB)
@@ -268,6 +270,18 @@ def main() -> None:
         webhook = work / "webhook.json"
         webhook.write_text(json.dumps({"body": postmark_payload(WEBHOOK_BYTES)}))
         results["api_handler"] = run_child("api_handler", webhook, env)
+        os.environ.update(env)
+        from chalicelib.platform import claimcheck
+
+        claimcheck.publish(
+            resources.topics["outbound"],
+            outbound_request(WEBHOOK_BYTES),
+            group_key="ann@example.org",
+            deduplication_id="bench-outbound",
+        )
+        results["outbound_sender"] = run_child(
+            "outbound_sender", event_from("outbound-sender"), env
+        )
     finally:
         for process in (moto, standins):
             process.terminate()
@@ -283,7 +297,7 @@ def main() -> None:
         f" {'memory':>7} {'share':>6}"
     )
     missed = []
-    for name in ("api_handler", "ses_router", "inbound_bridge", "gmail_forwarder", "bouncer"):
+    for name in HANDLERS:
         found = results[name]
         share = found["peak_rss_mb"] / sizes[name]
         if share >= 0.5:
@@ -301,6 +315,23 @@ def _webhook_bytes() -> int:
     from chalicelib.platform.settings import DEFAULT_MAX_WEBHOOK_BYTES
 
     return min(API_GATEWAY_MAX_BYTES, DEFAULT_MAX_WEBHOOK_BYTES) - 64 * 1024
+
+
+def outbound_request(size: int) -> str:
+    """The largest outbound request the API takes, most of it one attachment."""
+    content = base64.b64encode(os.urandom(int(size * 0.74))).decode()
+    return json.dumps(
+        {
+            "correlation_id": "bench-outbound",
+            "from": "Shop <shop@example.com>",
+            "to": "Ann Customer <ann@example.org>",
+            "subject": "Your invoice",
+            "text_body": "Your invoice is attached.",
+            "attachments": [
+                {"name": "invoice.pdf", "content": content, "content_type": "application/pdf"}
+            ],
+        }
+    )
 
 
 def postmark_payload(size: int) -> str:
@@ -360,13 +391,14 @@ def serve() -> None:
     """The FreeScout, Gmail and SES stand-ins on free loopback ports, until stdin closes."""
     from werkzeug.serving import make_server
 
-    from mailroom_local import freescout, gmail, ses
+    from mailroom_local import freescout, gmail, postmark, ses
 
     state = Path(tempfile.mkdtemp(prefix="mailroom-peak-standins-"))
     apps = {
         "freescout": freescout.create_app(api_key="k", state_dir=state),
         "gmail": gmail.create_app(**OAUTH, state_dir=state, dedupe=False),
         "ses": ses.create_app(min_interval_seconds=0.0),
+        "postmark": postmark.create_app(server_token="t", state_dir=state),
     }
     urls = {}
     for name, app in apps.items():
