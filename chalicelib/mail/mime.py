@@ -58,10 +58,14 @@ def parse_chunks(chunks: Iterable[bytes]) -> EmailMessage:
     """The whole message fed chunk by chunk: no second whole-message copy as text."""
     parser = BytesFeedParser(policy=default_policy)
     fed = False
-    try:
-        for chunk in chunks:
-            fed = fed or bool(chunk.strip())
+    # Failures reading the chunks (S3) keep their own class; only the parser's are poison.
+    for chunk in chunks:
+        fed = fed or bool(chunk.strip())
+        try:
             parser.feed(chunk)
+        except Exception as err:  # the parser is lenient; anything it raises is the input's
+            raise PoisonMessageError(f"unparseable MIME: {type(err).__name__}") from err
+    try:
         message = parser.close()
     except Exception as err:
         raise PoisonMessageError(f"unparseable MIME: {type(err).__name__}") from err

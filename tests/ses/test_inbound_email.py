@@ -7,6 +7,7 @@ from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
 
+import boto3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,14 +16,17 @@ from chalicelib.mail.inbound_email import (
     EmailSource,
     InboundEmail,
     delivery_key,
+    load_ses_email,
 )
 from chalicelib.mail.verdicts import Verdict, Verdicts
-from chalicelib.platform.errors import PoisonMessageError
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.errors import PoisonMessageError, TransientError
 from chalicelib.providers.postmark.inbound import (
     PostmarkInbound,
     postmark_verdicts,
     to_inbound_email,
 )
+from tests.conftest import REGION, Stage
 from tests.ses.conftest import mime
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -254,3 +258,17 @@ def test_a_postmark_email_with_an_undecodable_attachment_reaches_gmail_with_a_no
     ]
     assert names == ["mailroom-note.txt", "original-postmark.json"]
     assert b"scan.pdf" in raw
+
+
+def test_an_s3_failure_while_streaming_the_raw_message_stays_transient(aws: Stage) -> None:
+    from botocore.exceptions import ClientError
+
+    boto3.client("s3", region_name=REGION).put_object(Bucket=aws.bucket, Key="raw/m", Body=mime())
+
+    def slow_down(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, "GetObject")
+
+    aws_client("s3").meta.events.register("before-call.s3.GetObject", slow_down)
+
+    with pytest.raises(TransientError):
+        load_ses_email({"bucket": aws.bucket, "key": "raw/m", "recipient": "support@example.com"})
