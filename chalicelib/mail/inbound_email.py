@@ -224,23 +224,22 @@ def delivery_key_for(
     return f"deliver:{action}:{_digest(identity)}:{recipient}"
 
 
-def load_ses_email(message: dict[str, Any], *, headers_only: bool = False) -> InboundEmail:
+def load_ses_email(message: dict[str, Any]) -> InboundEmail:
     """The email behind a router message ``{"source": "ses", "bucket", "key", "recipient",
-    "ses_message_id", "verdicts"}`` (what the router publishes for FreeScout and Gmail),
-    streamed from S3 into the parser; with ``headers_only`` only the header block is read."""
+    "ses_message_id", "verdicts"}`` (what the router publishes for FreeScout), streamed from
+    S3 into the parser."""
     try:
         bucket, key, recipient = message["bucket"], message["key"], message["recipient"]
     except (KeyError, TypeError) as err:
         raise PoisonMessageError("SES delivery message lacks bucket, key or recipient") from err
     verdicts = message.get("verdicts") or {}
     return InboundEmail.from_mime(
-        read_head(bucket, key) if headers_only else read_chunks(bucket, key),
+        read_chunks(bucket, key),
         recipients=[recipient],
         verdicts=Verdicts.model_validate(verdicts) if isinstance(verdicts, dict) else Verdicts(),
         s3_location=S3Location(bucket=bucket, key=key),
         envelope_sender=str(message.get("envelope_sender") or ""),
         provider_message_id=str(message.get("ses_message_id") or key),
-        headers_only=headers_only,
     )
 
 
