@@ -185,7 +185,7 @@ def idempotency_key(payload: dict[str, Any]) -> str | None:
     without S3: a Postmark email's FreeScout delivery, a Gmail or bounce request."""
     from pydantic import ValidationError
 
-    from chalicelib.mail.actions import MailRef
+    from chalicelib.mail.actions import GmailRequest, MailRef
     from chalicelib.mail.inbound_email import delivery_key
     from chalicelib.providers.postmark.inbound import parse_postmark_inbound, to_inbound_email
 
@@ -194,7 +194,9 @@ def idempotency_key(payload: dict[str, Any]) -> str | None:
             parsed = parse_postmark_inbound(json.dumps(payload))
             email = to_inbound_email(parsed, parsed.recipient)
             return delivery_key(email, email.recipient, "freescout")
-        if isinstance(payload.get("mail"), dict) and payload.get("kind") in {"gmail", "bounce"}:
+        if isinstance(payload.get("mail"), dict) and payload.get("kind") == "gmail":
+            return GmailRequest.model_validate(payload).key()
+        if isinstance(payload.get("mail"), dict) and payload.get("kind") == "bounce":
             mail = MailRef.model_validate(payload["mail"])
             return mail.key(str(payload.get("recipient", "")), str(payload["kind"]))
     except (PoisonMessageError, ValidationError, ValueError):
