@@ -1,7 +1,8 @@
 """``python -m mailroom_local.moto_process``: the embedded AWS in a process of its own.
 
 moto is the busiest part of the local stack; in the pump's process it competed with the
-handlers for one interpreter lock. Runs moto's server with ``moto_sqs``'s patches on a free
+handlers for one interpreter lock. Runs moto's server with ``moto_sqs``'s and
+``moto_retention``'s patches (and its periodic compaction) on a free
 loopback port, prints ``port <n>`` once it listens, and stops on SIGTERM or when its parent
 closes stdin.
 """
@@ -18,9 +19,11 @@ def main() -> int:
 
     from moto.server import ThreadedMotoServer
 
-    from mailroom_local import moto_sqs
+    from mailroom_local import moto_retention, moto_sqs
 
     moto_sqs.install()
+    moto_retention.install()
+    compaction = moto_retention.start_compaction()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call is noise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -31,6 +34,7 @@ def main() -> int:
     threading.Thread(target=lambda: (sys.stdin.read(), stopping.set()), daemon=True).start()
     print(f"port {server.get_host_and_port()[1]}", flush=True)
     stopping.wait()
+    compaction.set()
     server.stop()
     return 0
 
