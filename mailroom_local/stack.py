@@ -393,7 +393,7 @@ def _stop(parts: list[Any], api_process: subprocess.Popen[bytes] | None) -> None
     """Stop every part side by side: the children are told at once, the pump and the
     stand-ins stop meanwhile, and whatever still runs at the deadline is killed."""
     deadline = time.monotonic() + STOP_SECONDS
-    children = [p.process for p in parts if isinstance(p, _Moto)]
+    children: list[subprocess.Popen[Any]] = [p.process for p in parts if isinstance(p, _Moto)]
     if api_process is not None:
         children.append(api_process)
     for child in children:
