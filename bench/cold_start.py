@@ -159,7 +159,7 @@ def invocations() -> None:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from chalicelib.auth import sign
+    from chalicelib.platform.auth import sign
     from mailroom_local import freescout, lambda_rules, moto_sqs, postmark
     from mailroom_local.provision import provision
     from mailroom_local.stack import serve

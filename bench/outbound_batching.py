@@ -38,8 +38,8 @@ import boto3  # noqa: E402
 import requests  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from chalicelib.clients.aws import aws_client, reset_clients  # noqa: E402
 from chalicelib.handlers import outbound_sender  # noqa: E402
+from chalicelib.platform.aws import aws_client, reset_clients  # noqa: E402
 from mailroom_local import postmark  # noqa: E402
 from mailroom_local.lambda_rules import apply, to_lambda_record  # noqa: E402
 from mailroom_local.provision import provision  # noqa: E402

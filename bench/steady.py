@@ -179,7 +179,7 @@ class Steady:
         return True
 
     def _outbound(self, n: int, marker: str) -> bool:
-        from chalicelib.auth import sign
+        from chalicelib.platform.auth import sign
 
         outbound = self.local["outbound"]
         body = json.dumps(

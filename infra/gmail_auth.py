@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from chalicelib.clients.gmail import parameter_name
+from chalicelib.providers.gmail.client import parameter_name
 
 AUTH_URL = "https://accounts.google.com/o/oauth2/v2/auth"
 TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL

@@ -1,6 +1,6 @@
 """Dead letters as the operator sees them, and what to do with each kind: pure functions.
 
-A DLQ message carries its reason in ``mailroom_*`` attributes (``chalicelib/batch.py``);
+A DLQ message carries its reason in ``mailroom_*`` attributes (``chalicelib/platform/batch.py``);
 one without ``mailroom_reason`` was moved by SQS's maxReceiveCount backstop after a crash
 loop. The business id (Postmark MessageID, correlation id, SES message id) is unpacked from
 the SNS envelope and, when the payload was too big, from its claim check.
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.batch import DLQ_ATTRIBUTE_PREFIX
-from chalicelib.claimcheck import POINTER_KEY
-from chalicelib.errors import PoisonMessageError
-from chalicelib.models.envelope import unwrap
+from chalicelib.platform.batch import DLQ_ATTRIBUTE_PREFIX
+from chalicelib.platform.claimcheck import POINTER_KEY
+from chalicelib.platform.envelope import unwrap
+from chalicelib.platform.errors import PoisonMessageError
 
 REDRIVE_COUNT = f"{DLQ_ATTRIBUTE_PREFIX}redrive_count"
 # Reads a claim-checked payload: (bucket, key) → text.
@@ -185,16 +185,18 @@ def idempotency_key(payload: dict[str, Any]) -> str | None:
     without S3: a Postmark email's FreeScout delivery, a Gmail or bounce request."""
     from pydantic import ValidationError
 
-    from chalicelib.models.actions import MailRef
-    from chalicelib.models.inbound_email import InboundEmail, delivery_key
-    from chalicelib.models.postmark_inbound import parse_postmark_inbound
+    from chalicelib.mail.actions import GmailRequest, MailRef
+    from chalicelib.mail.inbound_email import delivery_key
+    from chalicelib.providers.postmark.inbound import parse_postmark_inbound, to_inbound_email
 
     try:
         if "MessageID" in payload and "FromFull" in payload:
             parsed = parse_postmark_inbound(json.dumps(payload))
-            email = InboundEmail.from_postmark(parsed, parsed.recipient)
+            email = to_inbound_email(parsed, parsed.recipient)
             return delivery_key(email, email.recipient, "freescout")
-        if isinstance(payload.get("mail"), dict) and payload.get("kind") in {"gmail", "bounce"}:
+        if isinstance(payload.get("mail"), dict) and payload.get("kind") == "gmail":
+            return GmailRequest.model_validate(payload).key()
+        if isinstance(payload.get("mail"), dict) and payload.get("kind") == "bounce":
             mail = MailRef.model_validate(payload["mail"])
             return mail.key(str(payload.get("recipient", "")), str(payload["kind"]))
     except (PoisonMessageError, ValidationError, ValueError):
@@ -224,6 +226,17 @@ class Suggestion:
     action: str  # redrive | discard | quarantine | investigate | fix-then-redrive
     why: str
 
+
+# A missing IAM permission: the same call fails on every redrive until the policy is fixed,
+# however many attempts it took (before it was its own class, it was retried to exhaustion).
+_PERMISSION = (
+    frozenset({"AccessDenied"}),
+    ("accessdenied", "access denied", "not authorized to perform"),
+    Suggestion(
+        "fix-then-redrive",
+        "missing IAM permission: add it in infra/policies.py and deploy, then redrive",
+    ),
+)
 
 # The disposition table: first matching row wins. (error classes, reason words, suggestion)
 _TABLE: tuple[tuple[frozenset[str], tuple[str, ...], Suggestion], ...] = (
@@ -263,9 +276,12 @@ def suggest(letter: DeadLetter, *, completed: bool = False) -> Suggestion:
         return Suggestion(
             "investigate", "no reason: SQS's backstop moved it after a crash loop; read the logs"
         )
+    reason = letter.reason.lower()
+    denied_classes, denied_words, permission = _PERMISSION
+    if letter.error_class in denied_classes or any(w in reason for w in denied_words):
+        return permission
     if letter.disposition == "exhausted":
         return Suggestion("redrive", "retries exhausted: redrive once the cause has healed")
-    reason = letter.reason.lower()
     for classes, words, suggestion in _TABLE:
         if letter.error_class in classes or any(w in reason for w in words):
             return suggestion

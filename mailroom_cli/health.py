@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from chalicelib.routing import RouteAction
-from chalicelib.secrets import (
+from chalicelib.mail.routing import RouteAction
+from chalicelib.platform.secrets import (
     FREESCOUT_API_KEY,
     OUTBOUND_SIGNING_SECRET,
     POSTMARK_SERVER_TOKEN,
@@ -210,7 +210,7 @@ def _gmail(ctx: Context) -> list[Check]:
                 f"{failure.get('at', '?')}): re-authorize with python -m infra.gmail_auth",
             )
         )
-    alive = _optional("chalicelib.clients.gmail", "authorization_alive")
+    alive = _optional("chalicelib.providers.gmail.client", "authorization_alive")
     if alive is not None:
         dead = [m for m in mailboxes if not alive(ctx.settings, m)]
         if dead:
@@ -221,7 +221,7 @@ def _gmail(ctx: Context) -> list[Check]:
 
 
 def _probe(ctx: Context) -> list[Check]:
-    last = _optional("chalicelib.probe", "last_result")
+    last = _optional("chalicelib.handlers.probe.checks", "last_result")
     if last is None:
         return []
     result = last(ctx.settings, dynamodb=ctx.client("dynamodb"))

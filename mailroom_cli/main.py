@@ -24,7 +24,7 @@ class MailroomGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from chalicelib.errors import ConfigurationError
+        from chalicelib.platform.errors import ConfigurationError
 
         try:
             return super().invoke(ctx)

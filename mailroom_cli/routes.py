@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from chalicelib.logging import hash_id
-from chalicelib.routing import RouteAction, RouteRule, candidates, resolve
+from chalicelib.mail.routing import RouteAction, RouteRule, candidates, resolve
+from chalicelib.platform.logging import hash_id
 from mailroom_cli.console import ConfigError, Finding, emit, say
 from mailroom_cli.context import Context
 from mailroom_cli.params import ADDRESS
@@ -28,7 +28,7 @@ def gmail_parameter(ctx: Context, address: str) -> str:
     """The SSM parameter holding a Gmail mailbox's authorization (the Gmail client's name for
     it where that client is installed; the same convention otherwise)."""
     try:
-        from chalicelib.clients.gmail import parameter_name  # type: ignore[import-not-found,unused-ignore]
+        from chalicelib.providers.gmail.client import parameter_name  # type: ignore[import-not-found,unused-ignore]
 
         name = str(parameter_name(address))
     except ImportError:

@@ -9,8 +9,8 @@ from dataclasses import asdict
 
 import click
 
-from chalicelib.logging import hash_id
-from chalicelib.suppression import normalise
+from chalicelib.mail.suppression import normalise
+from chalicelib.platform.logging import hash_id
 from mailroom_cli.console import Finding, emit, say
 from mailroom_cli.context import Context
 from mailroom_cli.params import ADDRESS

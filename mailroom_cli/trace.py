@@ -16,9 +16,9 @@ from typing import Any
 
 import click
 
-from chalicelib.delivery_log import DeliveryStatus
-from chalicelib.logging import hash_id
-from chalicelib.models.inbound_email import EmailSource, delivery_key_for
+from chalicelib.mail.delivery_log import DeliveryStatus
+from chalicelib.mail.inbound_email import EmailSource, delivery_key_for
+from chalicelib.platform.logging import hash_id
 from mailroom_cli import queues
 from mailroom_cli.console import Finding, emit, say
 from mailroom_cli.context import Context

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from chalicelib.auth import sign
+from chalicelib.platform.auth import sign
 
 EVENTS = Path(__file__).resolve().parent.parent / "tests" / "events"
 SAMPLE = EVENTS / "postmark_inbound_basic.json"
@@ -91,7 +91,7 @@ def wait_until_settled(
     """
     import boto3
 
-    from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
+    from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
 
     def client(service: str) -> Any:
         return boto3.client(

@@ -1,9 +1,9 @@
 """``python -m mailroom_local probe`` (``make probe``): both end-to-end probes against the
 running local stack, on demand, printing each stage's time; exit 1 if one fails.
 
-Runs ``chalicelib.probe`` itself, configured from ``.mailroom/local.json``: the inbound probe
-goes through the stack's webhook (credentials from the embedded SSM) to the FreeScout
-stand-in, the outbound one through the outbound topic and sender to the Postmark stand-in.
+Runs ``chalicelib.handlers.probe.checks`` itself, configured from ``.mailroom/local.json``:
+the inbound probe goes through the stack's webhook (credentials from the embedded SSM) to the
+FreeScout stand-in, the outbound one through the outbound topic and sender to the Postmark stand-in.
 """
 
 from __future__ import annotations
@@ -48,10 +48,14 @@ def run(state_dir: Path, *, timeout: float = 60.0) -> int:
         print(f"no local stack found ({state_dir}/local.json); start it with `make run`")
         return 1
     os.environ.update(environment(local, int(timeout)))
-    from chalicelib import probe
-    from chalicelib.clients.aws import reset_clients
-    from chalicelib.secrets import reset_secrets
-    from chalicelib.settings import get_settings
+    if local.get("credentials"):  # what the scheduled probe function does, with its policy
+        from mailroom_local import iam
+
+        os.environ.update(iam.install_from_local(local, "probe"))
+    from chalicelib.handlers.probe import checks as probe
+    from chalicelib.platform.aws import reset_clients
+    from chalicelib.platform.secrets import reset_secrets
+    from chalicelib.platform.settings import get_settings
 
     reset_clients()
     reset_secrets()

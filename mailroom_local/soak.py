@@ -169,7 +169,7 @@ class Soak:
         }
 
     def _post_outbound(self, n: int) -> None:
-        from chalicelib.auth import sign
+        from chalicelib.platform.auth import sign
 
         marker, request = self._outbound_request(n)
         outbound = self.local["outbound"]
@@ -279,7 +279,7 @@ class Soak:
                         }
 
     def _read_suppressed(self, markers: list[str]) -> None:
-        from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
+        from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
 
         log = DeliveryLog(self.local["tables"]["state"], client=self._aws("dynamodb"))
         for marker in markers:

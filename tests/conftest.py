@@ -12,9 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib import batch
-from chalicelib.clients.aws import reset_clients
-from chalicelib.secrets import reset_secrets
+from chalicelib.platform import batch
+from chalicelib.platform.aws import reset_clients
+from chalicelib.platform.secrets import reset_secrets
 from mailroom_local import lambda_rules
 from mailroom_local.provision import Queue, provision
 from mailroom_local.stack import serve

@@ -2,9 +2,10 @@
 
 Records carry a Postmark payload (from the webhook) or an SES reference (from the router:
 the raw MIME in S3); both become one normalised ``InboundEmail``. Per record: unwrap the SNS
-envelope, resolve the claim check, parse (failure is poison), resolve the route; Postmark
-mail with a ``gmail`` or ``bounce`` route goes to the router's ``dispatch`` (verdicts,
-audit, the action's queue). For ``freescout``: claim the key (``delivery_key``: one per RFC
+envelope, resolve the claim check, parse (failure is poison), resolve the route and take the
+one inbound decision (``mail.decision``): a drop is audited, no rule dead-letters with the
+reason, gmail and bounce go to their queues (``handlers.dispatch``). For ``freescout``, after
+the same decision (Postmark spam is dropped too): claim the key (``delivery_key``: one per RFC
 Message-ID and recipient, so Postmark and SES copies of one email deliver once) and deliver
 (``freescout_delivery``: a new conversation, a reply thread, or — when an earlier attempt
 may have acted — the proof that FreeScout already has it). The record is then ``PENDING``:
@@ -24,63 +25,41 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
-from chalicelib import claimcheck
-from chalicelib.audit import AuditLog
-from chalicelib.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
-from chalicelib.clients.aws import aws_client
-from chalicelib.clients.freescout import FreeScoutClient
-from chalicelib.errors import (
+from chalicelib.handlers.dispatch import act
+from chalicelib.handlers.services import Services, services
+from chalicelib.mail.actions import MailRef
+from chalicelib.mail.decision import decide_inbound, is_automatic_report
+from chalicelib.mail.inbound_email import InboundEmail, delivery_key, load_ses_email
+from chalicelib.mail.routing import RouteAction, resolve
+from chalicelib.platform import claimcheck
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
+from chalicelib.platform.envelope import unwrap
+from chalicelib.platform.errors import (
     EffectNotRecorded,
     PermanentError,
     error_class,
 )
-from chalicelib.freescout_delivery import Delivered, FreeScoutDelivery, customer_thread
-from chalicelib.handlers.router import dispatch
-from chalicelib.idempotency import Claim, IdempotencyStore, KeyState
-from chalicelib.logging import get_logger, log_event, log_routing_decision
-from chalicelib.models.actions import MailRef
-from chalicelib.models.envelope import unwrap
-from chalicelib.models.inbound_email import InboundEmail, delivery_key, load_ses_email
-from chalicelib.models.postmark_inbound import PostmarkInbound, parse_postmark_inbound
-from chalicelib.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
-from chalicelib.secrets import FREESCOUT_API_KEY, get_secrets
-from chalicelib.settings import Settings, per_container
+from chalicelib.platform.idempotency import Claim, KeyState
+from chalicelib.platform.logging import log_event, log_routing_decision
+from chalicelib.platform.secrets import FREESCOUT_API_KEY, get_secrets
+from chalicelib.providers.freescout.client import FreeScoutClient
+from chalicelib.providers.freescout.delivery import Delivered, FreeScoutDelivery, customer_thread
+from chalicelib.providers.postmark.inbound import (
+    PostmarkInbound,
+    parse_postmark_inbound,
+    postmark_ref,
+    to_inbound_email,
+)
 
 EVENT_TYPE = "inbound_bridge"
+ACTOR = "inbound_bridge"
 # DynamoDB takes at most 100 items in one transaction; a record adds at most three.
 TRANSACTION_ITEMS = 99
 MAP_TTL_SECONDS = 365 * 86_400
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    routes: DynamoRouteStore
-    idempotency: IdempotencyStore
-    audit: AuditLog
-    session: requests.Session
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    dynamodb = aws_client("dynamodb")
-    return _Services(
-        settings=settings,
-        routes=DynamoRouteStore(
-            settings.routes_table, cache_seconds=settings.routes_cache_seconds, client=dynamodb
-        ),
-        idempotency=IdempotencyStore.for_settings(settings, dynamodb),
-        audit=AuditLog.for_settings(settings, dynamodb),
-        session=requests.Session(),
-    )
-
-
-# Stores and the HTTP session, built once per container.
-services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -115,7 +94,7 @@ def parse(record: SqsRecord) -> _Received:
         if isinstance(reference, dict) and "MessageID" not in reference:
             return _Received(load_ses_email(reference), None, payload)
     parsed = parse_postmark_inbound(payload)
-    return _Received(InboundEmail.from_postmark(parsed, parsed.recipient), parsed, payload)
+    return _Received(to_inbound_email(parsed, parsed.recipient), parsed, payload)
 
 
 @dataclass(frozen=True)
@@ -128,7 +107,7 @@ class _Done:
 class _Batch:
     """One invocation: emails delivered one by one, then recorded together."""
 
-    def __init__(self, svc: _Services) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.done: dict[str, _Done] = {}
         self._delivery: FreeScoutDelivery | None = None
@@ -162,19 +141,26 @@ class _Batch:
             if rule is not None and rule.action is RouteAction.FREESCOUT
             else None,
         )
-        if rule is None:
-            raise PermanentError("no routing rule matches the recipient")
-        if rule.action is RouteAction.DROP:
-            return "dropped"
-        if rule.action in {RouteAction.GMAIL, RouteAction.BOUNCE}:
-            if received.postmark is None:
-                raise PermanentError("route changed after the router sent this email here")
-            mail = MailRef.for_postmark(received.payload, received.postmark)
-            return dispatch(mail, email.recipient, rule, self.svc.settings, self.svc.audit)
-        if rule.action is not RouteAction.FREESCOUT:
-            raise PermanentError("routing rule has an unknown action")
-        ctx.mailbox_id = rule.target
-        mailbox_id = _mailbox_id(rule)
+        mail = _mail_ref(received)
+        decision = decide_inbound(mail, email.recipient, rule)
+        freescout = decision.action is RouteAction.FREESCOUT
+        if not freescout or not decision.delivers or decision.dead_letter is not None:
+            if decision.delivers and decision.dead_letter is None:
+                if received.postmark is None:
+                    raise PermanentError("route changed after the router sent this email here")
+                # The forwarder or the bouncer loads the payload itself: claim-checked here.
+                mail = postmark_ref(received.payload, received.postmark)
+            return act(
+                decision,
+                mail,
+                email.recipient,
+                self.svc.settings,
+                self.svc.audit,
+                actor=ACTOR,
+                event_type=EVENT_TYPE,
+            )
+        ctx.mailbox_id = decision.target
+        mailbox_id = int(decision.target)
         key = delivery_key(email, email.recipient, RouteAction.FREESCOUT.value)
         if any(done.claim.key == key for done in self.done.values()):
             return "duplicate"  # delivered earlier in this batch; its record is on the way
@@ -311,11 +297,21 @@ def _outcome(delivered: Delivered) -> str:
     return "success" if delivered.how != "proven" else "already_delivered"
 
 
-def _mailbox_id(rule: RouteRule) -> int:
-    try:
-        return int(rule.target)
-    except ValueError:
-        raise PermanentError("freescout route target is not a mailbox id") from None
+def _mail_ref(received: _Received) -> MailRef:
+    """What the one inbound decision reads: Postmark's payload facts, or the router's."""
+    if received.postmark is not None:
+        return postmark_ref(None, received.postmark)
+    email = received.email
+    return MailRef(
+        source=email.source,
+        provider_message_id=email.provider_message_id,
+        received_at=datetime.now(UTC),
+        envelope_sender=email.envelope_sender,
+        rfc_message_id=email.rfc_message_id,
+        verdicts=email.verdicts,
+        location=email.raw_location,
+        auto_report=is_automatic_report(email.headers),
+    )
 
 
 def _check_attachments(email: InboundEmail, response: Mapping[str, Any]) -> None:

@@ -16,11 +16,6 @@ import hashlib
 import time
 from collections.abc import Mapping
 
-from chalicelib import claimcheck
-from chalicelib.auth import SignatureRejected, verify_signature
-from chalicelib.clients.aws import aws_client
-from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.errors import error_class
 from chalicelib.handlers.http import (
     HttpReply,
     Refused,
@@ -30,11 +25,17 @@ from chalicelib.handlers.http import (
     parse_body,
     sqs_safe,
 )
-from chalicelib.logging import log_event
-from chalicelib.models.outbound import parse_outbound
-from chalicelib.secrets import OUTBOUND_SIGNING_SECRET, get_secrets
-from chalicelib.settings import get_settings
-from chalicelib.suppression import normalise
+from chalicelib.handlers.services import services
+from chalicelib.mail.delivery_log import DeliveryStatus
+from chalicelib.mail.outbound import parse_outbound
+from chalicelib.mail.suppression import normalise
+from chalicelib.platform import claimcheck
+from chalicelib.platform.auth import SignatureRejected, verify_signature
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.errors import error_class
+from chalicelib.platform.logging import log_event
+from chalicelib.platform.secrets import OUTBOUND_SIGNING_SECRET, get_secrets
+from chalicelib.platform.settings import get_settings
 
 EVENT_TYPE = "outbound_api"
 SIGNATURE_PREFIX = "SIGNATURE#"
@@ -63,9 +64,7 @@ def _submit(headers: Mapping[str, str], body: bytes) -> HttpReply:
     )
     _mark_used(signed, expires_at=timestamp + settings.signature_tolerance_seconds + 60)
     # The message is on its way even if this write fails.
-    DeliveryLog.for_settings(settings, aws_client("dynamodb")).record_quietly(
-        email.correlation_id, DeliveryStatus.QUEUED
-    )
+    services().delivery_log.record_quietly(email.correlation_id, DeliveryStatus.QUEUED)
     return HttpReply(
         202,
         {"status": "queued", "correlation_id": email.correlation_id},

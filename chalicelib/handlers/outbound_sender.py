@@ -32,14 +32,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
-from chalicelib import claimcheck
-from chalicelib.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
-from chalicelib.clients.aws import aws_client, put_items
-from chalicelib.clients.postmark import InactiveRecipients, PostmarkClient
-from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.errors import (
+from chalicelib.handlers.services import Services, services
+from chalicelib.mail.delivery_log import DeliveryStatus
+from chalicelib.mail.outbound import OutboundEmail, parse_outbound
+from chalicelib.mail.suppression import normalise
+from chalicelib.platform import claimcheck
+from chalicelib.platform.aws import aws_client, put_items
+from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
+from chalicelib.platform.envelope import unwrap
+from chalicelib.platform.errors import (
     EffectNotRecorded,
     PoisonMessageError,
     ProofNotYetPossible,
@@ -47,45 +48,17 @@ from chalicelib.errors import (
     error_class,
     is_transient,
 )
-from chalicelib.errors import reason_of as reason_for
-from chalicelib.idempotency import Claim, IdempotencyStore, KeyState
-from chalicelib.logging import get_logger, log_event
-from chalicelib.models.envelope import unwrap
-from chalicelib.models.outbound import OutboundEmail, parse_outbound
-from chalicelib.models.payload import PayloadRejected
-from chalicelib.secrets import POSTMARK_SERVER_TOKEN, get_secrets
-from chalicelib.settings import Settings, per_container
-from chalicelib.suppression import SuppressionList, normalise
+from chalicelib.platform.errors import reason_of as reason_for
+from chalicelib.platform.idempotency import Claim, KeyState
+from chalicelib.platform.logging import log_event
+from chalicelib.platform.payload import PayloadRejected
+from chalicelib.platform.secrets import POSTMARK_SERVER_TOKEN, get_secrets
+from chalicelib.providers.postmark.client import InactiveRecipients, PostmarkClient
 
 EVENT_TYPE = "outbound_sender"
 # A 406 names inactive recipients; the message is re-sent to the rest at most this often
 # within one invocation before SQS takes over.
 SEND_PASSES = 3
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    idempotency: IdempotencyStore
-    suppressions: SuppressionList
-    log: DeliveryLog
-    session: requests.Session
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    dynamodb = aws_client("dynamodb")
-    return _Services(
-        settings=settings,
-        idempotency=IdempotencyStore.for_settings(settings, dynamodb),
-        suppressions=SuppressionList(settings.state_table, client=dynamodb),
-        log=DeliveryLog.for_settings(settings, dynamodb),
-        session=requests.Session(),
-    )
-
-
-# Stores and the HTTP session, built once per container.
-services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -147,7 +120,7 @@ class _Prepared:
 class _Batch:
     """One invocation: records prepared one by one, then sent together."""
 
-    def __init__(self, svc: _Services) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.parsed: dict[str, OutboundEmail] = {}
         self.checked: set[str] = set()  # addresses looked up in the suppression list...
@@ -200,7 +173,7 @@ class _Batch:
         except InvalidRequest as err:
             if err.correlation_id:  # so "what happened to X" has an answer
                 ctx.correlation_id = err.correlation_id[:128]
-                self.svc.log.record_quietly(
+                self.svc.delivery_log.record_quietly(
                     err.correlation_id[:128], DeliveryStatus.DEAD_LETTERED, reason=err.reason
                 )
             raise
@@ -305,7 +278,7 @@ class _Batch:
             for prepared, message_id in sent
         ]
         lines = [
-            self.svc.log.item(
+            self.svc.delivery_log.item(
                 prepared.email.correlation_id,
                 DeliveryStatus.SENT,
                 details={
@@ -339,7 +312,7 @@ class _Batch:
 
     def _suppressed(self, prepared: _Prepared) -> str:
         self.svc.idempotency.complete(prepared.claim.key, {"outcome": "suppressed"})
-        self.svc.log.record_quietly(
+        self.svc.delivery_log.record_quietly(
             prepared.email.correlation_id,
             DeliveryStatus.SUPPRESSED,
             recipients=", ".join(sorted(prepared.blocked)),
@@ -349,7 +322,7 @@ class _Batch:
     def _failed(self, prepared: _Prepared, err: BaseException) -> BaseException:
         self.svc.idempotency.settle_failure(prepared.claim, err)
         if not is_transient(err):
-            self.svc.log.record_quietly(
+            self.svc.delivery_log.record_quietly(
                 prepared.email.correlation_id, DeliveryStatus.DEAD_LETTERED, reason=reason_for(err)
             )
         return err

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from chalicelib import claimcheck
 from chalicelib.handlers.http import HttpReply, guarded, parse_body, require_basic_auth, sqs_safe
-from chalicelib.models.payload import decode_text
-from chalicelib.models.postmark_inbound import NOT_INBOUND, parse_postmark_inbound
-from chalicelib.settings import get_settings
+from chalicelib.platform import claimcheck
+from chalicelib.platform.payload import decode_text
+from chalicelib.platform.settings import get_settings
+from chalicelib.providers.postmark.inbound import NOT_INBOUND, parse_postmark_inbound
 
 EVENT_TYPE = "postmark_inbound_webhook"
 

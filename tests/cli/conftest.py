@@ -58,7 +58,7 @@ def dead_letter(
     extra: dict[str, str] | None = None,
     first_seen: str = "2026-11-22T10:00:00+00:00",
 ) -> str:
-    """Put one message in ``pipeline``'s DLQ as chalicelib/batch.py would; its message id."""
+    """Put one message in ``pipeline``'s DLQ as the batch runner would; its message id."""
     if payload is None:
         payload = {"MessageID": f"pm-{uuid.uuid4()}", "To": "help@example.com"}
     message = payload if isinstance(payload, str) else json.dumps(payload)

@@ -7,7 +7,7 @@ import json
 import boto3
 
 from chalicelib.handlers.gmail_forwarder import record_auth_failure
-from chalicelib.settings import get_settings
+from chalicelib.platform.settings import get_settings
 from tests.cli.conftest import Invoke, dead_letter
 from tests.conftest import REGION, STAGE, Stage
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import boto3
 
-from chalicelib.models.inbound_email import InboundEmail, delivery_key
-from chalicelib.models.postmark_inbound import parse_postmark_inbound
+from chalicelib.mail.inbound_email import delivery_key
+from chalicelib.providers.postmark.inbound import parse_postmark_inbound, to_inbound_email
 from tests.cli.conftest import Invoke, attributes_of, dead_letter, messages, sns_envelope
 from tests.conftest import REGION, Stage
 
@@ -96,9 +96,7 @@ def test_analyze_suggests_discarding_a_dead_letter_whose_key_is_completed(
 ) -> None:
     payload = json.loads((EVENTS / "postmark_inbound_basic.json").read_text())
     parsed = parse_postmark_inbound(json.dumps(payload))
-    key = delivery_key(
-        InboundEmail.from_postmark(parsed, parsed.recipient), parsed.recipient, "freescout"
-    )
+    key = delivery_key(to_inbound_email(parsed, parsed.recipient), parsed.recipient, "freescout")
     boto3.client("dynamodb", region_name=REGION).put_item(
         TableName=aws.state_table,
         Item={

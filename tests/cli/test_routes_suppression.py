@@ -6,7 +6,7 @@ import json
 
 import boto3
 
-from chalicelib.logging import hash_id
+from chalicelib.platform.logging import hash_id
 from tests.cli.conftest import Invoke
 from tests.conftest import REGION, STAGE, Stage
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 from click.testing import CliRunner
 
-from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.logging import hash_id
+from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.platform.logging import hash_id
 from mailroom_cli.main import cli
 from tests.cli.conftest import Invoke, dead_letter
 from tests.conftest import REGION, Stage

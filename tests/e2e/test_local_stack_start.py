@@ -198,7 +198,7 @@ def test_make_send_returns_once_sent_and_says_so(stack: dict[str, Any], tmp_path
 def test_make_send_says_when_the_recipient_is_suppressed(
     stack: dict[str, Any], tmp_path: Path
 ) -> None:
-    from chalicelib.suppression import SuppressionList
+    from chalicelib.mail.suppression import SuppressionList
     from tests.e2e.conftest import aws_client
 
     address = f"gone-{uuid.uuid4().hex[:8]}@example.org"

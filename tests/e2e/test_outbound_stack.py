@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib.auth import sign
-from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.suppression import SuppressionList
+from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.mail.suppression import SuppressionList
+from chalicelib.platform.auth import sign
 from tests.e2e.conftest import aws_client, until
 
 pytestmark = pytest.mark.e2e

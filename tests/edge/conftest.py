@@ -12,7 +12,7 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib.auth import sign
+from chalicelib.platform.auth import sign
 from tests.conftest import SIGNING_SECRET, WEBHOOK_PASSWORD, WEBHOOK_USER, Stage
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"

@@ -10,10 +10,10 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib import claimcheck
-from chalicelib.models.envelope import unwrap
-from chalicelib.models.outbound import parse_outbound
-from chalicelib.models.postmark_inbound import parse_postmark_inbound
+from chalicelib.mail.outbound import parse_outbound
+from chalicelib.platform import claimcheck
+from chalicelib.platform.envelope import unwrap
+from chalicelib.providers.postmark.inbound import parse_postmark_inbound
 from tests.conftest import REGION, Stage
 from tests.edge.conftest import ENDPOINTS, Post, valid_body
 

@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.clients.aws import aws_client, reset_clients
-from chalicelib.logging import LOGGER_NAME, JsonFormatter
+from chalicelib.platform.aws import aws_client, reset_clients
+from chalicelib.platform.logging import LOGGER_NAME, JsonFormatter
 from tests.conftest import REGION, STAGE, Stage
 from tests.edge.conftest import ENDPOINTS, Post, valid_body
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import claimcheck
-from chalicelib.models.envelope import unwrap
-from chalicelib.models.outbound import parse_outbound
-from chalicelib.models.postmark_inbound import parse_postmark_inbound
+from chalicelib.mail.outbound import parse_outbound
+from chalicelib.platform import claimcheck
+from chalicelib.platform.envelope import unwrap
+from chalicelib.providers.postmark.inbound import parse_postmark_inbound
 from tests.conftest import Stage
 from tests.edge.conftest import ENDPOINTS, Post, valid_body
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib.errors import PoisonMessageError
-from chalicelib.models.outbound import parse_outbound
-from chalicelib.models.payload import MAX_DEPTH, PayloadRejected, nesting_depth
-from chalicelib.models.postmark_events import parse_postmark_event
-from chalicelib.models.postmark_inbound import parse_postmark_inbound
+from chalicelib.mail.outbound import parse_outbound
+from chalicelib.platform.errors import PoisonMessageError
+from chalicelib.platform.payload import MAX_DEPTH, PayloadRejected, nesting_depth
+from chalicelib.providers.postmark.events import parse_postmark_event
+from chalicelib.providers.postmark.inbound import parse_postmark_inbound
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 INBOUND = (EVENTS / "postmark_inbound_basic.json").read_bytes()

@@ -12,8 +12,8 @@ import boto3
 import pytest
 import requests
 
-from chalicelib.clients.aws import aws_client, reset_clients
-from chalicelib.models.inbound_email import EmailSource, delivery_key_for
+from chalicelib.mail.inbound_email import EmailSource, delivery_key_for
+from chalicelib.platform.aws import aws_client, reset_clients
 from mailroom_local import freescout
 from tests.conftest import REGION, Stage, serve_wsgi
 from tests.e2e.conftest import until

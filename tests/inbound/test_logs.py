@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import responses
 
-from chalicelib.logging import LOGGER_NAME, JsonFormatter
+from chalicelib.platform.logging import LOGGER_NAME, JsonFormatter
 from tests.conftest import Stage
 from tests.inbound.conftest import CONVERSATIONS, basic, created
 

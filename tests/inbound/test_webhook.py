@@ -104,7 +104,7 @@ def test_oversize_body_answers_413(
     aws: Stage, post: Any, payload: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MAILROOM_MAX_WEBHOOK_BYTES", "2048")
-    from chalicelib.clients.aws import reset_clients
+    from chalicelib.platform.aws import reset_clients
 
     reset_clients()
     response = post(payload(TextBody="x" * 4096))
@@ -118,7 +118,7 @@ def test_failed_publish_answers_503_so_postmark_retries(
     aws: Stage, post: Any, payload: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MAILROOM_INBOUND_TOPIC_ARN", aws.topics["inbound"] + "-missing")
-    from chalicelib.clients.aws import reset_clients
+    from chalicelib.platform.aws import reset_clients
 
     reset_clients()
     response = post(payload())

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import responses
 
-from chalicelib.clients.aws import reset_clients
 from chalicelib.handlers import inbound_bridge, outbound_sender, webhooks
-from chalicelib.logging import LOGGER_NAME, JsonFormatter
-from chalicelib.settings import Settings, get_settings
+from chalicelib.platform.aws import reset_clients
+from chalicelib.platform.logging import LOGGER_NAME, JsonFormatter
+from chalicelib.platform.settings import Settings, get_settings
 from mailroom_local import freescout, postmark
 from tests.conftest import POSTMARK_TOKEN, Stage, serve_wsgi
 

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 import app
-from chalicelib import metrics, probe
-from chalicelib.errors import ProviderAuthError, ProviderTransientError, reason_of
-from chalicelib.logging import LOGGER_NAME, JsonFormatter, log_outcome
+from chalicelib.handlers.probe import checks as probe
+from chalicelib.platform import metrics
+from chalicelib.platform.errors import ProviderAuthError, ProviderTransientError, reason_of
+from chalicelib.platform.logging import LOGGER_NAME, JsonFormatter, log_outcome
 from mailroom_local.provision import load_template
 from tests.obs.test_emf import assert_valid_emf
 

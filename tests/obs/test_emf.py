@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import metrics
-from chalicelib.batch import SqsRecord, run_records
-from chalicelib.errors import (
+from chalicelib.platform import metrics
+from chalicelib.platform.batch import SqsRecord, run_records
+from chalicelib.platform.errors import (
     PoisonMessageError,
     ProviderAuthError,
     ProviderTransientError,
     reason_of,
 )
-from chalicelib.logging import LOGGED_FIELDS, log_outcome
+from chalicelib.platform.logging import LOGGED_FIELDS, log_outcome
 from mailroom_local.provision import load_template
 from tests.obs.conftest import Lines
 
@@ -204,7 +204,7 @@ def test_namespace_follows_the_stage_unless_set() -> None:
 def test_a_message_that_exhausts_its_attempts_counts_as_an_exhausted_dead_letter(
     aws: Any, lines: Lines, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib.clients.aws import reset_clients
+    from chalicelib.platform.aws import reset_clients
 
     monkeypatch.setenv("MAILROOM_MAX_ATTEMPTS", "1")
     reset_clients()

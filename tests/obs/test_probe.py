@@ -9,9 +9,9 @@ import boto3
 import pytest
 import responses
 
-from chalicelib import probe
 from chalicelib.handlers import probe as scheduled
-from chalicelib.settings import Settings
+from chalicelib.handlers.probe import checks as probe
+from chalicelib.platform.settings import Settings
 from tests.conftest import REGION, Stage
 from tests.obs.conftest import WEBHOOK_URL, Lines
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import responses
 
-from chalicelib import probe
-from chalicelib.settings import Settings
+from chalicelib.handlers.probe import checks as probe
+from chalicelib.platform.settings import Settings
 from tests.conftest import FREESCOUT_URL
 
 

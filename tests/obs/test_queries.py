@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from chalicelib.logging import LOGGED_FIELDS
+from chalicelib.platform.logging import LOGGED_FIELDS
 from mailroom_local.provision import load_template
 
 # Logs Insights commands, operators and functions: https://docs.aws.amazon.com/AmazonCloudWatch/

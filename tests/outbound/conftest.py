@@ -16,10 +16,10 @@ import requests
 from chalice.test import Client
 
 from app import app
-from chalicelib.auth import sign
-from chalicelib.clients.aws import reset_clients
-from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
 from chalicelib.handlers import outbound_sender
+from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.platform.auth import sign
+from chalicelib.platform.aws import reset_clients
 from mailroom_local import postmark
 from tests.conftest import (
     POSTMARK_TOKEN,

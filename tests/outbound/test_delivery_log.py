@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 
-from chalicelib.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
 from tests.conftest import REGION, Stage
 
 

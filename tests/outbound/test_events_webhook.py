@@ -10,8 +10,8 @@ import boto3
 import pytest
 import responses
 
-from chalicelib.delivery_log import DeliveryStatus
-from chalicelib.suppression import SuppressionList
+from chalicelib.mail.delivery_log import DeliveryStatus
+from chalicelib.mail.suppression import SuppressionList
 from tests.conftest import REGION, Stage
 from tests.outbound.conftest import (
     Standin,
@@ -156,7 +156,7 @@ def test_wrong_credentials_are_401_and_change_nothing(aws: Stage, event: Post) -
 def test_a_storage_outage_is_5xx_so_postmark_retries(
     aws: Stage, event: Post, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib.clients.aws import reset_clients
+    from chalicelib.platform.aws import reset_clients
 
     monkeypatch.setenv("MAILROOM_STATE_TABLE", "mailroom-test-missing")
     reset_clients()

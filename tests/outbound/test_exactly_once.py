@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.clients.aws import aws_client, reset_clients
+from chalicelib.platform.aws import aws_client, reset_clients
 from tests.conftest import REGION, Stage
 from tests.e2e.conftest import until
 from tests.outbound.conftest import Standin, outbound, publish

@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.auth import sign
-from chalicelib.delivery_log import DeliveryStatus
+from chalicelib.mail.delivery_log import DeliveryStatus
+from chalicelib.platform.auth import sign
 from tests.conftest import REGION, SIGNING_SECRET, Stage
 from tests.outbound.conftest import history, outbound
 
@@ -104,7 +104,7 @@ def test_broken_json_is_400_and_an_oversized_body_413(
 ) -> None:
     assert json.loads(submit(b"{not json").body)["error"] == "invalid_json"
     monkeypatch.setenv("MAILROOM_MAX_WEBHOOK_BYTES", "2048")
-    from chalicelib.clients.aws import reset_clients
+    from chalicelib.platform.aws import reset_clients
 
     reset_clients()
     assert submit(outbound(text_body="x" * 4096)).status_code == 413
@@ -113,7 +113,7 @@ def test_broken_json_is_400_and_an_oversized_body_413(
 def test_a_publish_failure_is_503_and_the_retry_with_the_same_signature_is_accepted(
     aws: Stage, submit: Submit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib.clients.aws import reset_clients
+    from chalicelib.platform.aws import reset_clients
 
     body = json.dumps(outbound("order-503")).encode()
     signature = sign(body, SIGNING_SECRET)
@@ -136,7 +136,7 @@ def _signature_items(aws: Stage) -> list[dict[str, Any]]:
 def test_a_crash_right_after_publishing_does_not_turn_the_retry_into_a_replay(
     aws: Stage, submit: Submit
 ) -> None:
-    from chalicelib.clients.aws import aws_client
+    from chalicelib.platform.aws import aws_client
 
     body = json.dumps(outbound("order-crash")).encode()
     signature = sign(body, SIGNING_SECRET)

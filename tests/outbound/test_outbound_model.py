@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from chalicelib.models.outbound import SCHEMA_PATH, OutboundEmail, schema_text
+from chalicelib.mail.outbound import SCHEMA_PATH, OutboundEmail, schema_text
 
 
 def _request(**overrides: Any) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def test_a_body_is_required() -> None:
 
 def test_committed_schema_matches_the_model() -> None:
     assert SCHEMA_PATH.read_text() == schema_text(), (
-        "run `python -m chalicelib.models.outbound` to regenerate schemas/outbound.json"
+        "run `python -m chalicelib.mail.outbound` to regenerate schemas/outbound.json"
     )
 
 

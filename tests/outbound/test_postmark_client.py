@@ -11,8 +11,16 @@ import pytest
 import requests
 import responses
 
-from chalicelib.clients.postmark import InactiveRecipients, PostmarkClient, inactive_addresses
-from chalicelib.errors import ProviderAuthError, ProviderPermanentError, ProviderTransientError
+from chalicelib.platform.errors import (
+    ProviderAuthError,
+    ProviderPermanentError,
+    ProviderTransientError,
+)
+from chalicelib.providers.postmark.client import (
+    InactiveRecipients,
+    PostmarkClient,
+    inactive_addresses,
+)
 from mailroom_local import postmark
 from tests.conftest import postmark_message, serve_wsgi
 

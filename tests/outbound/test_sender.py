@@ -12,8 +12,8 @@ import pytest
 import requests
 import responses
 
-from chalicelib.delivery_log import DeliveryStatus
-from chalicelib.suppression import SuppressionList
+from chalicelib.mail.delivery_log import DeliveryStatus
+from chalicelib.mail.suppression import SuppressionList
 from tests.conftest import POSTMARK_URL, REGION, Stage
 from tests.outbound.conftest import Standin, history, outbound, publish
 
@@ -294,7 +294,7 @@ def test_a_request_too_big_for_sns_travels_by_claim_check_and_is_sent_whole(
 def test_a_send_whose_claim_could_not_be_completed_is_found_later_not_sent_twice(
     aws: Stage, standin: Standin, sender: Sender
 ) -> None:
-    from chalicelib.clients.aws import aws_client
+    from chalicelib.platform.aws import aws_client
 
     publish(aws, outbound("order-lost-write"))
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import boto3
 
-from chalicelib.suppression import SuppressionList
+from chalicelib.mail.suppression import SuppressionList
 from tests.conftest import REGION, Stage
 
 

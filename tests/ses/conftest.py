@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.models import actions
+from chalicelib.handlers import dispatch
 from tests.conftest import REGION, Stage
 
 PASSING = {
@@ -26,9 +26,9 @@ PASSING = {
 
 @pytest.fixture(autouse=True)
 def _forget_queue_urls() -> Iterator[None]:
-    actions.queue_url.cache_clear()
+    dispatch.queue_url.cache_clear()
     yield
-    actions.queue_url.cache_clear()
+    dispatch.queue_url.cache_clear()
 
 
 def mime(

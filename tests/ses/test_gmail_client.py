@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from chalicelib.clients.gmail import (
+from chalicelib.platform.errors import (
+    ProviderAuthError,
+    ProviderPermanentError,
+    ProviderTransientError,
+)
+from chalicelib.providers.gmail.client import (
     REAUTHORIZE,
     GmailAuthRevoked,
     GmailClient,
@@ -16,7 +21,6 @@ from chalicelib.clients.gmail import (
     TokenCache,
     parameter_name,
 )
-from chalicelib.errors import ProviderAuthError, ProviderPermanentError, ProviderTransientError
 from mailroom_local import gmail
 from tests.conftest import serve_wsgi
 from tests.ses.conftest import mime

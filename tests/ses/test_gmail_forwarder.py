@@ -10,13 +10,14 @@ import boto3
 import pytest
 import requests
 
-from chalicelib.clients.aws import reset_clients
-from chalicelib.clients.gmail import REAUTHORIZE
 from chalicelib.handlers import gmail_forwarder, router
-from chalicelib.models.actions import GmailRequest, MailRef, enqueue
-from chalicelib.models.postmark_inbound import PostmarkInbound
-from chalicelib.secrets import reset_secrets
-from chalicelib.settings import get_settings
+from chalicelib.handlers.dispatch import enqueue
+from chalicelib.mail.actions import GmailRequest
+from chalicelib.platform.aws import reset_clients
+from chalicelib.platform.secrets import reset_secrets
+from chalicelib.platform.settings import get_settings
+from chalicelib.providers.gmail.client import REAUTHORIZE
+from chalicelib.providers.postmark.inbound import PostmarkInbound, postmark_ref
 from mailroom_local import gmail
 from tests.conftest import REGION, Stage, serve_wsgi
 from tests.ses.conftest import Receive, dlq, mime
@@ -170,7 +171,7 @@ def test_postmark_and_ses_copies_of_one_message_are_imported_once(
             recipient="support@example.com",
             mailbox=MAILBOX,
             labels=("INBOX", "UNREAD"),
-            mail=MailRef.for_postmark(json.dumps(payload), PostmarkInbound.model_validate(payload)),
+            mail=postmark_ref(json.dumps(payload), PostmarkInbound.model_validate(payload)),
         ),
     )
     receive(mime(message_id=message_id), recipients=["support@example.com"])
@@ -178,3 +179,37 @@ def test_postmark_and_ses_copies_of_one_message_are_imported_once(
     assert _route_and_forward(aws) is None
 
     assert standin.imported() == {MAILBOX: 1}
+
+
+def test_one_email_to_two_addresses_routed_to_one_mailbox_is_imported_once(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    # Both addresses match the fixture's *@example.com rule to the same mailbox.
+    receive(mime(), recipients=["sales@example.com", "info@example.com"])
+
+    assert _route_and_forward(aws) is None
+
+    assert standin.imported() == {MAILBOX: 1}
+    assert dlq(aws, "gmail-forwarder") == []
+
+
+def test_an_import_recorded_under_the_recipient_key_is_not_imported_again(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    from chalicelib.mail.inbound_email import EmailSource, delivery_key_for
+    from chalicelib.platform.idempotency import IdempotencyStore
+
+    store = IdempotencyStore.for_settings(
+        get_settings(), boto3.client("dynamodb", region_name=REGION)
+    )
+    # Imported before the key named the mailbox; the same email is redelivered afterwards.
+    earlier = delivery_key_for(
+        "<m-1@sender.example>", EmailSource.SES, "x", "support@example.com", "gmail"
+    )
+    store.claim(earlier)
+    store.complete(earlier, {"gmail_id": "g-1"})
+    receive(mime(), recipients=["support@example.com"])
+
+    assert _route_and_forward(aws) is None
+
+    assert standin.imported() == {}

@@ -47,7 +47,7 @@ def test_importing_a_function_does_not_load_the_gmail_libraries(module: str) -> 
 
 def test_the_gmail_client_loads_them_only_when_it_talks_to_gmail() -> None:
     loaded = _loaded_after(
-        "from chalicelib.clients.gmail import GmailClient, OAuthClient, TokenCache\n"
+        "from chalicelib.providers.gmail.client import GmailClient, OAuthClient, TokenCache\n"
         "import requests\n"
         "s = requests.Session()\n"
         "c = GmailClient('a@b', OAuthClient('i', 's', 'r'), session=s,"

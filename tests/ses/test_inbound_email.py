@@ -9,15 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.errors import PoisonMessageError
-from chalicelib.models.inbound_email import (
+from chalicelib.mail.inbound_email import (
     EmailSource,
     InboundEmail,
     delivery_key,
-    postmark_verdicts,
 )
-from chalicelib.models.postmark_inbound import PostmarkInbound
-from chalicelib.models.ses import Verdict, Verdicts
+from chalicelib.mail.verdicts import Verdict, Verdicts
+from chalicelib.platform.errors import PoisonMessageError
+from chalicelib.providers.postmark.inbound import (
+    PostmarkInbound,
+    postmark_verdicts,
+    to_inbound_email,
+)
 from tests.ses.conftest import mime
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -83,7 +86,7 @@ def test_an_unknown_charset_keeps_the_text_instead_of_failing() -> None:
 
 
 def test_postmark_and_ses_copies_of_one_message_share_the_delivery_key() -> None:
-    from_postmark = InboundEmail.from_postmark(_postmark(), "support@mailroom.test")
+    from_postmark = to_inbound_email(_postmark(), "support@mailroom.test")
     from_ses = InboundEmail.from_mime(
         mime(message_id="<CAE-first-4711@mail.example.org>"),
         recipients=["support@mailroom.test"],
@@ -100,12 +103,10 @@ def test_postmark_and_ses_copies_of_one_message_share_the_delivery_key() -> None
 
 
 def test_without_a_message_id_the_key_falls_back_to_the_providers_id() -> None:
-    email = InboundEmail.from_postmark(_postmark(Headers=[]), "support@mailroom.test")
+    email = to_inbound_email(_postmark(Headers=[]), "support@mailroom.test")
     assert email.rfc_message_id is None
     assert delivery_key(email, "support@mailroom.test", "gmail") != delivery_key(
-        InboundEmail.from_postmark(
-            _postmark(Headers=[], MessageID="other"), "support@mailroom.test"
-        ),
+        to_inbound_email(_postmark(Headers=[], MessageID="other"), "support@mailroom.test"),
         "support@mailroom.test",
         "gmail",
     )
@@ -127,7 +128,7 @@ def test_postmark_authentication_headers_give_spf_and_dkim_verdicts() -> None:
 
 
 def test_a_postmark_email_renders_as_mime_that_parses_back_the_same() -> None:
-    email = InboundEmail.from_postmark(_postmark(), "support@mailroom.test")
+    email = to_inbound_email(_postmark(), "support@mailroom.test")
     again = InboundEmail.from_mime(
         email.to_mime(), recipients=["support@mailroom.test"], verdicts=Verdicts(), s3_location=None
     )

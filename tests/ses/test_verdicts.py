@@ -6,9 +6,17 @@ import itertools
 
 import pytest
 
-from chalicelib.models.ses import DmarcPolicy, SesNotification, Verdict, Verdicts
-from chalicelib.routing import RouteAction
-from chalicelib.verdicts import POLICY, Disposition, decide, markdown_table
+from chalicelib.mail.routing import RouteAction
+from chalicelib.mail.verdicts import (
+    POLICY,
+    Disposition,
+    DmarcPolicy,
+    Verdict,
+    Verdicts,
+    decide,
+    markdown_table,
+)
+from chalicelib.providers.ses.receipt import SesNotification, receipt_verdicts
 
 STATUSES = list(Verdict)
 ACTIONS = [a for a in RouteAction if a is not RouteAction.UNKNOWN]
@@ -62,7 +70,7 @@ def test_every_combination_of_verdicts_gets_the_documented_disposition() -> None
 def test_unknown_and_missing_verdict_values_are_unknown_never_an_error(
     raw: object, expected: Verdict
 ) -> None:
-    assert Verdicts.from_receipt({"spfVerdict": raw}).spf is expected
+    assert receipt_verdicts({"spfVerdict": raw}).spf is expected
 
 
 def test_a_notification_without_verdict_fields_parses_as_all_unknown() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.batch import process_batch
-from chalicelib.errors import AlreadyInProgress, TransientError
+from chalicelib.platform.batch import process_batch
+from chalicelib.platform.errors import AlreadyInProgress, TransientError
 from tests.conftest import REGION, Stage
 from tests.unit.test_batch import QUEUE, Scripted, _dead, _left, _send
 

@@ -8,8 +8,8 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.batch import PENDING, BatchIncomplete, LogContext, SqsRecord, process_batch
-from chalicelib.errors import PermanentError, PoisonMessageError, TransientError
+from chalicelib.platform.batch import PENDING, BatchIncomplete, LogContext, SqsRecord, process_batch
+from chalicelib.platform.errors import PermanentError, PoisonMessageError, TransientError
 from tests.conftest import REGION, Stage
 
 QUEUE = "inbound-bridge"

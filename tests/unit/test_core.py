@@ -8,17 +8,17 @@ import json
 import boto3
 import pytest
 
-from chalicelib import claimcheck
-from chalicelib.auth import SignatureRejected, basic_auth_ok, sign, verify_signature
-from chalicelib.errors import (
+from chalicelib.platform import claimcheck
+from chalicelib.platform.auth import SignatureRejected, basic_auth_ok, sign, verify_signature
+from chalicelib.platform.envelope import unwrap
+from chalicelib.platform.errors import (
     ConfigurationError,
     PoisonMessageError,
     ProviderAuthError,
     ProviderTransientError,
     is_transient,
 )
-from chalicelib.models.envelope import unwrap
-from chalicelib.settings import Settings
+from chalicelib.platform.settings import Settings
 from tests.conftest import REGION, Stage
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from chalicelib.errors import (
+from chalicelib.platform.errors import (
     EffectNotRecorded,
     PermanentError,
     ProviderTransientError,
 )
-from chalicelib.idempotency import AlreadyInProgress, IdempotencyStore, KeyState
+from chalicelib.platform.idempotency import AlreadyInProgress, IdempotencyStore, KeyState
 from tests.conftest import REGION, Stage
 
 TIMEOUT_AFTER_SEND = ProviderTransientError(

@@ -8,8 +8,8 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.batch import LogContext, SqsRecord, process_batch
-from chalicelib.errors import TransientError
+from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
+from chalicelib.platform.errors import TransientError
 from mailroom_local import moto_sqs
 from mailroom_local.pump import Pump, pump_once
 from tests.conftest import REGION, Stage

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_readme_documents_every_environment_variable() -> None:
-    source = (ROOT / "chalicelib" / "settings.py").read_text()
+    source = (ROOT / "chalicelib" / "platform" / "settings.py").read_text()
     readme = (ROOT / "README.md").read_text()
     variables = set(re.findall(r'"((?:MAILROOM|AWS)_[A-Z_]+)"', source))
     assert variables, "settings.py names no variables"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import boto3
 import pytest
 
-from chalicelib.routing import (
+from chalicelib.mail.routing import (
     DynamoRouteStore,
     MemoryRouteStore,
     RouteAction,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import boto3
 
-from chalicelib.settings import Settings
+from chalicelib.platform.settings import Settings
 from mailroom_local.provision import load_template
 from tests.conftest import REGION, Stage
 

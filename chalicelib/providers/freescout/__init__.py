@@ -1,0 +1,1 @@
+"""FreeScout: the API client and one inbound email delivered exactly once."""

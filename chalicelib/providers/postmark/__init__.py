@@ -1,0 +1,1 @@
+"""Postmark: the Email API client, the inbound webhook payload, the event webhooks."""

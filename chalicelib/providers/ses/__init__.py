@@ -1,0 +1,1 @@
+"""Amazon SES: receipt notifications and SendBounce."""
