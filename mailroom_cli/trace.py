@@ -26,6 +26,7 @@ from chalicelib.mail.trace_index import TraceIndex
 from chalicelib.platform.logging import hash_id
 from mailroom_cli.console import ConfigError, Finding, emit, say
 from mailroom_cli.context import Context
+from mailroom_cli.params import ADDRESS, MESSAGE_ID
 from mailroom_cli.pipelines import PIPELINES
 from mailroom_cli.story import Story, index, spellings
 
@@ -182,14 +183,16 @@ def answers(report: dict[str, Any]) -> dict[str, str]:
 
 
 @click.command()
-@click.argument("ident", metavar="ID")
+@click.argument("ident", metavar="ID", type=MESSAGE_ID)
 @click.option(
     "--since",
     default="24h",
     show_default=True,
     help="How far back: logs searched, and mail listed for an address (7d, 12h, 30m).",
 )
-@click.option("--recipient", help="The recipient address (optional: the index knows it).")
+@click.option(
+    "--recipient", type=ADDRESS, help="The recipient address (optional: the index knows it)."
+)
 @click.pass_obj
 def trace(ctx: Context, ident: str, since: str, recipient: str | None) -> None:
     """Everything mailroom knows about one email, by any of its ids; or, for an address,

@@ -179,13 +179,18 @@ class Pump:
                     enabled=None if self.mappings is None else lambda: self._enabled(name),
                 )
             except Exception as err:  # the pump must outlive a broken queue or handler
+                if self._stop.is_set():
+                    return  # the embedded AWS is stopping with us
                 print(f"pump {name}: {type(err).__name__}: {err}", flush=True)
                 self._stop.wait(1)
 
     def _enabled(self, name: str) -> bool:
         return self.mappings is None or self.mappings.enabled(name)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop polling; wait up to ``timeout`` in all for batches in flight (the threads are
+        daemons: a batch cut short comes back after its visibility timeout, as in Lambda)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
