@@ -25,7 +25,7 @@ class MappingStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._seen: tuple[float, dict[str, dict[str, Any]]] | None = None
+        self._seen: tuple[tuple[int, int], dict[str, dict[str, Any]]] | None = None
 
     def create(
         self, *, function: str, queue_arn: str, region: str, report_batch_item_failures: bool
@@ -49,9 +49,11 @@ class MappingStore:
     def enabled(self, function: str) -> bool:
         """Whether the pump may receive for ``function`` (no mapping recorded: yes)."""
         try:
-            stamp = self.path.stat().st_mtime
+            found = self.path.stat()
         except FileNotFoundError:
             return True
+        # Every write replaces the file: a new inode, even within one mtime tick.
+        stamp = (found.st_ino, found.st_mtime_ns)
         if self._seen is None or self._seen[0] != stamp:
             self._seen = (stamp, self._read())
         mapping = self._seen[1].get(function)

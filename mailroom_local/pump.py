@@ -63,14 +63,12 @@ def pump_once(
     if not messages:
         return 0
     if enabled is not None and not enabled():
-        # Stopped while this poll waited: hand the batch back untouched, invoke nothing.
-        sqs.change_message_visibility_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                for n, m in enumerate(messages)
-            ],
-        )
+        # Stopped while this poll waited: hand the batch back untouched, invoke nothing
+        # (one call per message: the function's policy grants ChangeMessageVisibility).
+        for message in messages:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
         return 0
     records = [lambda_rules.to_lambda_record(m, queue_arn, region) for m in messages]
     context = FakeContext(
