@@ -5,7 +5,7 @@ Each import figure is the median (and the minimum) of N fresh interpreters, the 
 turns so a machine that slows down affects all alike (`python -X importtime` is not used: it
 slows imports unevenly). "app" is what every Lambda function of the app imports at init;
 "app + <pipeline>" adds the handler module that function imports on its first event.
-Target (issue 2): at most 1.3 times boto3.
+Target: at most 1.3 times boto3.
 
 The cold first invocation is timed in a fresh interpreter from before `import app` to the
 handler's answer, against moto and the stand-ins served by this process: the API function

@@ -127,7 +127,7 @@ def policy(stage: str, function: str) -> dict[str, Any]:
         )
     if function == "outbound_sender":
         statements += _consumer(prefix, "outbound-sender")
-    if function == "probe":  # issue 11: probe records, the delivery log, the outbound topic
+    if function == "probe":  # the probe: its records, the delivery log, the outbound topic
         statements += [
             {
                 "Effect": "Allow",
@@ -145,7 +145,7 @@ def policy(stage: str, function: str) -> dict[str, Any]:
 
 
 def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
-    """SES inbound (issue 9): the router, the Gmail forwarder and the bouncer."""
+    """SES inbound: the router, the Gmail forwarder and the bouncer."""
     prefix = f"mailroom-{stage}"
     raw: list[dict[str, Any]] = [
         {

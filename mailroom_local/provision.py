@@ -167,7 +167,7 @@ def _condition(spec: Any) -> bool:
 
 
 def _create_ses(build: _Builder, logical: str, kind: str, props: dict[str, Any]) -> None:
-    """SES inbound (issue 9): topic and bucket policies, the receipt rule set and rules."""
+    """SES inbound: topic and bucket policies, the receipt rule set and rules."""
     clients = build.clients
     if kind == "AWS::SNS::TopicPolicy":
         for arn in props["Topics"]:
