@@ -16,11 +16,6 @@ if TYPE_CHECKING:  # the handlers' imports (pydantic, boto3) load only when a re
     from chalicelib.handlers.http import HttpReply
 
 STAGE = os.environ.get("MAILROOM_STAGE", "local")
-if os.environ.get("MAILROOM_LOCAL_STACK_FILE"):  # `chalice local` by hand: join `make run`
-    from mailroom_local.attach import attach
-
-    attach(os.environ["MAILROOM_LOCAL_STACK_FILE"])
-
 app = Chalice(app_name="mailroom")
 
 JSON_TYPES = ["application/json", "text/plain", "application/octet-stream"]

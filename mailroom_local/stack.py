@@ -365,7 +365,7 @@ def run(
                 "report_batch_item_failures": report_batch_item_failures,
             },
             # What the functions run with: `chalice local` started by hand reads it
-            # (mailroom_local.attach) to join this stack.
+            # (`python -m mailroom_local chalice-local`) to join this stack.
             "env": env,
         }
         (state_dir / "local.json").write_text(json.dumps(local, indent=2))

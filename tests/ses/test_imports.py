@@ -1,4 +1,5 @@
-"""Cold-start hygiene: only the Gmail forwarder's code path loads googleapiclient or google.auth."""
+"""Cold-start hygiene: only the Gmail forwarder's code path loads googleapiclient or google.auth,
+and the deployed app loads nothing of the local stack."""
 
 from __future__ import annotations
 
@@ -55,3 +56,19 @@ def test_the_gmail_client_loads_them_only_when_it_talks_to_gmail() -> None:
         "c.service()"
     )
     assert "googleapiclient.discovery" in loaded
+
+
+def test_app_imports_nothing_from_the_local_stack_even_with_its_variable_set() -> None:
+    probe = (
+        "import sys, app\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mailroom_local'))\n"
+    )
+    env = {"MAILROOM_STAGE": "test", "AWS_DEFAULT_REGION": "us-east-1", "PATH": ""}
+    env["MAILROOM_LOCAL_STACK_FILE"] = "/nonexistent/local.json"
+
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
