@@ -72,3 +72,29 @@ def test_app_imports_nothing_from_the_local_stack_even_with_its_variable_set() -
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+_BUILT_AT_IMPORT = """
+import importlib, pkgutil, sys
+import pydantic, chalicelib
+for found in pkgutil.walk_packages(chalicelib.__path__, "chalicelib."):
+    importlib.import_module(found.name)
+def every(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from every(sub)
+models = {m for m in every(pydantic.BaseModel) if m.__module__.startswith("chalicelib.")}
+assert models, "no models found"
+print(sorted(m.__qualname__ for m in models if m.__pydantic_complete__))
+"""
+
+
+def test_no_model_builds_its_validator_at_import() -> None:
+    env = {"MAILROOM_STAGE": "test", "AWS_DEFAULT_REGION": "us-east-1", "PATH": ""}
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BUILT_AT_IMPORT], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from chalicelib.mail.actions import MailRef
 from chalicelib.mail.inbound_email import (
@@ -24,14 +24,14 @@ from chalicelib.mail.inbound_email import (
 from chalicelib.mail.suppression import normalise
 from chalicelib.mail.verdicts import Verdict, Verdicts
 from chalicelib.platform import claimcheck
-from chalicelib.platform.payload import parse
+from chalicelib.platform.payload import Model, parse
 
 NOT_INBOUND = "not a Postmark inbound payload"
 
 _AUTH_RESULT = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
 
 
-class _PostmarkModel(BaseModel):
+class _PostmarkModel(Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
 

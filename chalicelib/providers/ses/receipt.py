@@ -10,10 +10,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.errors import PoisonMessageError
+from chalicelib.platform.payload import Model
 
 SETUP_NOTIFICATION = "AMAZON_SES_SETUP_NOTIFICATION"
 
@@ -32,7 +33,7 @@ def receipt_verdicts(receipt: dict[str, Any]) -> Verdicts:
     )
 
 
-class ReceiptAction(BaseModel):
+class ReceiptAction(Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     type: str = ""
@@ -41,7 +42,7 @@ class ReceiptAction(BaseModel):
     topic_arn: str = Field(default="", alias="topicArn")
 
 
-class Receipt(BaseModel):
+class Receipt(Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     timestamp: datetime
@@ -55,7 +56,7 @@ class Receipt(BaseModel):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class SesMail(BaseModel):
+class SesMail(Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     message_id: str = Field(alias="messageId", min_length=1)
@@ -65,7 +66,7 @@ class SesMail(BaseModel):
     common_headers: dict[str, Any] = Field(default_factory=dict, alias="commonHeaders")
 
 
-class SesNotification(BaseModel):
+class SesNotification(Model):
     """One ``Received`` notification (the SNS ``Message`` of an SES receipt rule action)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
