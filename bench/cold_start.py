@@ -1,12 +1,13 @@
 """Cold start: import time of `app` per function versus `import boto3`, and each function's
 cold first invocation (import + clients + one small event), fresh processes.
 
-Each import figure is the median (and the minimum) of N fresh interpreters, the cases taking
-turns so a machine that slows down affects all alike (`python -X importtime` is not used: it
-slows imports unevenly). "app" is what every Lambda function of the app imports at init;
-"app + <handler>" adds the handler module that function imports on its first event, for
-every module under chalicelib/handlers/ except the shared ones. Target: at most 1.3 times
-boto3 for each (the Gmail forwarder, which must load Google's client, is printed, not judged).
+Each import figure is the median (and the minimum) wall time and the median CPU time of N
+fresh interpreters, the cases taking turns so a machine that slows down affects all alike
+(`python -X importtime` is not used: it slows imports unevenly). "app" is what every Lambda
+function of the app imports at init; "app + <handler>" adds the handler module that function
+imports on its first event, for every module under chalicelib/handlers/ except the shared
+ones. Target: at most 1.3 times boto3 for each (the Gmail forwarder, which must load Google's
+client, is printed, not judged).
 `--runs N` sets N; `--imports-only` skips the cold invocations.
 
 The cold first invocation is timed in a fresh interpreter from before `import app` to the
@@ -29,7 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -59,14 +60,22 @@ CASES = {"boto3": "import boto3", "app": "import app"} | {
 
 PROBE = """
 import time
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 {stmt}
-print((time.perf_counter() - t) * 1000)
+print((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000)
 """
 
 
-def sample(stmt: str) -> float | None:
-    """Milliseconds ``stmt`` takes in a fresh interpreter, or None if it fails."""
+class Figures(NamedTuple):
+    """One case's milliseconds over the runs: wall median and minimum, CPU median."""
+
+    wall: float
+    wall_min: float
+    cpu: float
+
+
+def sample(stmt: str) -> tuple[float, float] | None:
+    """(wall, CPU) milliseconds ``stmt`` takes in a fresh interpreter, or None if it fails."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(stmt=stmt)],
         cwd=ROOT,
@@ -75,22 +84,31 @@ def sample(stmt: str) -> float | None:
         check=False,
         env={"PATH": "/usr/bin:/bin", "MAILROOM_STAGE": "bench"},
     )
-    return float(out.stdout.strip()) if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    wall, cpu = out.stdout.split()
+    return float(wall), float(cpu)
 
 
-def measure(runs: int = RUNS) -> dict[str, tuple[float, float] | None]:
-    """(median, minimum) per case; the cases take turns, so a slowing machine hits all alike."""
-    samples: dict[str, list[float]] = {name: [] for name in CASES}
+def measure(runs: int = RUNS) -> dict[str, Figures | None]:
+    """Figures per case; the cases take turns, so a slowing machine hits all alike."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
     failed: set[str] = set()
     for _ in range(runs):
         for name, stmt in CASES.items():
-            ms = sample(stmt)
-            if ms is None:
+            found = sample(stmt)
+            if found is None:
                 failed.add(name)
             else:
-                samples[name].append(ms)
+                samples[name].append(found)
     return {
-        name: None if name in failed else (statistics.median(values), min(values))
+        name: None
+        if name in failed
+        else Figures(
+            statistics.median(w for w, _ in values),
+            min(w for w, _ in values),
+            statistics.median(c for _, c in values),
+        )
         for name, values in samples.items()
     }
 
@@ -330,33 +348,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     results = measure(args.runs)
-    if results["boto3"] is None:
+    base = results["boto3"]
+    if base is None:
         raise SystemExit("boto3 does not import")
-    base, base_min = results["boto3"]
-    print(f"cold-start import, {args.runs} fresh processes each: median (minimum)")
+    print(f"cold-start import, {args.runs} fresh processes each: wall median (minimum), CPU median")
     for name, found in results.items():
         if found is None:
             print(f"  {name:<26} n/a (import failed)")
             continue
-        ms, least = found
         note = "  (not targeted: the Google client)" if name[6:] in UNTARGETED else ""
         print(
-            f"  {name:<26} {ms:7.1f} ms  {ms / base:4.2f} x boto3"
-            f"   ({least:6.1f} ms  {least / base_min:4.2f} x){note}"
+            f"  {name:<26} {found.wall:7.1f} ms {found.wall / base.wall:4.2f} x"
+            f" ({found.wall_min:6.1f} ms {found.wall_min / base.wall_min:4.2f} x)"
+            f"   cpu {found.cpu:7.1f} ms {found.cpu / base.cpu:4.2f} x{note}"
         )
     # app.py imports boto3 lazily, so "app" alone flatters; judge what a cold request waits for.
+    # Judged on CPU time: a loaded machine stretches wall time unevenly (one descheduling in
+    # a run of 15 moves a median), CPU time hardly; on an idle Lambda vCPU the two agree.
     judged = {
-        name: found[0]
+        name: found.cpu / base.cpu
         for name, found in results.items()
         if name.startswith("app + ") and name[6:] not in UNTARGETED and found
     }
     worst_name = max(judged, key=judged.__getitem__)
-    worst = judged[worst_name] / base
-    verdict = (
-        "met" if worst <= 1.3 and len(judged) == len(results) - 2 - len(UNTARGETED) else "missed"
-    )
+    worst = judged[worst_name]
+    complete = len(judged) == len(results) - 2 - len(UNTARGETED)
+    verdict = "met" if worst <= 1.3 and complete else "missed"
     print(
-        f"target: each function's imports <= 1.3 x boto3"
+        f"target: each function's imports <= 1.3 x boto3 in CPU time"
         f" (worst {worst_name}: {worst:.2f} x): {verdict}"
     )
     if (
