@@ -225,7 +225,9 @@ def run(
     api_process: subprocess.Popen[bytes] | None = None
     try:
         import boto3
+        from botocore.config import Config
 
+        from chalicelib.platform.aws import POOLED_CONNECTIONS
         from mailroom_local import freescout, gmail, postmark, ses
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
@@ -275,7 +277,9 @@ def run(
         os.environ.update(env)
 
         def client(service: str) -> Any:
-            return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
+            # The pump's pollers share this client: pool a connection for each of them.
+            pooled = Config(max_pool_connections=POOLED_CONNECTIONS)
+            return boto3.client(service, endpoint_url=endpoint, region_name=REGION, config=pooled)
 
         resources = provision(
             client,
