@@ -77,7 +77,65 @@ class Flow:
     on_our_behalf: Counter[str] = field(default_factory=Counter)  # SES's own SNS publishes
     http: Counter[str] = field(default_factory=Counter)  # calls to a provider
     invocations: Counter[str] = field(default_factory=Counter)  # per function
-    gb_seconds: float = 0.0
+    billed_ms: Counter[str] = field(default_factory=Counter)  # per function
+    request_units: Counter[str] = field(default_factory=Counter)  # DynamoDB on-demand
+
+
+def request_units(operation: str, params: dict[str, Any]) -> dict[str, int]:
+    """DynamoDB on-demand units of one call, for items under 1 KB (ours are): a write 1 WRU,
+    a transactional write 2, a read 1 RRU (strongly consistent, the upper bound)."""
+    if operation in {"PutItem", "UpdateItem", "DeleteItem"}:
+        return {"WRU": 1}
+    if operation == "TransactWriteItems":
+        return {"WRU": 2 * len(params.get("TransactItems", []))}
+    if operation == "BatchWriteItem":
+        return {"WRU": sum(len(v) for v in params.get("RequestItems", {}).values())}
+    if operation == "BatchGetItem":
+        return {"RRU": sum(len(v.get("Keys", [])) for v in params.get("RequestItems", {}).values())}
+    if operation in {"GetItem", "Query"}:
+        return {"RRU": 1}
+    return {}
+
+
+# US East (N. Virginia) list prices in USD, taken 2026-12-04 (see README, Cost): per request
+# unless named otherwise.
+PRICES = {
+    "lambda request": 0.20 / 1e6,
+    "lambda GB-second": 0.0000166667,
+    "api gateway request": 3.50 / 1e6,  # REST API, first 333 million a month
+    "sqs request": 0.50 / 1e6,  # FIFO's price, the higher; standard is 0.40
+    "sns publish": 0.50 / 1e6,  # standard topic; a FIFO publish is less
+    "dynamodb WRU": 0.625 / 1e6,
+    "dynamodb RRU": 0.125 / 1e6,
+    "s3 put": 0.005 / 1000,
+    "s3 get": 0.0004 / 1000,  # GET and HEAD
+    "ses receiving": 0.10 / 1000 + 0.09 / 1000,  # per email plus its one 256 KB chunk
+}
+
+
+def dollars_per_million(flow: Flow, memory: dict[str, float], *, received: bool) -> float:
+    """What ``flow``'s AWS use costs per million emails at ``PRICES`` (free tiers ignored)."""
+    calls = flow.aws + flow.poller + flow.on_our_behalf
+    per_email = 0.0
+    for name, count in calls.items():
+        service, operation = name.split(".", 1)
+        if service == "sqs":
+            per_email += count * PRICES["sqs request"]
+        elif service == "sns":
+            per_email += count * PRICES["sns publish"]
+        elif service == "s3":
+            price = PRICES["s3 put"] if operation.startswith("Put") else PRICES["s3 get"]
+            per_email += count * price
+    per_email += flow.request_units["WRU"] * PRICES["dynamodb WRU"]
+    per_email += flow.request_units["RRU"] * PRICES["dynamodb RRU"]
+    per_email += flow.invocations.total() * PRICES["lambda request"]
+    per_email += flow.invocations["api_handler"] * PRICES["api gateway request"]
+    per_email += sum(
+        ms / 1000 * memory[f] * PRICES["lambda GB-second"] for f, ms in flow.billed_ms.items()
+    )
+    if received:
+        per_email += PRICES["ses receiving"]
+    return per_email / flow.emails * 1e6
 
 
 def memory_gb() -> dict[str, float]:
@@ -93,17 +151,23 @@ class Meter:
         self.flow = Flow()
         self.memory = memory_gb()
         reset_clients()  # a new Session: the clients built from it carry the counter
-        aws_session().events.register("before-call", self._count)
+        events = aws_session().events
+        events.register("before-call", self._count)
+        events.register("before-parameter-build.dynamodb", self._units)
 
     def _count(self, model: Any, **_: Any) -> None:
         self.flow.aws[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    def _units(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        for unit, count in request_units(model.name, params).items():
+            self.flow.request_units[unit] += count
 
     def invoke(self, function: str, call: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         answer = call()
         billed_ms = math.ceil((time.perf_counter() - start) * 1000)
         self.flow.invocations[function] += 1
-        self.flow.gb_seconds += billed_ms / 1000 * self.memory[function]
+        self.flow.billed_ms[function] += billed_ms
         return answer
 
 
@@ -134,15 +198,21 @@ def _drain(meter: Meter, sqs: Any, queue: Any, function: str, handler: Any) -> N
         apply(sqs, queue.url, event["Records"], result, report_batch_item_failures=True)
 
 
-def _per_thousand(flow: Flow) -> dict[str, Any]:
+def _per_thousand(flow: Flow, memory: dict[str, float]) -> dict[str, Any]:
     scale = 1000 / flow.emails
+    gb_seconds = {f: ms / 1000 * memory[f] * scale for f, ms in flow.billed_ms.items()}
     return {
         "our AWS requests": {k: round(v * scale) for k, v in sorted(flow.aws.items())},
         "Lambda poller SQS requests": {k: round(v * scale) for k, v in flow.poller.items()},
         "AWS requests on our behalf": {k: round(v * scale) for k, v in flow.on_our_behalf.items()},
         "provider HTTP calls": {k: round(v * scale) for k, v in sorted(flow.http.items())},
         "Lambda invocations": {k: round(v * scale) for k, v in flow.invocations.items()},
-        "Lambda GB-seconds": round(flow.gb_seconds * scale, 1),
+        "Lambda ms per email": {f: round(ms / flow.emails) for f, ms in flow.billed_ms.items()},
+        "DynamoDB request units": {k: round(v * scale) for k, v in flow.request_units.items()},
+        "Lambda GB-seconds": round(sum(gb_seconds.values()), 1),
+        "USD per million emails": round(
+            dollars_per_million(flow, memory, received=bool(flow.on_our_behalf)), 2
+        ),
     }
 
 
@@ -280,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             for queue, function, handler in consumers:
                 _drain(meter, sqs, queues[queue], function, handler)
             meter.flow.http = _requests(provider) - before
-            results[name] = _per_thousand(meter.flow)
+            results[name] = _per_thousand(meter.flow, meter.memory)
     for server in (fs, pm, gm):
         server.shutdown()
     if "--json" in (argv or sys.argv[1:]):
@@ -291,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}")
         for label, value in figures.items():
             if isinstance(value, dict):
-                total = sum(value.values())
+                total = sum(value.values()) if label != "Lambda ms per email" else ""
                 detail = ", ".join(f"{k}={v}" for k, v in value.items())
                 print(f"  {label:<28} {total:>7}   [{detail or 'none'}]")
             else:
