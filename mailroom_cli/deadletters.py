@@ -185,7 +185,7 @@ def idempotency_key(payload: dict[str, Any]) -> str | None:
     without S3: a Postmark email's FreeScout delivery, a Gmail or bounce request."""
     from pydantic import ValidationError
 
-    from chalicelib.mail.actions import MailRef
+    from chalicelib.mail.actions import GmailRequest, MailRef
     from chalicelib.mail.inbound_email import delivery_key
     from chalicelib.providers.postmark.inbound import parse_postmark_inbound, to_inbound_email
 
@@ -194,7 +194,9 @@ def idempotency_key(payload: dict[str, Any]) -> str | None:
             parsed = parse_postmark_inbound(json.dumps(payload))
             email = to_inbound_email(parsed, parsed.recipient)
             return delivery_key(email, email.recipient, "freescout")
-        if isinstance(payload.get("mail"), dict) and payload.get("kind") in {"gmail", "bounce"}:
+        if isinstance(payload.get("mail"), dict) and payload.get("kind") == "gmail":
+            return GmailRequest.model_validate(payload).key()
+        if isinstance(payload.get("mail"), dict) and payload.get("kind") == "bounce":
             mail = MailRef.model_validate(payload["mail"])
             return mail.key(str(payload.get("recipient", "")), str(payload["kind"]))
     except (PoisonMessageError, ValidationError, ValueError):
@@ -224,6 +226,17 @@ class Suggestion:
     action: str  # redrive | discard | quarantine | investigate | fix-then-redrive
     why: str
 
+
+# A missing IAM permission: the same call fails on every redrive until the policy is fixed,
+# however many attempts it took (before it was its own class, it was retried to exhaustion).
+_PERMISSION = (
+    frozenset({"AccessDenied"}),
+    ("accessdenied", "access denied", "not authorized to perform"),
+    Suggestion(
+        "fix-then-redrive",
+        "missing IAM permission: add it in infra/policies.py and deploy, then redrive",
+    ),
+)
 
 # The disposition table: first matching row wins. (error classes, reason words, suggestion)
 _TABLE: tuple[tuple[frozenset[str], tuple[str, ...], Suggestion], ...] = (
@@ -263,9 +276,12 @@ def suggest(letter: DeadLetter, *, completed: bool = False) -> Suggestion:
         return Suggestion(
             "investigate", "no reason: SQS's backstop moved it after a crash loop; read the logs"
         )
+    reason = letter.reason.lower()
+    denied_classes, denied_words, permission = _PERMISSION
+    if letter.error_class in denied_classes or any(w in reason for w in denied_words):
+        return permission
     if letter.disposition == "exhausted":
         return Suggestion("redrive", "retries exhausted: redrive once the cause has healed")
-    reason = letter.reason.lower()
     for classes, words, suggestion in _TABLE:
         if letter.error_class in classes or any(w in reason for w in words):
             return suggestion

@@ -261,14 +261,18 @@ def redrive(
         else:
             result = queues.redrive(sqs, dlq_url, source_url, **kwargs)
         moved_ids = [letter.message_id for letter in result.moved]
+        not_moved = result.not_moved
         rows.append(
             {
                 "pipeline": found.name,
                 "moved": len(result.moved),
+                "failed": sum(1 for fate in not_moved if fate.fate == queues.FAILED),
+                "held": sum(1 for fate in not_moved if fate.fate == queues.SKIPPED),
                 "skipped": result.skipped,
                 "requested_rate": rate,
                 "achieved_rate": round(result.achieved_rate, 2) if result.achieved_rate else None,
                 "ids": moved_ids,
+                "entries": [fate.as_row() for fate in result.fates],
                 "left_in_both": result.left_in_both,
             }
         )
@@ -286,14 +290,20 @@ def redrive(
             say(
                 ctx.as_json, f"{found.name}: still in the DLQ too: {', '.join(result.left_in_both)}"
             )
+        for fate in not_moved:
+            why = f"{fate.code}: {fate.detail}" if fate.fate == queues.FAILED else fate.detail
+            left = f"{found.name}: {fate.message_id} {fate.fate} ({why}), left in the DLQ"
+            say(ctx.as_json, left)
         if result.error:
             failed.append(f"{found.name}: {result.error}")
+        elif not_moved:
+            failed.append(f"{found.name}: {len(not_moved)} left in the DLQ (see each entry's fate)")
     verb = "would move" if dry_run else "moved"
     emit(
         ctx.as_json,
         rows,
         rows=rows,
-        columns=["pipeline", "moved", "skipped", "achieved_rate"],
+        columns=["pipeline", "moved", "failed", "held", "skipped", "achieved_rate"],
         empty="nothing to redrive",
     )
     if dry_run:

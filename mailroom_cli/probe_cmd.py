@@ -29,6 +29,10 @@ def probe(ctx: Context, timeout: float) -> None:
 
         local = json.loads((ctx.target.state_dir / "local.json").read_text())
         os.environ.update(environment(local, int(timeout)))
+        if local.get("credentials"):  # run by the operator, with the operator's policy
+            from mailroom_local import iam
+
+            os.environ.update(iam.install_from_local(local, iam.OPERATOR))
     else:
         os.environ.update({"MAILROOM_STAGE": ctx.stage, "AWS_REGION": ctx.target.region})
     from chalicelib.handlers.probe import checks as probes

@@ -1,7 +1,8 @@
 """``python -m mailroom_local.moto_process``: the embedded AWS in a process of its own.
 
 moto is the busiest part of the local stack; in the pump's process it competed with the
-handlers for one interpreter lock. Runs moto's server with ``moto_sqs``'s patches on a free
+handlers for one interpreter lock. Runs moto's server with IAM enforced (``moto_iam``) and
+``moto_sqs``'s patches on a free
 loopback port, prints ``port <n>`` once it listens, and stops on SIGTERM or when its parent
 closes stdin.
 """
@@ -16,11 +17,16 @@ import threading
 def main() -> int:
     import logging
 
+    from moto import settings
     from moto.server import ThreadedMotoServer
 
-    from mailroom_local import moto_sqs
+    from mailroom_local import moto_iam, moto_sqs
 
     moto_sqs.install()
+    moto_iam.install()
+    # Every call is authenticated and authorized from the first: the stack provisions as the
+    # administrator (key ``local``), each function as its own user (mailroom_local.iam).
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call is noise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -47,6 +47,7 @@ LOCAL_VISIBILITY_SECONDS = 5
 # What the stand-ins write for people to read; removed at start so runs do not mix.
 STANDIN_DIRS = ("freescout", "postmark", "gmail")
 LOG_FILE = "stack.log"
+CALLS_FILE = "calls.jsonl"  # every AWS call each function made (mailroom_local.iam)
 PORT_BUSY = 3
 
 
@@ -148,6 +149,7 @@ def start_clean(state_dir: Path) -> None:
     """Remove what a previous run left: its ``local.json`` and the stand-ins' files."""
     (state_dir / "local.json").unlink(missing_ok=True)
     (state_dir / LOG_FILE).unlink(missing_ok=True)
+    (state_dir / CALLS_FILE).unlink(missing_ok=True)
     for name in STANDIN_DIRS:
         shutil.rmtree(state_dir / name, ignore_errors=True)
 
@@ -228,7 +230,7 @@ def run(
         from botocore.config import Config
 
         from chalicelib.platform.aws import POOLED_CONNECTIONS
-        from mailroom_local import freescout, gmail, postmark, ses
+        from mailroom_local import freescout, gmail, iam, postmark, ses
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
 
@@ -303,6 +305,20 @@ def run(
         env["MAILROOM_OUTBOUND_TOPIC_ARN"] = resources.topics["outbound"]
         env["MAILROOM_MAIL_BUCKET"] = resources.bucket
         os.environ.update(env)
+        # Each function signs as its own IAM user with its deployed policy; the API process
+        # is the api_handler function (and `chalice local` by hand, through local.json).
+        credentials = iam.create_principals(client("iam"), STAGE)
+        calls = state_dir / CALLS_FILE
+        iam.install(credentials, calls, region=REGION)
+        api_keys = credentials["api_handler"]
+        env.update(
+            {
+                "AWS_ACCESS_KEY_ID": api_keys["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": api_keys["aws_secret_access_key"],
+                iam.CALLS_VARIABLE: str(calls),
+                iam.FUNCTION_VARIABLE: "api_handler",
+            }
+        )
 
         # The routes as `chalice local` serves them, with a backlog for bursts
         # (mailroom_local.api); the nonce proves that what answers on the port is ours.
@@ -319,13 +335,16 @@ def run(
                     raise
 
         app_module = importlib.import_module("app")
+        pump_session = boto3.session.Session()
+        iam.prepare(pump_session)
         pump = Pump(
             app_module,
-            client("sqs"),
+            pump_session.client("sqs", endpoint_url=endpoint, region_name=REGION),
             region=REGION,
             report_batch_item_failures=report_batch_item_failures,
             pollers=pollers,
             function_timeout_ms=LOCAL_FUNCTION_TIMEOUT_SECONDS * 1000,
+            principal=iam.acting_as,
         )
         handlers = pump.start()
         parts.append(pump)
@@ -363,6 +382,9 @@ def run(
             "tables": {"routes": resources.routes_table, "state": resources.state_table},
             "bucket": resources.bucket,
             "log_file": str(state_dir / LOG_FILE),
+            # Each function's and the operator's IAM keys; `local` is the administrator.
+            "credentials": credentials,
+            "calls_file": str(calls),
             "pump": {
                 "handlers": handlers,
                 "pollers": pollers,

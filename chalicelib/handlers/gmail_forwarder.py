@@ -1,7 +1,8 @@
 """Gmail forwarder: a ``GmailRequest`` → ``users.messages.import`` into the target mailbox, once.
 
-The idempotency key is ``delivery_key(email, recipient, "gmail")``, so an SES and a Postmark
-copy of one Message-ID import once. An uncertain key (an earlier import may have been stored:
+The idempotency key is one per (Message-ID, target mailbox, action) (``mailbox_key``), so an
+SES and a Postmark copy of one Message-ID, or two recipients routed to one mailbox, import
+once. An uncertain key (an earlier import may have been stored:
 timeout, 5xx, crash) is settled by an ``rfc822msgid:`` search before importing again; Gmail's
 undocumented Message-ID dedup is not relied on. ``invalid_grant`` dead-letters with the
 re-authorize reason and leaves a health record (``GMAILAUTH#<mailbox>``) for ``mailroom health``.
@@ -16,14 +17,17 @@ from typing import Any
 
 from chalicelib.handlers.dispatch import load_mail
 from chalicelib.handlers.services import services
-from chalicelib.mail.actions import GmailRequest, parse_request
-from chalicelib.mail.inbound_email import delivery_key
+from chalicelib.mail.actions import GMAIL_KEY_ACTION, GmailRequest, parse_request
+from chalicelib.mail.inbound_email import InboundEmail, delivery_key, delivery_key_for
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
-from chalicelib.platform.idempotency import KeyState
+from chalicelib.platform.idempotency import COMPLETED, KeyState
 from chalicelib.platform.logging import hash_id, log_event
 from chalicelib.platform.settings import Settings
-from chalicelib.providers.gmail.client import GmailAuthRevoked, parameter_name
+from chalicelib.providers.gmail.client import (
+    GmailAuthRevoked,
+    parameter_name,
+)
 
 EVENT_TYPE = "gmail_forwarder"
 ACTION = "gmail"
@@ -45,14 +49,23 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     ctx.mailbox_id = hash_id(request.mailbox)
     svc = services()
     email, raw = load_mail(request.mail, request.recipient)
-    key = delivery_key(email, request.recipient, ACTION)
+    key = mailbox_key(email, request.mailbox)
     store = svc.idempotency
     claim = store.claim(key)
     if claim.state is KeyState.COMPLETED:
         return "duplicate"
+    uncertain = claim.state is KeyState.UNCERTAIN
+    if not uncertain:
+        # Records keyed by envelope recipient (before the key named the mailbox) live out
+        # their TTL: a completed one is this import, an unfinished one is proven first.
+        earlier = store.inspect(delivery_key(email, request.recipient, ACTION))
+        if earlier is not None and earlier.status == COMPLETED:
+            store.complete(key, earlier.result)
+            return "duplicate"
+        uncertain = earlier is not None
     try:
         client = svc.gmail.client(request.mailbox)
-        if claim.state is KeyState.UNCERTAIN:
+        if uncertain:
             if email.rfc_message_id:
                 found = client.find_by_message_id(email.rfc_message_id)
                 if found is not None:
@@ -76,6 +89,18 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         clear_auth_failure(svc.settings, request.mailbox)
         svc.gmail.healthy.add(request.mailbox)
     return "imported"
+
+
+def mailbox_key(email: InboundEmail, mailbox: str) -> str:
+    """The import's idempotency key: one per (Message-ID, target mailbox, action), so two
+    envelope recipients routed to one mailbox, or an SES and a Postmark copy, import once."""
+    return delivery_key_for(
+        email.rfc_message_id,
+        email.source,
+        email.provider_message_id,
+        mailbox,
+        GMAIL_KEY_ACTION,
+    )
 
 
 def record_auth_failure(settings: Settings, mailbox: str, reason: str) -> None:

@@ -9,11 +9,16 @@ build instead of each building a Session of their own.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from chalicelib.platform.settings import get_settings
 
+# Called with each new Session before any client is made from it. Empty in Lambda; a runner
+# that hosts several functions in one process (the local stack) signs each function's calls
+# with that function's own credentials this way, and records them.
+SESSION_HOOKS: list[Callable[[Any], None]] = []
 # Building a Session parses botocore's endpoint data (tens of ms of CPU): profiled under a
 # burst of 200 posts, threads that missed the cache together spent 77 % of the local API's
 # time building Sessions and clients of their own.
@@ -35,7 +40,10 @@ def aws_session() -> Any:
 def _session() -> Any:
     import boto3  # imported here so that importing chalicelib stays cheap for the webhook
 
-    return boto3.session.Session()
+    session = boto3.session.Session()
+    for hook in SESSION_HOOKS:
+        hook(session)
+    return session
 
 
 def aws_client(service: str) -> Any:
