@@ -116,26 +116,26 @@ PRICES = {
 def dollars_per_million(flow: Flow, memory: dict[str, float], *, received: bool) -> float:
     """What ``flow``'s AWS use costs per million emails at ``PRICES`` (free tiers ignored)."""
     calls = flow.aws + flow.poller + flow.on_our_behalf
-    per_email = 0.0
+    total = 0.0
     for name, count in calls.items():
         service, operation = name.split(".", 1)
         if service == "sqs":
-            per_email += count * PRICES["sqs request"]
+            total += count * PRICES["sqs request"]
         elif service == "sns":
-            per_email += count * PRICES["sns publish"]
+            total += count * PRICES["sns publish"]
         elif service == "s3":
             price = PRICES["s3 put"] if operation.startswith("Put") else PRICES["s3 get"]
-            per_email += count * price
-    per_email += flow.request_units["WRU"] * PRICES["dynamodb WRU"]
-    per_email += flow.request_units["RRU"] * PRICES["dynamodb RRU"]
-    per_email += flow.invocations.total() * PRICES["lambda request"]
-    per_email += flow.invocations["api_handler"] * PRICES["api gateway request"]
-    per_email += sum(
+            total += count * price
+    total += flow.request_units["WRU"] * PRICES["dynamodb WRU"]
+    total += flow.request_units["RRU"] * PRICES["dynamodb RRU"]
+    total += flow.invocations.total() * PRICES["lambda request"]
+    total += flow.invocations["api_handler"] * PRICES["api gateway request"]
+    total += sum(
         ms / 1000 * memory[f] * PRICES["lambda GB-second"] for f, ms in flow.billed_ms.items()
     )
     if received:
-        per_email += PRICES["ses receiving"]
-    return per_email / flow.emails * 1e6
+        total += PRICES["ses receiving"] * flow.emails
+    return total / flow.emails * 1e6
 
 
 def memory_gb() -> dict[str, float]:
