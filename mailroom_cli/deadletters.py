@@ -287,4 +287,33 @@ def suggest(letter: DeadLetter, *, completed: bool = False) -> Suggestion:
             return suggestion
     if letter.disposition == "poison":
         return _TABLE[1][2]
+    rejected = _rejection(letter)
+    if rejected is not None:
+        return rejected
     return Suggestion("investigate", "unknown signature: read the logs (mailroom trace ID)")
+
+
+# A provider's 4xx names what it refused: our configuration (fix it, then redrive) or the
+# message as built (unchanged it fails again, so it goes, a copy kept).
+_STATUS = re.compile(r"\bstatus=(\d{3})\b")
+_CONFIGURATION_WORDS = ("mailbox", "not found", "no such", "unknown", "permission", "access")
+
+
+def _rejection(letter: DeadLetter) -> Suggestion | None:
+    reason = (letter.reason or "").lower()
+    found = _STATUS.search(reason)
+    status = int(found.group(1)) if found else None
+    permanent = letter.error_class == "ProviderPermanentError" or letter.disposition == "permanent"
+    if not permanent or (status is not None and not 400 <= status < 500):
+        return None
+    if status in (403, 404) or any(word in reason for word in _CONFIGURATION_WORDS):
+        return Suggestion(
+            "fix-then-redrive",
+            "the provider refused our configuration (4xx: mailbox, route, permission): "
+            "fix it, then redrive",
+        )
+    return Suggestion(
+        "discard",
+        "the provider refused this message as built (permanent 4xx): unchanged it fails "
+        "again; discard it (a copy is kept), or fix the sender and have it re-send",
+    )

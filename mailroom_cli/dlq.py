@@ -15,6 +15,7 @@ from mailroom_cli.console import ConfigError, Finding, emit, say
 from mailroom_cli.context import Context
 from mailroom_cli.control import is_stopped
 from mailroom_cli.deadletters import DeadLetter, parse, suggest
+from mailroom_cli.params import MESSAGE_ID, PIPELINE, RATE
 from mailroom_cli.pipelines import Pipeline
 
 # How many dead letters analyze, discard and quarantine look at per DLQ.
@@ -115,8 +116,15 @@ def status(ctx: Context) -> None:
 
 
 @dlq.command()
-@click.argument("pipeline", required=False)
-@click.option("-n", "limit", default=10, show_default=True, help="At most this many per DLQ.")
+@click.argument("pipeline", required=False, type=PIPELINE)
+@click.option(
+    "-n",
+    "limit",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="At most this many per DLQ.",
+)
 @click.option("--body", is_flag=True, help="Show message bodies too.")
 @click.option("--subscription", is_flag=True, help="The SNS subscription DLQ (F4) instead.")
 @click.pass_obj
@@ -154,7 +162,7 @@ def completed(ctx: Context, pipeline: Pipeline, letter: DeadLetter) -> bool:
 
 
 @dlq.command()
-@click.argument("pipeline", required=False)
+@click.argument("pipeline", required=False, type=PIPELINE)
 @click.pass_obj
 def analyze(ctx: Context, pipeline: str | None) -> None:
     """Group dead letters by error signature, with counts and a suggested disposition."""
@@ -191,8 +199,14 @@ def analyze(ctx: Context, pipeline: str | None) -> None:
 
 
 @dlq.command()
-@click.argument("pipeline", required=False)
-@click.option("--id", "ids", multiple=True, help="SQS message id or business id (repeatable).")
+@click.argument("pipeline", required=False, type=PIPELINE)
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    type=MESSAGE_ID,
+    help="SQS message id or business id (repeatable).",
+)
 @click.option("--error-class", help="Only dead letters of this error class.")
 @click.option("--reason-contains", help="Only dead letters whose reason contains this text.")
 @click.option("--max", "max_messages", default=1000, show_default=True, type=click.IntRange(1))
@@ -200,7 +214,7 @@ def analyze(ctx: Context, pipeline: str | None) -> None:
     "--rate",
     default=10.0,
     show_default=True,
-    type=click.FloatRange(min=0.1),
+    type=RATE,
     help="Messages per second.",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would move; move nothing.")
@@ -371,7 +385,14 @@ def _settle(ctx: Context, ids: tuple[str, ...], reason: str, *, action: str, pre
 
 
 @dlq.command()
-@click.option("--id", "ids", multiple=True, required=True, help="SQS message id or business id.")
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    required=True,
+    type=MESSAGE_ID,
+    help="SQS message id or business id.",
+)
 @click.option("--reason", required=True, help="Why (kept in the audit record).")
 @click.pass_obj
 def discard(ctx: Context, ids: tuple[str, ...], reason: str) -> None:
@@ -380,7 +401,14 @@ def discard(ctx: Context, ids: tuple[str, ...], reason: str) -> None:
 
 
 @dlq.command()
-@click.option("--id", "ids", multiple=True, required=True, help="SQS message id or business id.")
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    required=True,
+    type=MESSAGE_ID,
+    help="SQS message id or business id.",
+)
 @click.option("--reason", required=True, help="Why (kept in the audit record).")
 @click.pass_obj
 def quarantine(ctx: Context, ids: tuple[str, ...], reason: str) -> None:

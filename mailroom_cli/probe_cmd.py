@@ -17,10 +17,13 @@ import click
 
 from mailroom_cli.console import ConfigError, Finding, say
 from mailroom_cli.context import Context
+from mailroom_cli.params import SECONDS
 
 
 @click.command()
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for arrival.")
+@click.option(
+    "--timeout", default=120.0, show_default=True, type=SECONDS, help="Seconds to wait for arrival."
+)
 @click.pass_obj
 def probe(ctx: Context, timeout: float) -> None:
     """Send both end-to-end probes now and wait for them; exit 1 if one fails."""

@@ -152,10 +152,15 @@ class Pump:
                     function_timeout_ms=self._timeout_ms,
                 )
             except Exception as err:  # the pump must outlive a broken queue or handler
+                if self._stop.is_set():
+                    return  # the embedded AWS is stopping with us
                 print(f"pump {name}: {type(err).__name__}: {err}", flush=True)
                 self._stop.wait(1)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop polling; wait up to ``timeout`` in all for batches in flight (the threads are
+        daemons: a batch cut short comes back after its visibility timeout, as in Lambda)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

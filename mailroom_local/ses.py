@@ -1,6 +1,7 @@
 """A local SES for what moto lacks: ``SendBounce`` in SES's query/XML shape, with SES's rules.
 
-It keeps every bounce it accepted (``GET /_control/bounces``), answers ``Throttling`` to a
+It keeps the newest ``faults.WINDOW`` bounces it accepted (``GET /_control/bounces``) and
+received messages, answers ``Throttling`` to a
 second call within one second, and ``MessageRejected`` for a message it did not receive or
 received more than 24 hours ago. ``make receive`` (and tests) register received messages with
 ``POST /_control/received {"message_id", "received_at"}``. Faults as in ``mailroom_local.faults``.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
@@ -46,7 +48,7 @@ def create_app(*, clock: Any = time.time, min_interval_seconds: float = 1.0) -> 
     app = Flask("ses-standin")
     lock = threading.Lock()
     received: dict[str, datetime] = {}
-    bounces: list[dict[str, Any]] = []
+    bounces: deque[dict[str, Any]] = deque(maxlen=faults.WINDOW)
     last_call: list[float] = []
     faults.install(app, lambda status: _error(status, "ServiceUnavailable", "Injected")[0])
 
@@ -56,6 +58,8 @@ def create_app(*, clock: Any = time.time, min_interval_seconds: float = 1.0) -> 
         at = datetime.fromisoformat(str(body.get("received_at") or datetime.now(UTC).isoformat()))
         with lock:
             received[str(body.get("message_id", ""))] = at
+            while len(received) > faults.WINDOW:
+                received.pop(next(iter(received)))
         return {"registered": len(received)}, 200
 
     @app.get("/_control/bounces")

@@ -49,6 +49,9 @@ STANDIN_DIRS = ("freescout", "postmark", "gmail")
 LOG_FILE = "stack.log"
 CALLS_FILE = "calls.jsonl"  # every AWS call each function made (mailroom_local.iam)
 PORT_BUSY = 3
+# Ctrl-C or SIGTERM to everything gone: the parts stop side by side within this, and a child
+# still running after it is killed.
+STOP_SECONDS = 3.0
 
 
 def free_port() -> int:
@@ -162,11 +165,18 @@ class _Moto:
     port: int
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        _end(self.process, time.monotonic() + STOP_SECONDS)
+
+
+def _end(process: subprocess.Popen[Any], deadline: float) -> None:
+    """SIGTERM ``process`` (if it still runs), wait until ``deadline``, then kill it."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _start_moto() -> _Moto:
@@ -400,16 +410,32 @@ def run(
         return 0
     finally:
         print("stopping mailroom local stack", flush=True)
-        if api_process is not None and api_process.poll() is None:
-            api_process.terminate()
-            try:
-                api_process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                api_process.kill()
-        for part in reversed(parts):
-            (getattr(part, "shutdown", None) or part.stop)()
+        _stop(parts, api_process)
         (state_dir / "local.json").unlink(missing_ok=True)
         pid_file.unlink(missing_ok=True)
+
+
+def _stop(parts: list[Any], api_process: subprocess.Popen[bytes] | None) -> None:
+    """Stop every part side by side: the children are told at once, the pump and the
+    stand-ins stop meanwhile, and whatever still runs at the deadline is killed."""
+    deadline = time.monotonic() + STOP_SECONDS
+    children: list[subprocess.Popen[Any]] = [p.process for p in parts if isinstance(p, _Moto)]
+    if api_process is not None:
+        children.append(api_process)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    stopping = [
+        threading.Thread(target=getattr(part, "shutdown", None) or part.stop, daemon=True)
+        for part in parts
+        if not isinstance(part, _Moto)
+    ]
+    for thread in stopping:
+        thread.start()
+    for child in children:
+        _end(child, deadline)
+    for thread in stopping:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _banner(local: dict[str, Any], state_dir: Path) -> None:

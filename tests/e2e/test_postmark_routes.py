@@ -33,7 +33,11 @@ def _email(to: str, *, attachment_bytes: int = 0) -> dict[str, Any]:
         Subject=f"Postmark route {message_id}",
         Headers=[
             {"Name": "Message-ID", "Value": f"<{message_id}@e2e.test>"},
-            {"Name": "Received-SPF", "Value": f"Pass (mailroom.test: domain of {SENDER})"},
+            {"Name": "Return-Path", "Value": f"<{SENDER}>"},
+            {
+                "Name": "Received-SPF",
+                "Value": f"Pass (mailroom.test: domain of {SENDER}) envelope-from={SENDER}",
+            },
         ],
     )
     if attachment_bytes:
