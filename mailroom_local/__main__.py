@@ -1,5 +1,6 @@
-"""``python -m mailroom_local run|demo|send|receive``: the local stack, a demo that sends it
-mail, a signed outbound request from a JSON file, and a raw email received as SES would."""
+"""``python -m mailroom_local run|demo|send|receive|probe|chalice-local``: the local stack, a
+demo that sends it mail, a signed outbound request from a JSON file, a raw email received as
+SES would, both probes, and ``chalice local`` by hand joined to a running stack."""
 
 from __future__ import annotations
 
@@ -41,7 +42,24 @@ def main(argv: list[str] | None = None) -> int:
     receive.add_argument("--to", default="", help="envelope recipients, comma separated")
     receive.add_argument("--verdicts", default="", help="e.g. spam=FAIL,spf=missing")
     receive.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
-    args = parser.parse_args(argv)
+    by_hand = sub.add_parser(
+        "chalice-local",
+        help="`chalice local --stage local` joined to a running stack (for a debugger)",
+    )
+    by_hand.add_argument(
+        "--stack-file",
+        default=os.environ.get("MAILROOM_LOCAL_STACK_FILE", ".mailroom/local.json"),
+        help="the running stack's local.json (default MAILROOM_LOCAL_STACK_FILE or "
+        ".mailroom/local.json)",
+    )
+    # Any other arguments go to `chalice local` (e.g. --port 8001).
+    args, chalice_args = parser.parse_known_args(argv)
+    if args.command == "chalice-local":
+        from mailroom_local.attach import chalice_local
+
+        return chalice_local(args.stack_file, chalice_args)
+    if chalice_args:
+        parser.error(f"unrecognized arguments: {' '.join(chalice_args)}")
     if args.command == "probe":
         from mailroom_local import probe as probes
 

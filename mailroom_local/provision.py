@@ -167,7 +167,7 @@ def _condition(spec: Any) -> bool:
 
 
 def _create_ses(build: _Builder, logical: str, kind: str, props: dict[str, Any]) -> None:
-    """SES inbound (issue 9): topic and bucket policies, the receipt rule set and rules."""
+    """SES inbound: topic and bucket policies, the receipt rule set and rules."""
     clients = build.clients
     if kind == "AWS::SNS::TopicPolicy":
         for arn in props["Topics"]:
@@ -221,7 +221,14 @@ def _create(build: _Builder, logical: str, kind: str, props: dict[str, Any]) -> 
             "Attributes"
         ]["QueueArn"]
     elif kind == "AWS::SNS::Topic":
-        attributes = {k: str(v).lower() for k, v in props.items() if k != "TopicName"}
+        # moto 5.2 accepts FifoThroughputScope but neither keeps nor enforces it: locally a
+        # FIFO topic deduplicates across the whole topic, stricter than per group; our group
+        # ids derive from the message, so a re-publish is dropped either way.
+        attributes = {
+            k: str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in props.items()
+            if k != "TopicName"
+        }
         arn = clients("sns").create_topic(Name=props["TopicName"], Attributes=attributes)[
             "TopicArn"
         ]

@@ -237,7 +237,9 @@ def run(
     api_process: subprocess.Popen[bytes] | None = None
     try:
         import boto3
+        from botocore.config import Config
 
+        from chalicelib.platform.aws import POOLED_CONNECTIONS
         from mailroom_local import freescout, gmail, iam, postmark, ses
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
@@ -287,7 +289,9 @@ def run(
         os.environ.update(env)
 
         def client(service: str) -> Any:
-            return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
+            # The pump's pollers share this client: pool a connection for each of them.
+            pooled = Config(max_pool_connections=POOLED_CONNECTIONS)
+            return boto3.client(service, endpoint_url=endpoint, region_name=REGION, config=pooled)
 
         resources = provision(
             client,
@@ -397,7 +401,7 @@ def run(
                 "report_batch_item_failures": report_batch_item_failures,
             },
             # What the functions run with: `chalice local` started by hand reads it
-            # (mailroom_local.attach) to join this stack.
+            # (`python -m mailroom_local chalice-local`) to join this stack.
             "env": env,
         }
         (state_dir / "local.json").write_text(json.dumps(local, indent=2))

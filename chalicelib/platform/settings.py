@@ -98,7 +98,7 @@ class Settings:
     max_attempts: int
     proof_delay_seconds: int
     log_level: str
-    # SES inbound (issue 9): router → gmail forwarder / bouncer
+    # SES inbound: router → gmail forwarder / bouncer
     gmail_queue_name: str = ""
     bouncer_queue_name: str = ""
     bounce_sender_value: str | None = None
@@ -110,7 +110,7 @@ class Settings:
     bounce_interval_ms: int = 1000
     gmail_timeout_seconds: int = 60
     postmark_spam_score: float = 5.0
-    # Observability (issue 11): metrics namespace and the end-to-end probe.
+    # Observability: metrics namespace and the end-to-end probe.
     metrics_namespace: str = "mailroom/local"
     probe_enabled: bool = False
     probe_rate_minutes: int = 5
