@@ -47,9 +47,10 @@ from typing import Any
 
 import requests
 
+from chalicelib.handlers.outbound_failover import Failover
 from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.mail.failover import ProviderSwitch, SwitchState, choose, outage
+from chalicelib.mail.failover import ProviderSwitch, choose
 from chalicelib.mail.message_ids import lookup_item
 from chalicelib.mail.outbound import OutboundEmail, parse_outbound
 from chalicelib.mail.suppression import SuppressionList, normalise
@@ -70,7 +71,6 @@ from chalicelib.platform.errors import (
 from chalicelib.platform.errors import reason_of as reason_for
 from chalicelib.platform.idempotency import Claim, IdempotencyStore, KeyState
 from chalicelib.platform.logging import get_logger, log_event
-from chalicelib.platform.metrics import FAILOVER_ACTIVE
 from chalicelib.platform.payload import PayloadRejected
 from chalicelib.platform.secrets import POSTMARK_SERVER_TOKEN, get_secrets
 from chalicelib.platform.settings import Settings, per_container
@@ -186,7 +186,12 @@ class _Batch:
         self.blocked: set[str] = set()  # ...and those of them that are suppressed
         self.prepared: dict[str, _Prepared] = {}
         self._postmark: PostmarkClient | None = None
-        self.switch = SwitchState()
+        self.failover = Failover(
+            svc.switch,
+            svc.audit,
+            svc.settings,
+            probes={"postmark": self._probe_postmark, "ses": lambda: svc.ses().probe()},
+        )
 
     def prefetch(self, event: Mapping[str, Any]) -> None:
         """Read the provider switch (and probe a provider that is down, when it is this
@@ -196,7 +201,7 @@ class _Batch:
         Only a speed-up: a record that fails here is parsed (and fails) again in ``prepare``,
         and if the lookup fails each record looks its own recipients up.
         """
-        self._read_switch()
+        self.failover.read()
         for raw in event.get("Records") or []:
             record = SqsRecord.from_lambda(raw)
             try:
@@ -219,61 +224,8 @@ class _Batch:
             return recipients & self.blocked
         return self.svc.suppressions.suppressed(email.recipients)
 
-    def _read_switch(self) -> None:
-        try:
-            self.switch = self.svc.switch.read()
-            down = self.switch.down
-            if down and self.svc.switch.claim_probe(self.svc.settings.failover_probe_seconds):
-                self._probe(down)
-        except Exception as err:
-            # Unknown switch: every stream's primary, which loses nothing (it may wait).
-            log_event("provider switch unread", event_type=EVENT_TYPE, error_class=error_class(err))
-        if self.switch.active:
-            log_event(
-                "outbound provider switch active",
-                event_type=EVENT_TYPE,
-                provider=self.switch.forced or self.switch.down,
-                outcome="failover",
-                measured={FAILOVER_ACTIVE: 1},
-            )
-
-    def _probe(self, provider: str) -> None:
-        try:
-            if provider == "postmark":
-                self.postmark().search_outbound({}, count=1)
-            else:
-                self.svc.ses().probe()
-        except Exception as err:
-            log_event("provider probe failed", provider=provider, error_class=error_class(err))
-            return
-        if self.svc.switch.close(provider):
-            self.switch = self.svc.switch.read()
-            self._audit("outbound provider switch closed", f"{provider} answered a probe")
-
-    def _audit(self, action: str, reason: str) -> None:
-        log_event(action, event_type=EVENT_TYPE, reason=reason)
-        try:
-            self.svc.audit.record(action, actor="outbound_sender", reason=reason)
-        except Exception as err:
-            log_event("audit write failed", event_type=EVENT_TYPE, error_class=error_class(err))
-
-    def _count(self, provider: str, err: BaseException | None) -> None:
-        """A provider's answer, for its run of failures (the switch opens at the threshold)."""
-        try:
-            if err is None:
-                self.svc.switch.record_success(provider, self.switch)
-                self.switch.failures.pop(provider, None)
-            elif outage(err) and self.svc.switch.record_failure(
-                provider, threshold=self.svc.settings.failover_threshold, error=error_class(err)
-            ):
-                self.switch = self.svc.switch.read()
-                self._audit("outbound provider switch opened", self.switch.reason)
-        except Exception as write_err:
-            log_event(
-                "provider switch not updated",
-                event_type=EVENT_TYPE,
-                error_class=error_class(write_err),
-            )
+    def _probe_postmark(self) -> None:
+        self.postmark().search_outbound({}, count=1)
 
     def postmark(self) -> PostmarkClient:
         if self._postmark is None:
@@ -306,7 +258,7 @@ class _Batch:
             if ready.nobody_left():
                 return self._suppressed(ready)
             ready.provider = choose(
-                self.svc.settings.providers_for(email.message_stream), self.switch
+                self.svc.settings.providers_for(email.message_stream), self.failover.state
             )
             if claim.state is KeyState.UNCERTAIN:
                 found = self._prove(ready)
@@ -340,7 +292,7 @@ class _Batch:
             # Exact: Postmark filters on the metadata value we sent with the message.
             messages = self.postmark().search_outbound({"correlation_id": email.correlation_id})
         except ProviderTransientError as err:
-            if self.switch.down == "postmark":
+            if self.failover.state.down == "postmark":
                 raise ProofNotYetPossible(
                     "waiting for Postmark to prove an earlier attempt"
                 ) from err
@@ -371,11 +323,11 @@ class _Batch:
         try:
             message_id = self.svc.ses().send(prepared.email, prepared.blocked)
         except Exception as err:
-            self._count("ses", err)
+            self.failover.count("ses", err)
             if not may_have_acted(err):
                 self.svc.idempotency.forget_attempt(prepared.claim, "ses")
             return self._failed(prepared, err)
-        self._count("ses", None)
+        self.failover.count("ses", None)
         [outcome] = self._sent([(prepared, message_id)], "send")
         return outcome
 
@@ -409,9 +361,9 @@ class _Batch:
         results = self.postmark().send_batch([p.email.postmark_message(p.blocked) for p in ready])
         failed = [r.error for r in results if r.error is not None]
         if len(failed) < len(results):
-            self._count("postmark", None)
+            self.failover.count("postmark", None)
         elif failed:
-            self._count("postmark", failed[0])
+            self.failover.count("postmark", failed[0])
         # Every accepted message first: nothing that fails below may touch their claims.
         for message_id, result in zip(todo, results, strict=True):
             if result.error is None:

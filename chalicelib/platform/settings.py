@@ -113,7 +113,7 @@ class Settings:
     outbound_providers: tuple[str, ...] = ("postmark",)
     outbound_providers_by_stream: tuple[tuple[str, tuple[str, ...]], ...] = ()
     ses_configuration_set: str | None = None
-    failover_threshold: int = 5
+    failover_threshold: int = 3
     failover_probe_seconds: int = 60
 
     @classmethod
@@ -191,7 +191,7 @@ class Settings:
                 env, "MAILROOM_OUTBOUND_STREAM_PROVIDERS"
             ),
             ses_configuration_set=_str(env, "MAILROOM_SES_CONFIGURATION_SET", prefix),
-            failover_threshold=_int(env, "MAILROOM_FAILOVER_THRESHOLD", 5, minimum=1),
+            failover_threshold=_int(env, "MAILROOM_FAILOVER_THRESHOLD", 3, minimum=1),
             failover_probe_seconds=_int(env, "MAILROOM_FAILOVER_PROBE_SECONDS", 60, minimum=1),
         )
 
