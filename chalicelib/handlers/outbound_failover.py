@@ -11,7 +11,6 @@ from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.failover import ProviderSwitch, SwitchState, outage
 from chalicelib.platform.errors import error_class
 from chalicelib.platform.logging import log_event
-from chalicelib.platform.metrics import FAILOVER_ACTIVE
 from chalicelib.platform.settings import Settings
 
 EVENT_TYPE = "outbound_sender"
@@ -50,7 +49,6 @@ class Failover:
                 event_type=EVENT_TYPE,
                 provider=self.state.forced or self.state.down,
                 outcome="failover",
-                measured={FAILOVER_ACTIVE: 1},
             )
 
     def _probe(self, provider: str) -> None:

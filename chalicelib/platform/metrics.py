@@ -96,12 +96,6 @@ PROBE_SUCCESS = Metric(
 PROBE_LATENCY = Metric(
     "ProbeLatency", "Milliseconds", (("probe",),), "probe sent → seen at its destination"
 )
-FAILOVER_ACTIVE = Metric(
-    "OutboundFailoverActive",
-    "Count",
-    (("event_type",),),
-    "1 per outbound batch sent while the provider switch is away from the primaries",
-)
 CATALOGUE = (
     MESSAGES,
     HANDLER_DURATION,
@@ -109,7 +103,6 @@ CATALOGUE = (
     PROVIDER_ERRORS,
     PROBE_SUCCESS,
     PROBE_LATENCY,
-    FAILOVER_ACTIVE,
 )
 # Members EMF adds to a line besides its whitelisted fields: the metric values and ``_aws``.
 METRIC_MEMBERS = frozenset(m.name for m in CATALOGUE) | {"_aws"}
