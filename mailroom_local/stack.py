@@ -276,6 +276,9 @@ def run(
             "MAILROOM_BOUNCE_SENDER": BOUNCE_SENDER,
             # Postmark first, SES when Postmark is down (the stand-ins' faults show both).
             "MAILROOM_OUTBOUND_PROVIDERS": "postmark,ses",
+            "MAILROOM_FAILOVER_PROBE_SECONDS": "5",
+            # The failover probe sends to Postmark's test sink from this address.
+            "MAILROOM_PROBE_FROM": "probe@mailroom.test",
         }
         os.environ.update(env)
 
