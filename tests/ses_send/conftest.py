@@ -8,6 +8,7 @@ import boto3
 import pytest
 
 from chalicelib.platform.aws import reset_clients
+from tests.cli.conftest import mailroom  # noqa: F401 - shared fixtures
 from tests.conftest import REGION, Stage
 from tests.outbound.conftest import client, sender, standin  # noqa: F401 - shared fixtures
 

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 
 from chalicelib.handlers import ses_feedback
-from chalicelib.mail.delivery_log import DeliveryStatus
+from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
 from chalicelib.mail.message_ids import lookup_item
 from chalicelib.mail.suppression import SuppressionList
 from tests.conftest import REGION, Stage
@@ -163,3 +163,27 @@ def test_feedback_for_mail_we_did_not_send_is_kept_under_the_ses_message_id(aws:
 
     [(status, _)] = history(aws, f"ses:{SES_ID}")
     assert status is DeliveryStatus.BOUNCED
+
+
+def test_trace_by_the_ses_message_id_answers_the_three_sending_questions(
+    aws: Stage, mailroom: Any
+) -> None:
+    client = boto3.client("dynamodb", region_name=REGION)
+    client.put_item(
+        TableName=aws.state_table, Item=lookup_item("ses", SES_ID, "order-1", ttl_days=30)
+    )
+    log = DeliveryLog(aws.state_table, client=client)
+    log.record(
+        "order-1", DeliveryStatus.SENT, details={"provider": "ses", "ses_message_id": SES_ID}
+    )
+    _publish(aws, {"notificationType": "Bounce", **_bounce()})
+    _run(aws)
+
+    result = mailroom("trace", SES_ID, json_output=True)
+
+    assert result.exit_code == 0, result.output
+    answers = json.loads(result.stdout)["sent_answers"]
+    assert answers["did the provider accept it"] == f"yes: ses {SES_ID}"
+    assert answers["was it dropped inside the provider"] == "no"
+    assert "bounced ann@example.org" in answers["what happened after"]
+    assert "smtp; 550 5.1.1 user unknown" in answers["what happened after"]
