@@ -17,6 +17,7 @@ from chalicelib.mail.outbound import parse_outbound
 from chalicelib.platform.errors import ProviderTransientError, may_have_acted
 from chalicelib.providers.ses.feedback import parse_feedback
 from chalicelib.providers.ses.sender import SesSender
+from chalicelib.providers.ses.suppression import SesSuppressionList
 from mailroom_local import ses
 from tests.conftest import REGION, serve_wsgi
 from tests.e2e.conftest import until
@@ -105,3 +106,20 @@ def test_the_account_suppression_list_round_trips(standin: tuple[str, list[str]]
     assert found["SuppressedDestination"]["Reason"] == "BOUNCE"
     with pytest.raises(client.exceptions.NotFoundException):
         client.get_suppressed_destination(EmailAddress="ann@example.org")
+
+
+def test_our_reasons_map_onto_ses_suppression_reasons(standin: tuple[str, list[str]]) -> None:
+    url, _ = standin
+    client = boto3.client("sesv2", region_name=REGION, endpoint_url=url)
+    ses_list = SesSuppressionList(client)
+
+    ses_list.put("ann@example.org", reason="complaint")
+    ses_list.put("bob@example.org", reason="bounce:General")
+
+    reasons = {
+        a: client.get_suppressed_destination(EmailAddress=a)["SuppressedDestination"]["Reason"]
+        for a in ("ann@example.org", "bob@example.org")
+    }
+    assert reasons == {"ann@example.org": "COMPLAINT", "bob@example.org": "BOUNCE"}
+    assert ses_list.delete("ann@example.org") is True
+    assert ses_list.delete("ann@example.org") is False
