@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from infra.ses_feedback import wire_from_outputs
@@ -20,7 +21,7 @@ def test_the_sending_identity_notifies_the_feedback_topic_with_headers() -> None
         def answer(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
             # moto 5.2.5 lacks SetIdentityHeadersInNotificationsEnabled: answer as SES does.
             headers.append(params["body"]["NotificationType"])
-            return None, {"ResponseMetadata": {"HTTPStatusCode": 200}}
+            return AWSResponse("https://ses", 200, {}, None), {}
 
         ses.meta.events.register("before-call.ses.SetIdentityHeadersInNotificationsEnabled", answer)
         session.client = lambda service: (
