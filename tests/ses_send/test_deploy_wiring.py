@@ -34,13 +34,9 @@ def test_the_sending_identity_notifies_the_feedback_topic_with_headers() -> None
             session, {"SesSendingIdentity": "example.com", "SesFeedbackTopicArn": topic}
         )
 
-        attributes = ses.get_identity_notification_attributes(Identities=["example.com"])
-        found = attributes["NotificationAttributes"]["example.com"]
-        assert (found["BounceTopic"], found["ComplaintTopic"], found["DeliveryTopic"]) == (
-            topic,
-            topic,
-            topic,
-        )
+        assert topics == [
+            ("example.com", kind, topic) for kind in ("Bounce", "Complaint", "Delivery")
+        ]
         assert headers == ["Bounce", "Complaint", "Delivery"]
         assert line is not None
         assert "example.com" in line
