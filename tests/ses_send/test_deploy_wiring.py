@@ -23,7 +23,15 @@ def test_the_sending_identity_notifies_the_feedback_topic_with_headers() -> None
             headers.append(params["body"]["NotificationType"])
             return AWSResponse("https://ses", 200, {}, None), {}
 
+        topics: list[tuple[str, str, str]] = []
+
+        def seen(params: dict[str, Any], **_: Any) -> None:
+            body = params["body"]
+            topics.append((body["Identity"], body["NotificationType"], body["SnsTopic"]))
+
         ses.meta.events.register("before-call.ses.SetIdentityHeadersInNotificationsEnabled", answer)
+        # moto takes this call but does not report a domain identity's topics back.
+        ses.meta.events.register("before-call.ses.SetIdentityNotificationTopic", seen)
         session.client = lambda service: (
             ses if service == "ses" else boto3.client(service, region_name=REGION)
         )
