@@ -34,14 +34,13 @@ def show(ctx: Context) -> None:
     """The switch: mode, the provider that is down, reason and since when."""
     state = _switch(ctx).read()
     row = {**asdict(state), "mode": state.mode, "active": state.active}
-    row["primaries"] = ",".join(ctx.settings.outbound_providers)
     emit(ctx.as_json, row)
     down = f"{state.down} is down" if state.down else "every provider up"
     since = f" since {state.since}" if state.since else ""
     say(
         ctx.as_json,
         f"mode {state.mode}; {down}{since}; reason: {state.reason or '-'}"
-        f" (by {state.actor or '-'}); order {row['primaries']}",
+        f" (by {state.actor or '-'})",
     )
 
 

@@ -49,7 +49,7 @@ class BurstResult:
         return [i for i in self.ids if self.postmark[i] and self.ses[i]]
 
 
-def _client(local: dict[str, Any], service: str) -> Any:
+def stack_client(local: dict[str, Any], service: str) -> Any:
     return boto3.client(
         service,
         endpoint_url=local["aws_endpoint_url"],
@@ -60,7 +60,7 @@ def _client(local: dict[str, Any], service: str) -> Any:
 
 
 def _publish(local: dict[str, Any], ids: list[str]) -> None:
-    sns = _client(local, "sns")
+    sns = stack_client(local, "sns")
     for start in range(0, len(ids), 10):
         entries = []
         for number, correlation_id in enumerate(ids[start : start + 10]):
@@ -105,7 +105,7 @@ def run_burst(
     """Fault Postmark, send ``messages``, wait until each went out, heal Postmark and send a
     trickle until the switch is back on Postmark (the probe runs with the sender's batches)."""
     postmark = local["postmark"]["url"]
-    switch = ProviderSwitch(local["tables"]["state"], client=_client(local, "dynamodb"))
+    switch = ProviderSwitch(local["tables"]["state"], client=stack_client(local, "dynamodb"))
     switch.force(None, reason="failover burst starts", actor="bench")
     result = BurstResult(ids=[f"burst-{mode}-{uuid.uuid4().hex[:12]}" for _ in range(messages)])
     requests.post(f"{postmark}/_control/faults", json={"rules": [FAULTS[mode]]}, timeout=10)
