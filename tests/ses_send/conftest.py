@@ -17,11 +17,10 @@ SHOP = "shop@example.com"
 
 @pytest.fixture
 def ses(aws: Stage, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """moto's SESv2 with the sender verified and the stage's configuration set."""
+    """moto's SESv2 with the sender verified (the template made the configuration set)."""
     sesv2 = boto3.client("sesv2", region_name=REGION)
     sesv2.create_email_identity(EmailIdentity=SHOP)
     boto3.client("ses", region_name=REGION).verify_email_identity(EmailAddress=SHOP)
-    sesv2.create_configuration_set(ConfigurationSetName="mailroom-test")
     reset_clients()
     return
 
