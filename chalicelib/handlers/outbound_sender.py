@@ -39,8 +39,6 @@ down and closes it.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,19 +46,17 @@ from typing import Any
 import requests
 
 from chalicelib.handlers.outbound_failover import Failover
+from chalicelib.handlers.outbound_request import InvalidRequest, parse, wait_for_proof
 from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
 from chalicelib.mail.failover import ProviderSwitch, choose
 from chalicelib.mail.message_ids import lookup_item
-from chalicelib.mail.outbound import OutboundEmail, parse_outbound
+from chalicelib.mail.outbound import OutboundEmail
 from chalicelib.mail.suppression import SuppressionList, normalise
-from chalicelib.platform import claimcheck
 from chalicelib.platform.aws import aws_client, put_items
 from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
-from chalicelib.platform.envelope import unwrap
 from chalicelib.platform.errors import (
     EffectNotRecorded,
-    PoisonMessageError,
     ProofNotYetPossible,
     ProviderTransientError,
     TransientError,
@@ -71,7 +67,6 @@ from chalicelib.platform.errors import (
 from chalicelib.platform.errors import reason_of as reason_for
 from chalicelib.platform.idempotency import Claim, IdempotencyStore, KeyState
 from chalicelib.platform.logging import get_logger, log_event
-from chalicelib.platform.payload import PayloadRejected
 from chalicelib.platform.secrets import POSTMARK_SERVER_TOKEN, get_secrets
 from chalicelib.platform.settings import Settings, per_container
 from chalicelib.providers.postmark.client import InactiveRecipients, PostmarkClient
@@ -130,39 +125,6 @@ def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dic
         remaining_time_ms=remaining_time_ms,
         act=send.send,
     )
-
-
-def _wait_for_search(claim: Claim, delay_seconds: int) -> None:
-    """Postmark's outbound search can lag a message it has just taken: searching right after
-    an attempt that may have sent could miss it and send again. Wait until the previous
-    attempt is ``delay_seconds`` old (not counted as an attempt; SQS brings it back)."""
-    previous = claim.previous_attempt_at or claim.first_attempt_at
-    if time.time() - previous < delay_seconds:
-        raise ProofNotYetPossible("previous attempt too recent for Postmark's search; waiting")
-
-
-class InvalidRequest(PoisonMessageError):
-    """The record is not a valid outbound request; carries its correlation id if it has one."""
-
-    def __init__(self, reason: str, correlation_id: str | None) -> None:
-        super().__init__(reason)
-        self.correlation_id = correlation_id
-
-
-def parse(record: SqsRecord) -> OutboundEmail:
-    """The outbound request in ``record``, by the API's own parser; malformed is poison."""
-    message, _ = unwrap(record.body)
-    payload = claimcheck.check_out(message)
-    try:
-        return parse_outbound(payload)
-    except PayloadRejected as err:
-        try:
-            named = json.loads(payload).get("correlation_id")
-        except (ValueError, AttributeError):
-            named = None
-        raise InvalidRequest(
-            err.reason, named if isinstance(named, str) and named else None
-        ) from err
 
 
 @dataclass
@@ -291,7 +253,7 @@ class _Batch:
         """For an uncertain key: the earlier send's message id, or None once proven unsent
         (``ready.provider`` then says who sends it). Raises while it cannot be proven."""
         email, claim = ready.email, ready.claim
-        _wait_for_search(claim, self.svc.settings.proof_delay_seconds)
+        wait_for_proof(claim, self.svc.settings.proof_delay_seconds)
         if "ses" in claim.attempted:
             # SES has no search: only its events prove a send, and nothing proves the
             # opposite, so this key is never sent again (dead-lettered at the limit).
@@ -328,13 +290,14 @@ class _Batch:
 
     def _send_ses(self, prepared: _Prepared) -> str | BaseException:
         try:
+            ses = self.svc.ses()  # built first: a failure here cannot have sent anything
             self.svc.idempotency.note_attempt(prepared.claim, "ses")
         except Exception as err:
             return self._failed(
                 prepared, TransientError(f"attempt not recorded: {error_class(err)}")
             )
         try:
-            message_id = self.svc.ses().send(prepared.email, prepared.blocked)
+            message_id = ses.send(prepared.email, prepared.blocked)
         except Exception as err:
             self.failover.count("ses", err)
             if not may_have_acted(err):
