@@ -1,11 +1,13 @@
 """``python -m infra.deploy --stage <stage>``: template, Chalice, then the event source mappings.
 
 Steps: check AWS credentials and region (``AWS_REGION`` alone is enough); create or update the
-stack ``mailroom-<stage>`` from ``infra/template.yaml``; write its outputs into the stage's
-environment variables in ``.chalice/config.json``; ``chalice deploy``; on every SQS event source
-mapping listed in ``.chalice/deployed/<stage>.json`` set ``FunctionResponseTypes`` and
+stack ``mailroom-<stage>`` from ``infra/template.yaml`` through a change set, printed first and
+refused when it would replace or remove a stateful resource that ``--allow-replace`` does not
+name (``infra/changeset.py``); write its outputs into the stage's environment variables in
+``.chalice/config.json``; ``chalice deploy``; on every SQS event source mapping listed in
+``.chalice/deployed/<stage>.json`` set ``FunctionResponseTypes`` and
 ``ScalingConfig.MaximumConcurrency`` and read both back. Re-running is safe. Failures print one
-line and exit non-zero, never a traceback.
+line and exit non-zero, never a traceback; a refusal (exit 3) adds what is at stake.
 
 A pipeline stopped with ``mailroom stop`` (its mapping disabled) stays stopped through a
 deploy, and the deploy says so. Template parameters are given as ``--parameter Key=Value``;
@@ -22,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,18 +71,32 @@ def check_credentials(session: Any) -> str:
 
 
 def deploy_stack(
-    cloudformation: Any, stage: str, parameters: dict[str, str] | None = None
+    cloudformation: Any,
+    stage: str,
+    parameters: dict[str, str] | None = None,
+    *,
+    allow_replace: Iterable[str] = (),
+    clients: Callable[[str], Any] | None = None,
+    out: Callable[[str], None] = print,
+    template: Path = TEMPLATE,
 ) -> dict[str, str]:
-    """Create or update ``mailroom-<stage>`` with ``parameters``; its outputs."""
+    """Create or update ``mailroom-<stage>`` with ``parameters`` through a change set; its outputs.
+
+    The change set is printed first and refused (deleted unexecuted, ``DeployError`` with exit
+    code 3) when it would replace or remove a stateful resource not named in ``allow_replace``.
+    ``clients`` (``session.client``) counts what such a resource holds, for the refusal.
+    """
     from botocore.exceptions import ClientError
+
+    from infra import changeset
+    from infra.stateful import parse_template
 
     name = f"mailroom-{stage}"
     given = {**(parameters or {}), "Stage": stage}
     try:
         previous = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
-        exists = True
     except ClientError:
-        previous, exists = {}, False
+        previous = {}
     # Not given this time: the value the stack has (no NoEcho parameters in the template, so
     # describe_stacks shows each value as it is).
     kept = [
@@ -87,22 +104,31 @@ def deploy_stack(
         for p in previous.get("Parameters", [])
         if p["ParameterKey"] not in given
     ]
-    params = {
-        "StackName": name,
-        "TemplateBody": TEMPLATE.read_text(),
-        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()] + kept,
-        "Capabilities": ["CAPABILITY_IAM"],
-    }
+    body = template.read_text()
     try:
-        if exists:
-            cloudformation.update_stack(**params)
-            cloudformation.get_waiter("stack_update_complete").wait(StackName=name)
+        change_set = changeset.create(
+            cloudformation,
+            name,
+            template_body=body,
+            parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()] + kept,
+        )
+        if change_set and changeset.wait_until_created(cloudformation, change_set, name):
+            changeset.review_and_execute(
+                cloudformation,
+                name,
+                change_set,
+                stage=stage,
+                allow_replace=allow_replace,
+                template=parse_template(body),
+                clients=clients,
+                out=out,
+            )
         else:
-            cloudformation.create_stack(**params)
-            cloudformation.get_waiter("stack_create_complete").wait(StackName=name)
+            out(f"stack {name}: no changes")
+    except changeset.ChangeSetError as err:
+        raise DeployError(str(err), err.exit_code) from err
     except ClientError as err:
-        if "No updates are to be performed" not in str(err):
-            raise DeployError(f"stack {name}: {err}") from err
+        raise DeployError(f"stack {name}: {err}") from err
     stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
@@ -276,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="a template parameter (AlarmEmail, ProbeEnabled, ManageLogGroups, SesDomainPrimary…)",
     )
+    parser.add_argument(
+        "--allow-replace",
+        action="append",
+        default=[],
+        metavar="LOGICAL_ID",
+        help="let the change set replace or remove this stateful resource (repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
         import boto3
@@ -284,7 +317,13 @@ def main(argv: list[str] | None = None) -> int:
         session = boto3.session.Session()
         check_credentials(session)
         parameters = _parameters(args.parameter)
-        outputs = deploy_stack(session.client("cloudformation"), args.stage, parameters)
+        outputs = deploy_stack(
+            session.client("cloudformation"),
+            args.stage,
+            parameters,
+            allow_replace=args.allow_replace,
+            clients=session.client,
+        )
         write_environment(CONFIG, args.stage, outputs)
         print(f"stack mailroom-{args.stage}: {len(outputs)} outputs written to {CONFIG}")
         from infra.ses_feedback import wire_from_outputs

@@ -4,8 +4,10 @@ Builds a merge template from ``infra/template.yaml`` (the same resources ``make 
 creates) plus, for every ``on_sqs_message`` handler, ``FunctionResponseTypes:
 [ReportBatchItemFailures]``, ``ScalingConfig.MaximumConcurrency`` (as ``make deploy`` sets it)
 and a dependency on the queue created in the same stack, then runs ``chalice package
---merge-template``. Deploy ``OUT/sam.json`` with ``aws cloudformation package``/``deploy`` as
-usual. ``AWS_REGION`` alone is enough.
+--merge-template``. Deploy ``OUT/sam.json`` with ``aws cloudformation package``, then
+``aws cloudformation deploy --no-execute-changeset`` and ``python -m infra.changeset``, which
+refuses a change set that replaces or removes state, as ``make deploy`` does. ``AWS_REGION``
+alone is enough.
 """
 
 from __future__ import annotations

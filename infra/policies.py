@@ -2,7 +2,9 @@
 
 Chalice's policy generator reads only app.py, and the pipeline's calls live in chalicelib/,
 so each function gets a hand-kept policy file (``.chalice/policy-<stage>-<function>.json``)
-generated from this one table; a test keeps the committed files equal to it.
+generated from this one table; a test keeps the committed files equal to it. The operator
+CLI's policy is rendered beside them; the local stack gives each function and the operator
+exactly these policies (``mailroom_local.iam``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ FUNCTIONS = (
     "probe",
     "ses_feedback",
 )
+# Not a function: the operator CLI's principal, rendered beside the functions' policies.
+OPERATOR = "operator"
 
 
 def _arn(service: str, resource: str) -> str:
@@ -119,16 +123,26 @@ def policy(stage: str, function: str) -> dict[str, Any]:
         ]
     if function == "inbound_bridge":
         statements += _consumer(prefix, "inbound-bridge")
-        statements.append(
+        statements += [
             {
                 "Effect": "Allow",
                 "Action": ["dynamodb:Scan"],
                 "Resource": _arn("dynamodb", f"table/{prefix}-routes"),
-            }
-        )
+            },
+            # SES mail routed to FreeScout reaches the bridge as a reference to its raw MIME.
+            *_raw(prefix),
+            # Postmark mail with a gmail or bounce route: the bridge hands it to that queue,
+            # its payload claim-checked when large.
+            _action_queues(prefix),
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": f"arn:aws:s3:::{prefix}-mail-*/payloads/*",
+            },
+        ]
     if function == "outbound_sender":
         statements += _consumer(prefix, "outbound-sender")
-    if function == "probe":  # issue 11: probe records, the delivery log, the outbound topic
+    if function == "probe":  # probe records, the delivery log, the outbound topic
         statements += [
             {
                 "Effect": "Allow",
@@ -147,22 +161,9 @@ def policy(stage: str, function: str) -> dict[str, Any]:
 
 
 def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
-    """SES inbound (issue 9): the router, the Gmail forwarder and the bouncer."""
+    """SES inbound: the router, the Gmail forwarder and the bouncer."""
     prefix = f"mailroom-{stage}"
-    raw: list[dict[str, Any]] = [
-        {
-            "Effect": "Allow",
-            "Action": ["s3:GetObject"],
-            "Resource": f"arn:aws:s3:::{prefix}-mail-*/raw/*",
-        },
-        {
-            # Without ListBucket a missing raw object answers 403, not 404 ("missing from S3").
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": f"arn:aws:s3:::{prefix}-mail-*",
-            "Condition": {"StringLike": {"s3:prefix": ["raw/*"]}},
-        },
-    ]
+    raw = _raw(prefix)
     if function == "ses_router":
         return [
             *_consumer(prefix, "ses-inbound", fifo=False),
@@ -172,14 +173,7 @@ def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
                 "Action": ["dynamodb:Scan"],
                 "Resource": _arn("dynamodb", f"table/{prefix}-routes"),
             },
-            {
-                "Effect": "Allow",
-                "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
-                "Resource": [
-                    _arn("sqs", f"{prefix}-gmail-forwarder"),
-                    _arn("sqs", f"{prefix}-bouncer"),
-                ],
-            },
+            _action_queues(prefix),
             {
                 "Effect": "Allow",
                 "Action": ["sns:Publish"],
@@ -239,6 +233,33 @@ def _ses_sending(stage: str, function: str) -> list[dict[str, Any]]:
     return []
 
 
+def _raw(prefix: str) -> list[dict[str, Any]]:
+    """Read SES's raw MIME under ``raw/``."""
+    return [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": f"arn:aws:s3:::{prefix}-mail-*/raw/*",
+        },
+        {
+            # Without ListBucket a missing raw object answers 403, not 404 ("missing from S3").
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": f"arn:aws:s3:::{prefix}-mail-*",
+            "Condition": {"StringLike": {"s3:prefix": ["raw/*"]}},
+        },
+    ]
+
+
+def _action_queues(prefix: str) -> dict[str, Any]:
+    """Send to the Gmail forwarder's and the bouncer's queues (router and bridge)."""
+    return {
+        "Effect": "Allow",
+        "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+        "Resource": [_arn("sqs", f"{prefix}-gmail-forwarder"), _arn("sqs", f"{prefix}-bouncer")],
+    }
+
+
 def _bounce_identity(stage: str) -> str:
     """The verified SES identity (domain) of the stage's MAILROOM_BOUNCE_SENDER, if configured."""
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
@@ -254,17 +275,122 @@ def _bounce_identity(stage: str) -> str:
     return sender.rpartition("@")[2] or "*"
 
 
+def operator_policy(stage: str) -> dict[str, Any]:
+    """What the operator CLI (``mailroom``) needs on a stage: the runbook's reads and writes,
+    no function's secrets beyond their names. Rendered to ``.chalice/policy-<stage>-operator.json``
+    for an operator's IAM user or role; not deployed with the functions."""
+    prefix = f"mailroom-{stage}"
+    tables = [_arn("dynamodb", f"table/{prefix}-{name}") for name in ("routes", "state")]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                # DLQ runbook (peek, analyze, redrive, discard, quarantine) and health.
+                "Effect": "Allow",
+                "Action": [
+                    "sqs:GetQueueUrl",
+                    "sqs:GetQueueAttributes",
+                    "sqs:ReceiveMessage",
+                    "sqs:SendMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:StartMessageMoveTask",
+                    "sqs:ListMessageMoveTasks",
+                ],
+                "Resource": _arn("sqs", f"{prefix}-*"),
+            },
+            {
+                # Health reads the subscriptions; the probe publishes to the outbound topic.
+                "Effect": "Allow",
+                "Action": ["sns:ListSubscriptionsByTopic", "sns:GetTopicAttributes", "sns:Publish"],
+                "Resource": _arn("sns", f"{prefix}-*"),
+            },
+            {
+                # Routes, suppression list, audit records, trace index, probe records.
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:GetItem",
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:Query",
+                    "dynamodb:Scan",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:BatchWriteItem",
+                ],
+                "Resource": tables,
+            },
+            {
+                # Quarantined messages are kept in the bucket; peek reads claim checks and raw mail.
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": [
+                    f"arn:aws:s3:::{prefix}-mail-*/{folder}/*"
+                    for folder in ("quarantine", "discarded", "payloads", "raw", "rejected")
+                ],
+            },
+            {
+                # Health checks that parameters exist (names only) and the probe's webhook
+                # credentials; DescribeParameters has no resource-level permission in AWS.
+                "Effect": "Allow",
+                "Action": ["ssm:DescribeParameters"],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameters"],
+                "Resource": _arn("ssm", f"parameter/mailroom/{stage}/*"),
+            },
+            {
+                # stop/resume and health: the functions' event source mappings. Listing them
+                # has no resource-level permission in AWS.
+                "Effect": "Allow",
+                "Action": ["lambda:ListEventSourceMappings", "lambda:GetEventSourceMapping"],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["lambda:UpdateEventSourceMapping"],
+                "Resource": "arn:aws:lambda:*:*:event-source-mapping:*",
+            },
+            {
+                # suppression add/remove keep SES's account-level list in step; no resource.
+                "Effect": "Allow",
+                "Action": ["ses:PutSuppressedDestination", "ses:DeleteSuppressedDestination"],
+                "Resource": "*",
+            },
+            {
+                # trace: Logs Insights over the functions' log groups.
+                "Effect": "Allow",
+                "Action": ["logs:StartQuery", "logs:DescribeLogGroups"],
+                "Resource": f"arn:aws:logs:*:*:log-group:/aws/lambda/mailroom-{stage}*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["logs:GetQueryResults"],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["cloudwatch:DescribeAlarms"],
+                "Resource": f"arn:aws:cloudwatch:*:*:alarm:mailroom-{stage}-*",
+            },
+        ],
+    }
+
+
 def path(stage: str, function: str) -> Path:
     return ROOT / ".chalice" / f"policy-{stage}-{function}.json"
 
 
 def render(stage: str, function: str) -> str:
-    return json.dumps(policy(stage, function), indent=2) + "\n"
+    document = operator_policy(stage) if function == OPERATOR else policy(stage, function)
+    return json.dumps(document, indent=2) + "\n"
 
 
 def main() -> int:
     for stage in STAGES:
-        for function in FUNCTIONS:
+        for function in (*FUNCTIONS, OPERATOR):
             path(stage, function).write_text(render(stage, function))
     return 0
 

@@ -1,7 +1,8 @@
 """The one context object every command gets: the target stage, its clients and stores.
 
 ``--stage`` uses the usual AWS credential chain (``AWS_REGION`` honoured); ``--local``
-reads ``.mailroom/local.json`` written by the local stack (``mailroom_local/stack.py``).
+reads ``.mailroom/local.json`` written by the local stack (``mailroom_local/stack.py``) and
+signs as the stack's operator user, whose policy is the documented operator policy.
 Clients and stores are built on first use, so ``routes list`` never touches SQS.
 """
 
@@ -42,6 +43,9 @@ class Target:
     bucket: str | None = None
     log_file: Path | None = None
     state_dir: Path | None = None
+    # The local stack's operator keys (``local.json``); None for a stage in AWS.
+    credentials: dict[str, str] | None = field(default=None, hash=False, compare=False)
+    calls_file: Path | None = None
 
 
 def local_target(state_dir: Path) -> Target:
@@ -59,6 +63,8 @@ def local_target(state_dir: Path) -> Target:
             bucket=str(local["bucket"]),
             log_file=Path(local["log_file"]) if local.get("log_file") else state_dir / "stack.log",
             state_dir=state_dir,
+            credentials=local.get("credentials", {}).get("operator"),
+            calls_file=Path(local["calls_file"]) if local.get("calls_file") else None,
         )
     except FileNotFoundError:
         raise ConfigError(f"{path} not found: is the local stack running (make run)?") from None
@@ -97,15 +103,23 @@ class Context:
                 "region_name": self.target.region,
                 "config": Config(retries={"max_attempts": 3, "mode": "standard"}),
             }
+            session = boto3.session.Session()
             if self.target.endpoint_url:
-                # The embedded AWS accepts any credentials; a user may have none configured.
-                kwargs.update(
-                    endpoint_url=self.target.endpoint_url,
-                    aws_access_key_id="local",
-                    aws_secret_access_key="local",  # noqa: S106 - moto's placeholder
-                )
-            self._clients[service] = boto3.session.Session().client(service, **kwargs)
+                kwargs.update(endpoint_url=self.target.endpoint_url, **self._local_keys(session))
+            self._clients[service] = session.client(service, **kwargs)
         return self._clients[service]
+
+    def _local_keys(self, session: Any) -> dict[str, str]:
+        """The operator's keys on the local stack, its calls recorded for the permission
+        test; a stack without them (older local.json) takes the administrator's."""
+        keys = self.target.credentials
+        if not keys:
+            return {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+        from mailroom_local import iam
+
+        iam.install({iam.OPERATOR: keys}, self.target.calls_file, function=iam.OPERATOR)
+        iam.prepare(session)
+        return dict(keys)
 
     @property
     def stage(self) -> str:

@@ -13,6 +13,7 @@ import click
 
 from mailroom_cli.console import Finding, emit
 from mailroom_cli.context import Context
+from mailroom_cli.params import PIPELINE
 from mailroom_cli.pipelines import Pipeline
 
 STOPPED_STATES = {"Disabled", "Disabling"}
@@ -65,7 +66,7 @@ def _switch(ctx: Context, name: str, *, enabled: bool, reason: str) -> None:
 
 
 @click.command()
-@click.argument("pipeline", default="all")
+@click.argument("pipeline", default="all", type=PIPELINE)
 @click.option("--reason", required=True, help="Why (kept in the audit record).")
 @click.pass_obj
 def stop(ctx: Context, pipeline: str, reason: str) -> None:
@@ -74,7 +75,7 @@ def stop(ctx: Context, pipeline: str, reason: str) -> None:
 
 
 @click.command()
-@click.argument("pipeline", default="all")
+@click.argument("pipeline", default="all", type=PIPELINE)
 @click.option("--reason", default="resumed by operator", help="Why (kept in the audit record).")
 @click.pass_obj
 def resume(ctx: Context, pipeline: str, reason: str) -> None:

@@ -185,7 +185,7 @@ def idempotency_key(payload: dict[str, Any]) -> str | None:
     without S3: a Postmark email's FreeScout delivery, a Gmail or bounce request."""
     from pydantic import ValidationError
 
-    from chalicelib.mail.actions import MailRef
+    from chalicelib.mail.actions import GmailRequest, MailRef
     from chalicelib.mail.inbound_email import delivery_key
     from chalicelib.providers.postmark.inbound import parse_postmark_inbound, to_inbound_email
 
@@ -194,7 +194,9 @@ def idempotency_key(payload: dict[str, Any]) -> str | None:
             parsed = parse_postmark_inbound(json.dumps(payload))
             email = to_inbound_email(parsed, parsed.recipient)
             return delivery_key(email, email.recipient, "freescout")
-        if isinstance(payload.get("mail"), dict) and payload.get("kind") in {"gmail", "bounce"}:
+        if isinstance(payload.get("mail"), dict) and payload.get("kind") == "gmail":
+            return GmailRequest.model_validate(payload).key()
+        if isinstance(payload.get("mail"), dict) and payload.get("kind") == "bounce":
             mail = MailRef.model_validate(payload["mail"])
             return mail.key(str(payload.get("recipient", "")), str(payload["kind"]))
     except (PoisonMessageError, ValidationError, ValueError):
@@ -224,6 +226,17 @@ class Suggestion:
     action: str  # redrive | discard | quarantine | investigate | fix-then-redrive
     why: str
 
+
+# A missing IAM permission: the same call fails on every redrive until the policy is fixed,
+# however many attempts it took (before it was its own class, it was retried to exhaustion).
+_PERMISSION = (
+    frozenset({"AccessDenied"}),
+    ("accessdenied", "access denied", "not authorized to perform"),
+    Suggestion(
+        "fix-then-redrive",
+        "missing IAM permission: add it in infra/policies.py and deploy, then redrive",
+    ),
+)
 
 # The disposition table: first matching row wins. (error classes, reason words, suggestion)
 _TABLE: tuple[tuple[frozenset[str], tuple[str, ...], Suggestion], ...] = (
@@ -263,12 +276,44 @@ def suggest(letter: DeadLetter, *, completed: bool = False) -> Suggestion:
         return Suggestion(
             "investigate", "no reason: SQS's backstop moved it after a crash loop; read the logs"
         )
+    reason = letter.reason.lower()
+    denied_classes, denied_words, permission = _PERMISSION
+    if letter.error_class in denied_classes or any(w in reason for w in denied_words):
+        return permission
     if letter.disposition == "exhausted":
         return Suggestion("redrive", "retries exhausted: redrive once the cause has healed")
-    reason = letter.reason.lower()
     for classes, words, suggestion in _TABLE:
         if letter.error_class in classes or any(w in reason for w in words):
             return suggestion
     if letter.disposition == "poison":
         return _TABLE[1][2]
+    rejected = _rejection(letter)
+    if rejected is not None:
+        return rejected
     return Suggestion("investigate", "unknown signature: read the logs (mailroom trace ID)")
+
+
+# A provider's 4xx names what it refused: our configuration (fix it, then redrive) or the
+# message as built (unchanged it fails again, so it goes, a copy kept).
+_STATUS = re.compile(r"\bstatus=(\d{3})\b")
+_CONFIGURATION_WORDS = ("mailbox", "not found", "no such", "unknown", "permission", "access")
+
+
+def _rejection(letter: DeadLetter) -> Suggestion | None:
+    reason = (letter.reason or "").lower()
+    found = _STATUS.search(reason)
+    status = int(found.group(1)) if found else None
+    permanent = letter.error_class == "ProviderPermanentError" or letter.disposition == "permanent"
+    if not permanent or (status is not None and not 400 <= status < 500):
+        return None
+    if status in (403, 404) or any(word in reason for word in _CONFIGURATION_WORDS):
+        return Suggestion(
+            "fix-then-redrive",
+            "the provider refused our configuration (4xx: mailbox, route, permission): "
+            "fix it, then redrive",
+        )
+    return Suggestion(
+        "discard",
+        "the provider refused this message as built (permanent 4xx): unchanged it fails "
+        "again; discard it (a copy is kept), or fix the sender and have it re-send",
+    )

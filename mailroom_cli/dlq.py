@@ -15,6 +15,7 @@ from mailroom_cli.console import ConfigError, Finding, emit, say
 from mailroom_cli.context import Context
 from mailroom_cli.control import is_stopped
 from mailroom_cli.deadletters import DeadLetter, parse, suggest
+from mailroom_cli.params import MESSAGE_ID, PIPELINE, RATE
 from mailroom_cli.pipelines import Pipeline
 
 # How many dead letters analyze, discard and quarantine look at per DLQ.
@@ -115,8 +116,15 @@ def status(ctx: Context) -> None:
 
 
 @dlq.command()
-@click.argument("pipeline", required=False)
-@click.option("-n", "limit", default=10, show_default=True, help="At most this many per DLQ.")
+@click.argument("pipeline", required=False, type=PIPELINE)
+@click.option(
+    "-n",
+    "limit",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="At most this many per DLQ.",
+)
 @click.option("--body", is_flag=True, help="Show message bodies too.")
 @click.option("--subscription", is_flag=True, help="The SNS subscription DLQ (F4) instead.")
 @click.pass_obj
@@ -154,7 +162,7 @@ def completed(ctx: Context, pipeline: Pipeline, letter: DeadLetter) -> bool:
 
 
 @dlq.command()
-@click.argument("pipeline", required=False)
+@click.argument("pipeline", required=False, type=PIPELINE)
 @click.pass_obj
 def analyze(ctx: Context, pipeline: str | None) -> None:
     """Group dead letters by error signature, with counts and a suggested disposition."""
@@ -191,8 +199,14 @@ def analyze(ctx: Context, pipeline: str | None) -> None:
 
 
 @dlq.command()
-@click.argument("pipeline", required=False)
-@click.option("--id", "ids", multiple=True, help="SQS message id or business id (repeatable).")
+@click.argument("pipeline", required=False, type=PIPELINE)
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    type=MESSAGE_ID,
+    help="SQS message id or business id (repeatable).",
+)
 @click.option("--error-class", help="Only dead letters of this error class.")
 @click.option("--reason-contains", help="Only dead letters whose reason contains this text.")
 @click.option("--max", "max_messages", default=1000, show_default=True, type=click.IntRange(1))
@@ -200,7 +214,7 @@ def analyze(ctx: Context, pipeline: str | None) -> None:
     "--rate",
     default=10.0,
     show_default=True,
-    type=click.FloatRange(min=0.1),
+    type=RATE,
     help="Messages per second.",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would move; move nothing.")
@@ -261,14 +275,18 @@ def redrive(
         else:
             result = queues.redrive(sqs, dlq_url, source_url, **kwargs)
         moved_ids = [letter.message_id for letter in result.moved]
+        not_moved = result.not_moved
         rows.append(
             {
                 "pipeline": found.name,
                 "moved": len(result.moved),
+                "failed": sum(1 for fate in not_moved if fate.fate == queues.FAILED),
+                "held": sum(1 for fate in not_moved if fate.fate == queues.SKIPPED),
                 "skipped": result.skipped,
                 "requested_rate": rate,
                 "achieved_rate": round(result.achieved_rate, 2) if result.achieved_rate else None,
                 "ids": moved_ids,
+                "entries": [fate.as_row() for fate in result.fates],
                 "left_in_both": result.left_in_both,
             }
         )
@@ -286,14 +304,20 @@ def redrive(
             say(
                 ctx.as_json, f"{found.name}: still in the DLQ too: {', '.join(result.left_in_both)}"
             )
+        for fate in not_moved:
+            why = f"{fate.code}: {fate.detail}" if fate.fate == queues.FAILED else fate.detail
+            left = f"{found.name}: {fate.message_id} {fate.fate} ({why}), left in the DLQ"
+            say(ctx.as_json, left)
         if result.error:
             failed.append(f"{found.name}: {result.error}")
+        elif not_moved:
+            failed.append(f"{found.name}: {len(not_moved)} left in the DLQ (see each entry's fate)")
     verb = "would move" if dry_run else "moved"
     emit(
         ctx.as_json,
         rows,
         rows=rows,
-        columns=["pipeline", "moved", "skipped", "achieved_rate"],
+        columns=["pipeline", "moved", "failed", "held", "skipped", "achieved_rate"],
         empty="nothing to redrive",
     )
     if dry_run:
@@ -361,7 +385,14 @@ def _settle(ctx: Context, ids: tuple[str, ...], reason: str, *, action: str, pre
 
 
 @dlq.command()
-@click.option("--id", "ids", multiple=True, required=True, help="SQS message id or business id.")
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    required=True,
+    type=MESSAGE_ID,
+    help="SQS message id or business id.",
+)
 @click.option("--reason", required=True, help="Why (kept in the audit record).")
 @click.pass_obj
 def discard(ctx: Context, ids: tuple[str, ...], reason: str) -> None:
@@ -370,7 +401,14 @@ def discard(ctx: Context, ids: tuple[str, ...], reason: str) -> None:
 
 
 @dlq.command()
-@click.option("--id", "ids", multiple=True, required=True, help="SQS message id or business id.")
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    required=True,
+    type=MESSAGE_ID,
+    help="SQS message id or business id.",
+)
 @click.option("--reason", required=True, help="Why (kept in the audit record).")
 @click.pass_obj
 def quarantine(ctx: Context, ids: tuple[str, ...], reason: str) -> None:

@@ -1,11 +1,14 @@
 """The ``mailroom`` group: builds one Context for the stage and turns failures into one line.
 
-Exit codes: 0 ok, 1 a finding (unhealthy, not found), 2 usage or configuration error.
+Exit codes: 0 ok, 1 a finding (unhealthy, not found), 2 usage or configuration error. A
+usage error is one line too; output cut short by a closed pipe (``mailroom … | head``) ends
+quietly.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,11 @@ class MailroomGroup(click.Group):
             raise ConfigError(f"AWS: {err}") from None
         except ConfigurationError as err:
             raise ConfigError(str(err)) from None
+        except click.UsageError as err:
+            # click would print the usage and a hint around it; the operator gets one line.
+            raise ConfigError(err.format_message()) from None
+        except BrokenPipeError:
+            raise  # the reader went away (| head): main() ends quietly
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as err:
@@ -107,4 +115,11 @@ _register()
 
 def main() -> None:
     """Console-script entry point (``mailroom``)."""
-    cli(prog_name="mailroom")
+    try:
+        cli(prog_name="mailroom")
+    except BrokenPipeError:
+        # Python's recipe for a closed stdout: point it at devnull so the interpreter's final
+        # flush does not fail again, and leave without a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

@@ -17,10 +17,13 @@ import click
 
 from mailroom_cli.console import ConfigError, Finding, say
 from mailroom_cli.context import Context
+from mailroom_cli.params import SECONDS
 
 
 @click.command()
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for arrival.")
+@click.option(
+    "--timeout", default=120.0, show_default=True, type=SECONDS, help="Seconds to wait for arrival."
+)
 @click.pass_obj
 def probe(ctx: Context, timeout: float) -> None:
     """Send both end-to-end probes now and wait for them; exit 1 if one fails."""
@@ -29,6 +32,10 @@ def probe(ctx: Context, timeout: float) -> None:
 
         local = json.loads((ctx.target.state_dir / "local.json").read_text())
         os.environ.update(environment(local, int(timeout)))
+        if local.get("credentials"):  # run by the operator, with the operator's policy
+            from mailroom_local import iam
+
+            os.environ.update(iam.install_from_local(local, iam.OPERATOR))
     else:
         os.environ.update({"MAILROOM_STAGE": ctx.stage, "AWS_REGION": ctx.target.region})
     from chalicelib.handlers.probe import checks as probes

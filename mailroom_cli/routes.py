@@ -16,6 +16,7 @@ from chalicelib.mail.routing import RouteAction, RouteRule, candidates, resolve
 from chalicelib.platform.logging import hash_id
 from mailroom_cli.console import ConfigError, Finding, emit, say
 from mailroom_cli.context import Context
+from mailroom_cli.params import ADDRESS
 
 ACTIONS = [a.value for a in RouteAction if a is not RouteAction.UNKNOWN]
 _ADDRESS = re.compile(r"^[^@\s*]+@[^@\s*]+\.[^@\s*]+$")
@@ -218,7 +219,7 @@ def remove(ctx: Context, pattern: str, reason: str) -> None:
 
 
 @routes.command()
-@click.argument("address")
+@click.argument("address", type=ADDRESS)
 @click.pass_obj
 def test(ctx: Context, address: str) -> None:
     """Which rule ADDRESS gets: every candidate tried, and the winner."""

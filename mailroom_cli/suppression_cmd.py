@@ -14,6 +14,7 @@ from chalicelib.mail.suppression import normalise
 from chalicelib.platform.logging import hash_id
 from mailroom_cli.console import Finding, emit, say
 from mailroom_cli.context import Context
+from mailroom_cli.params import ADDRESS
 
 
 @click.group()
@@ -31,7 +32,7 @@ def list_(ctx: Context) -> None:
 
 
 @suppression.command()
-@click.argument("address")
+@click.argument("address", type=ADDRESS)
 @click.pass_obj
 def check(ctx: Context, address: str) -> None:
     """Whether ADDRESS is suppressed (exit 1 if it is)."""
@@ -43,7 +44,7 @@ def check(ctx: Context, address: str) -> None:
 
 
 @suppression.command()
-@click.argument("address")
+@click.argument("address", type=ADDRESS)
 @click.option("--reason", required=True, help="Why (kept with the entry and audited).")
 @click.pass_obj
 def add(ctx: Context, address: str, reason: str) -> None:
@@ -58,7 +59,7 @@ def add(ctx: Context, address: str, reason: str) -> None:
 
 
 @suppression.command()
-@click.argument("address")
+@click.argument("address", type=ADDRESS)
 @click.option("--reason", required=True, help="Why (audited).")
 @click.pass_obj
 def remove(ctx: Context, address: str, reason: str) -> None:

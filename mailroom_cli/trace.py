@@ -23,6 +23,7 @@ from mailroom_cli import queues
 from mailroom_cli.console import Finding, emit, say
 from mailroom_cli.context import Context
 from mailroom_cli.dlq import SCAN_LIMIT, letters
+from mailroom_cli.params import ADDRESS, HOURS, MESSAGE_ID
 from mailroom_cli.pipelines import PIPELINES
 
 LOG_LINES = 50
@@ -163,13 +164,17 @@ def answers(report: dict[str, Any]) -> dict[str, str]:
 
 
 @click.command()
-@click.argument("ident", metavar="ID")
-@click.option("--since", default=24, show_default=True, help="Hours of logs to search.")
+@click.argument("ident", metavar="ID", type=MESSAGE_ID)
 @click.option(
-    "--recipient", help="The recipient address, to find inbound deliveries (keyed per recipient)."
+    "--since", default=24.0, show_default=True, type=HOURS, help="Hours of logs to search."
+)
+@click.option(
+    "--recipient",
+    type=ADDRESS,
+    help="The recipient address, to find inbound deliveries (keyed per recipient).",
 )
 @click.pass_obj
-def trace(ctx: Context, ident: str, since: int, recipient: str | None) -> None:
+def trace(ctx: Context, ident: str, since: float, recipient: str | None) -> None:
     """Everything mailroom knows about one email, by any of its ids."""
     from mailroom_cli.sent_trace import provider_history, resolve, sent_answers
 

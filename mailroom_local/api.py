@@ -60,12 +60,29 @@ def build_server(host: str, port: int, *, stage: str = "local", nonce: str = "")
     )
 
 
+def _act_as_function(env: Any) -> None:
+    """Started by the stack: sign as the API function's user and record its calls."""
+    from mailroom_local import iam
+
+    function, calls = env.get(iam.FUNCTION_VARIABLE), env.get(iam.CALLS_VARIABLE)
+    if not function or not calls or not env.get("AWS_ACCESS_KEY_ID"):
+        return
+    keys = {
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY", ""),
+    }
+    iam.install(
+        {function: keys}, Path(calls), function=function, region=env.get("AWS_REGION", "us-east-1")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mailroom_local.api")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--stage", default="local")
     args = parser.parse_args(argv)
+    _act_as_function(os.environ)
     try:
         server = build_server(
             args.host, args.port, stage=args.stage, nonce=os.environ.get(NONCE_VARIABLE, "")

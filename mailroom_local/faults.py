@@ -13,14 +13,16 @@ again when it runs out, so a service can flap. ``path`` (a prefix) and ``method`
 rule to matching requests; others pass through without using it up. The older single forms
 ``{"status": 503, "count": 3}`` and ``{"delay_ms": 200}`` still work. ``GET /_control/faults``
 shows the rules with what is left of each; ``DELETE`` clears them. ``GET /_control/requests``
-lists every service request received (method and path, faulted or not). Requests under
-``/_control`` are never faulted.
+lists the last ``WINDOW`` service requests received (method and path, faulted or not).
+Requests under ``/_control`` are never faulted.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,6 +30,9 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 ErrorBody = Callable[[int], Any]
+# How much each stand-in keeps of what it received (requests, conversations, sends, imports),
+# so a stack left up all day holds a bounded window, not the whole day.
+WINDOW = int(os.environ.get("MAILROOM_LOCAL_STANDIN_WINDOW", "2000"))
 USAGE = (
     'expected {"rules": [{"status": int, "delay_ms": int, "count": int, "path": str, '
     '"method": str}, ...], "repeat": bool} (or the single form {"status", "count", "delay_ms"})'
@@ -136,7 +141,7 @@ def install(app: Flask, error_body: ErrorBody) -> None:
     """Add the control routes and the fault gate to ``app``."""
     lock = threading.Lock()
     schedule = Schedule()
-    seen: list[dict[str, str]] = []
+    seen: deque[dict[str, str]] = deque(maxlen=WINDOW)
 
     @app.before_request
     def gate() -> Any:

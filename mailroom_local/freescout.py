@@ -1,8 +1,9 @@
 """A local FreeScout that speaks the API & Webhooks module's HTTP shape, with fault injection.
 
 Conversations and threads live in memory and are written to ``<state_dir>/freescout/`` for
-people to read. Faults as in ``mailroom_local.faults``; ``GET /_control/conversations``
-shows everything held, bypassing faults and auth.
+people to read; the newest ``faults.WINDOW`` are kept. Faults as in ``mailroom_local.faults``;
+``GET /_control/conversations[?since=ID]`` shows what is held (newer than ID), bypassing faults
+and auth.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def create_app(*, api_key: str, state_dir: Path, mailbox_ids: tuple[int, ...] = 
 
     def save(conversation: dict[str, Any]) -> None:
         (out / f"conversation-{conversation['id']}.json").write_text(json.dumps(conversation))
+        held = store["conversations"]
+        while len(held) > faults.WINDOW:
+            oldest = next(iter(held))
+            held.pop(oldest)
+            (out / f"conversation-{oldest}.json").unlink(missing_ok=True)
 
     def next_id() -> int:
         value = int(store["next_id"])
@@ -96,7 +102,10 @@ def create_app(*, api_key: str, state_dir: Path, mailbox_ids: tuple[int, ...] = 
     @app.get("/_control/conversations")
     def every_conversation() -> Reply:
         """What the stand-in holds, for tests and the demo; faults and auth do not apply."""
-        return {"conversations": list(store["conversations"].values())}, 200
+        since = request.args.get("since", type=int, default=0)
+        with lock:
+            held = [c for i, c in store["conversations"].items() if i > since]
+        return {"conversations": held}, 200
 
     @app.post("/api/conversations")
     def create() -> Any:

@@ -8,7 +8,8 @@ error shape. Faults as in ``mailroom_local.faults``, plus ``POST /_control/gmail
 that error), ``{"revoked": true}`` (the token endpoint answers ``invalid_grant``) and
 ``{"fail_after_store": 1, "status": 500}`` (the next import is stored, then answered 500;
 with ``"delay_ms"`` instead, answered only after that delay, so the client times out).
-``GET /_control/mailboxes`` counts the imports per mailbox.
+``GET /_control/mailboxes`` counts the imports per mailbox (the newest ``faults.WINDOW`` of
+each are kept).
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def create_app(
                 "subject": str(parsed.get("Subject", "")),
             }
             (out / f"{user}-{gid}.eml").write_bytes(raw)
+            while len(box) > faults.WINDOW:
+                oldest = next(iter(box))
+                box.pop(oldest)
+                (out / f"{user}-{oldest}.eml").unlink(missing_ok=True)
         return {"id": gid, "threadId": gid, "labelIds": labels}, 200
 
     @app.post("/gmail/v1/users/<user>/messages/import")

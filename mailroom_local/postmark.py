@@ -4,6 +4,8 @@ Auth by ``X-Postmark-Server-Token`` (401 with ErrorCode 10); 415 without JSON he
 with ErrorCode 300 for invalid messages and 406 for inactive recipients; ``/email/batch``
 answers 200 with a per-message result, as the real one does. ``POST /_control/inactive``
 ``{"addresses": [...]}`` marks recipients inactive; faults as in ``mailroom_local.faults``.
+The newest ``faults.WINDOW`` sends are kept (and searched); ``GET /_control/messages[?since=N]``
+lists them, each with its sequence number ``Seq``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import re
 import threading
 import uuid
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,8 @@ def _addresses(field: Any) -> list[str]:
 def create_app(*, server_token: str, state_dir: Path) -> Flask:
     app = Flask("postmark-standin")
     lock = threading.Lock()
-    sent: list[dict[str, Any]] = []
+    sent: deque[dict[str, Any]] = deque()
+    counter = {"seq": 0}
     inactive: set[str] = set()
     out = state_dir / "postmark"
     out.mkdir(parents=True, exist_ok=True)
@@ -89,8 +93,12 @@ def create_app(*, server_token: str, state_dir: Path) -> Flask:
             "Recipients": recipients,
         }
         with lock:
+            counter["seq"] += 1
+            record["Seq"] = counter["seq"]
             sent.append(record)
             (out / f"message-{record['MessageID']}.json").write_text(json.dumps(message))
+            while len(sent) > faults.WINDOW:
+                (out / f"message-{sent.popleft()['MessageID']}.json").unlink(missing_ok=True)
         reply = {k: record[k] for k in ("To", "SubmittedAt", "MessageID")}
         return {**reply, "ErrorCode": 0, "Message": "OK"}, True
 
@@ -162,7 +170,8 @@ def create_app(*, server_token: str, state_dir: Path) -> Flask:
 
     @app.get("/_control/messages")
     def every_message() -> Any:
+        since = request.args.get("since", type=int, default=0)
         with lock:
-            return {"messages": list(sent)}, 200
+            return {"messages": [m for m in sent if m["Seq"] > since]}, 200
 
     return app

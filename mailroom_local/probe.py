@@ -48,6 +48,10 @@ def run(state_dir: Path, *, timeout: float = 60.0) -> int:
         print(f"no local stack found ({state_dir}/local.json); start it with `make run`")
         return 1
     os.environ.update(environment(local, int(timeout)))
+    if local.get("credentials"):  # what the scheduled probe function does, with its policy
+        from mailroom_local import iam
+
+        os.environ.update(iam.install_from_local(local, "probe"))
     from chalicelib.handlers.probe import checks as probe
     from chalicelib.platform.aws import reset_clients
     from chalicelib.platform.secrets import reset_secrets

@@ -180,7 +180,7 @@ def _create_ses(build: _Builder, logical: str, kind: str, props: dict[str, Any])
             )
     elif kind == "AWS::S3::BucketPolicy":
         clients("s3").put_bucket_policy(
-            Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"])
+            Bucket=props["Bucket"], Policy=json.dumps(_without_tls_only(props["PolicyDocument"]))
         )
     elif kind == "AWS::SES::ReceiptRuleSet":
         clients("ses").create_receipt_rule_set(RuleSetName=props["RuleSetName"])
@@ -199,6 +199,17 @@ def _create_ses(build: _Builder, logical: str, kind: str, props: dict[str, Any])
         )
     else:
         raise ValueError(f"the local stack cannot create {kind} ({logical})")
+
+
+def _without_tls_only(policy: dict[str, Any]) -> dict[str, Any]:
+    """The bucket policy less its deny-plain-HTTP statement: the embedded AWS speaks HTTP, and
+    moto evaluates that condition, so kept it would refuse every local request."""
+    kept = [
+        statement
+        for statement in policy.get("Statement", [])
+        if "aws:SecureTransport" not in json.dumps(statement.get("Condition", {}))
+    ]
+    return {**policy, "Statement": kept}
 
 
 def _create(build: _Builder, logical: str, kind: str, props: dict[str, Any]) -> None:

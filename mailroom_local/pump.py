@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +95,7 @@ class Pump:
         report_batch_item_failures: bool,
         pollers: int = DEFAULT_POLLERS,
         function_timeout_ms: int = FUNCTION_TIMEOUT_MS,
+        principal: Callable[[str], AbstractContextManager[Any]] | None = None,
     ) -> None:
         if pollers < 1:
             raise ValueError("a queue needs at least one poller")
@@ -102,6 +105,9 @@ class Pump:
         self._flag = report_batch_item_failures
         self._pollers = pollers
         self._timeout_ms = function_timeout_ms
+        # Lambda polls and invokes as the function's execution role: each poller thread
+        # acts as its function (mailroom_local.iam.acting_as).
+        self._principal = principal or (lambda _name: nullcontext())
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -128,6 +134,10 @@ class Pump:
         return started
 
     def _loop(self, url: str, arn: str, handler: Any, name: str, batch_size: int) -> None:
+        with self._principal(name):
+            self._poll(url, arn, handler, name, batch_size)
+
+    def _poll(self, url: str, arn: str, handler: Any, name: str, batch_size: int) -> None:
         while not self._stop.is_set():
             try:
                 pump_once(
@@ -142,10 +152,15 @@ class Pump:
                     function_timeout_ms=self._timeout_ms,
                 )
             except Exception as err:  # the pump must outlive a broken queue or handler
+                if self._stop.is_set():
+                    return  # the embedded AWS is stopping with us
                 print(f"pump {name}: {type(err).__name__}: {err}", flush=True)
                 self._stop.wait(1)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop polling; wait up to ``timeout`` in all for batches in flight (the threads are
+        daemons: a batch cut short comes back after its visibility timeout, as in Lambda)."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

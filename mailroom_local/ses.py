@@ -1,7 +1,8 @@
 """A local SES for what moto lacks: ``SendBounce`` in SES's query/XML shape, with SES's rules,
 and (``mailroom_local.ses_send``) SESv2 sending with feedback.
 
-It keeps every bounce it accepted (``GET /_control/bounces``), answers ``Throttling`` to a
+It keeps the newest ``faults.WINDOW`` bounces it accepted (``GET /_control/bounces``) and
+received messages, answers ``Throttling`` to a
 second call within one second, and ``MessageRejected`` for a message it did not receive or
 received more than 24 hours ago. ``make receive`` (and tests) register received messages with
 ``POST /_control/received {"message_id", "received_at"}``. Faults as in ``mailroom_local.faults``.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,7 +58,7 @@ def create_app(
     ses_send.install(app, publish)
     lock = threading.Lock()
     received: dict[str, datetime] = {}
-    bounces: list[dict[str, Any]] = []
+    bounces: deque[dict[str, Any]] = deque(maxlen=faults.WINDOW)
     last_call: list[float] = []
     faults.install(app, lambda status: _error(status, "ServiceUnavailable", "Injected")[0])
 
@@ -66,6 +68,8 @@ def create_app(
         at = datetime.fromisoformat(str(body.get("received_at") or datetime.now(UTC).isoformat()))
         with lock:
             received[str(body.get("message_id", ""))] = at
+            while len(received) > faults.WINDOW:
+                received.pop(next(iter(received)))
         return {"registered": len(received)}, 200
 
     @app.get("/_control/bounces")

@@ -20,6 +20,7 @@ import base64
 import json
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -27,6 +28,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from flask import Flask, request
+
+from mailroom_local import faults
 
 Publish = Callable[[str], None]
 SIMULATOR = "simulator.amazonses.com"
@@ -111,8 +114,9 @@ def _notification(
 def install(app: Flask, publish: Callable[[], Publish | None]) -> None:
     """Add SESv2's sending routes to ``app``; ``publish()`` gives the feedback topic's sender."""
     lock = threading.Lock()
-    sent: list[dict[str, Any]] = []
-    emitted: list[dict[str, Any]] = []
+    # Bounded like every stand-in's records, so a long soak does not grow the stack.
+    sent: deque[dict[str, Any]] = deque(maxlen=faults.WINDOW)
+    emitted: deque[dict[str, Any]] = deque(maxlen=faults.WINDOW)
     suppressed: dict[str, dict[str, str]] = {}
     feedback_faults: dict[str, Any] = {}
 

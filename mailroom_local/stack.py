@@ -48,7 +48,11 @@ LOCAL_VISIBILITY_SECONDS = 5
 # What the stand-ins write for people to read; removed at start so runs do not mix.
 STANDIN_DIRS = ("freescout", "postmark", "gmail")
 LOG_FILE = "stack.log"
+CALLS_FILE = "calls.jsonl"  # every AWS call each function made (mailroom_local.iam)
 PORT_BUSY = 3
+# Ctrl-C or SIGTERM to everything gone: the parts stop side by side within this, and a child
+# still running after it is killed.
+STOP_SECONDS = 3.0
 
 
 def free_port() -> int:
@@ -149,6 +153,7 @@ def start_clean(state_dir: Path) -> None:
     """Remove what a previous run left: its ``local.json`` and the stand-ins' files."""
     (state_dir / "local.json").unlink(missing_ok=True)
     (state_dir / LOG_FILE).unlink(missing_ok=True)
+    (state_dir / CALLS_FILE).unlink(missing_ok=True)
     for name in STANDIN_DIRS:
         shutil.rmtree(state_dir / name, ignore_errors=True)
 
@@ -161,11 +166,18 @@ class _Moto:
     port: int
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        _end(self.process, time.monotonic() + STOP_SECONDS)
+
+
+def _end(process: subprocess.Popen[Any], deadline: float) -> None:
+    """SIGTERM ``process`` (if it still runs), wait until ``deadline``, then kill it."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _start_moto() -> _Moto:
@@ -227,7 +239,7 @@ def run(
     try:
         import boto3
 
-        from mailroom_local import freescout, gmail, postmark, ses
+        from mailroom_local import freescout, gmail, iam, postmark, ses
         from mailroom_local.provision import provision
         from mailroom_local.pump import Pump
 
@@ -310,6 +322,20 @@ def run(
         env["MAILROOM_OUTBOUND_TOPIC_ARN"] = resources.topics["outbound"]
         env["MAILROOM_MAIL_BUCKET"] = resources.bucket
         os.environ.update(env)
+        # Each function signs as its own IAM user with its deployed policy; the API process
+        # is the api_handler function (and `chalice local` by hand, through local.json).
+        credentials = iam.create_principals(client("iam"), STAGE)
+        calls = state_dir / CALLS_FILE
+        iam.install(credentials, calls, region=REGION)
+        api_keys = credentials["api_handler"]
+        env.update(
+            {
+                "AWS_ACCESS_KEY_ID": api_keys["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": api_keys["aws_secret_access_key"],
+                iam.CALLS_VARIABLE: str(calls),
+                iam.FUNCTION_VARIABLE: "api_handler",
+            }
+        )
 
         # The routes as `chalice local` serves them, with a backlog for bursts
         # (mailroom_local.api); the nonce proves that what answers on the port is ours.
@@ -326,13 +352,16 @@ def run(
                     raise
 
         app_module = importlib.import_module("app")
+        pump_session = boto3.session.Session()
+        iam.prepare(pump_session)
         pump = Pump(
             app_module,
-            client("sqs"),
+            pump_session.client("sqs", endpoint_url=endpoint, region_name=REGION),
             region=REGION,
             report_batch_item_failures=report_batch_item_failures,
             pollers=pollers,
             function_timeout_ms=LOCAL_FUNCTION_TIMEOUT_SECONDS * 1000,
+            principal=iam.acting_as,
         )
         handlers = pump.start()
         parts.append(pump)
@@ -370,6 +399,9 @@ def run(
             "tables": {"routes": resources.routes_table, "state": resources.state_table},
             "bucket": resources.bucket,
             "log_file": str(state_dir / LOG_FILE),
+            # Each function's and the operator's IAM keys; `local` is the administrator.
+            "credentials": credentials,
+            "calls_file": str(calls),
             "pump": {
                 "handlers": handlers,
                 "pollers": pollers,
@@ -385,16 +417,32 @@ def run(
         return 0
     finally:
         print("stopping mailroom local stack", flush=True)
-        if api_process is not None and api_process.poll() is None:
-            api_process.terminate()
-            try:
-                api_process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                api_process.kill()
-        for part in reversed(parts):
-            (getattr(part, "shutdown", None) or part.stop)()
+        _stop(parts, api_process)
         (state_dir / "local.json").unlink(missing_ok=True)
         pid_file.unlink(missing_ok=True)
+
+
+def _stop(parts: list[Any], api_process: subprocess.Popen[bytes] | None) -> None:
+    """Stop every part side by side: the children are told at once, the pump and the
+    stand-ins stop meanwhile, and whatever still runs at the deadline is killed."""
+    deadline = time.monotonic() + STOP_SECONDS
+    children: list[subprocess.Popen[Any]] = [p.process for p in parts if isinstance(p, _Moto)]
+    if api_process is not None:
+        children.append(api_process)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    stopping = [
+        threading.Thread(target=getattr(part, "shutdown", None) or part.stop, daemon=True)
+        for part in parts
+        if not isinstance(part, _Moto)
+    ]
+    for thread in stopping:
+        thread.start()
+    for child in children:
+        _end(child, deadline)
+    for thread in stopping:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _banner(local: dict[str, Any], state_dir: Path) -> None:

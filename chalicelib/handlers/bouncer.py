@@ -2,37 +2,38 @@
 
 SES-received mail: ``SendBounce`` with a per-recipient DSN (5.1.1 "mailbox does not exist"
 unless the rule says otherwise), within 24 h of receipt ("too old to bounce" after that).
+An uncertain SendBounce (answer lost) cannot be proven, so it is dead-lettered, never sent twice.
 Postmark-received mail: Postmark cannot bounce, so an RFC 3464 report (human text, a
-``message/delivery-status`` part, the original headers) goes to the envelope sender through
-mailroom's own outbound path, keyed by a correlation id, so the sender sends it once. Never a
-bounce to a sender that did not authenticate (verdict table), nor to a null sender.
+``message/delivery-status`` part, the original headers) goes to the envelope sender
+(``Return-Path``, only when SPF passed for it) through mailroom's own outbound path, keyed by
+a correlation id. Never a report to a null sender or about a report (``mail.decision``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib.handlers.dispatch import audit_drop, load_mail
+from chalicelib.handlers.dispatch import load_mail, write_audit
+from chalicelib.handlers.services import Services, services
 from chalicelib.mail.actions import BounceRequest, MailRef, parse_request
-from chalicelib.mail.audit import AuditLog
+from chalicelib.mail.decision import audit_entry, bounce_refusal, is_automatic_report
 from chalicelib.mail.inbound_email import EmailSource, InboundEmail, delivery_key
 from chalicelib.mail.outbound import OutboundEmail
 from chalicelib.mail.routing import RouteAction
-from chalicelib.mail.verdicts import Decision, Disposition, Verdict, decide
+from chalicelib.mail.verdicts import Disposition
 from chalicelib.platform import claimcheck
-from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
 from chalicelib.platform.errors import PermanentError
-from chalicelib.platform.idempotency import IdempotencyStore, KeyState
-from chalicelib.platform.logging import get_logger, log_event
-from chalicelib.platform.settings import Settings, per_container
-from chalicelib.providers.ses.client import Bounce, SesBouncer
+from chalicelib.platform.idempotency import KeyState
+from chalicelib.platform.logging import log_event
+from chalicelib.platform.settings import Settings
+from chalicelib.providers.postmark.inbound import sender_facts
+from chalicelib.providers.ses.client import Bounce
 
 EVENT_TYPE = "bouncer"
 ACTION = "bounce"
@@ -40,33 +41,7 @@ ACTOR = "bouncer"
 # SES: "You can only call SendBounce within 24 hours of receiving the email."
 MAX_BOUNCE_AGE = timedelta(hours=24)
 TOO_OLD = "too old to bounce"
-UNAUTHENTICATED = "not bounced: sender not authenticated"
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    idempotency: IdempotencyStore
-    audit: AuditLog
-    ses: SesBouncer | None = None
-
-    def bouncer(self) -> SesBouncer:
-        if self.ses is None:
-            self.ses = SesBouncer.for_settings(self.settings)
-        return self.ses
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    dynamodb = aws_client("dynamodb")
-    return _Services(
-        settings=settings,
-        idempotency=IdempotencyStore.for_settings(settings, dynamodb),
-        audit=AuditLog.for_settings(settings, dynamodb),
-    )
-
-
-services = per_container(_build)
+MAY_HAVE_BOUNCED = "bounce may have been sent; not sent again"
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -80,23 +55,21 @@ def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dic
 def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     """Bounce one recipient of one email, or refuse with an audit record."""
     request = parse_request(record.body, BounceRequest)
-    mail = request.mail
-    ctx.message_id = mail.provider_message_id
+    ctx.message_id = request.mail.provider_message_id
     svc = services()
-    refusal = _refusal(mail)
+    email: InboundEmail | None = None
+    if request.mail.source is EmailSource.POSTMARK or request.mail.rfc_message_id is None:
+        # For the DSN, or the Message-ID (and headers) SES truncated.
+        email, _ = load_mail(request.mail, request.recipient)
+        request = request.model_copy(update={"mail": _checked(request.mail, email)})
+    mail = request.mail
+    refusal = bounce_refusal(mail)
     if refusal is not None:
-        _refuse(svc, request, refusal)
+        _refuse(svc, request, *refusal)
         return "not_bounced"
     if mail.source is EmailSource.SES and datetime.now(UTC) - mail.received_at > MAX_BOUNCE_AGE:
-        _refuse(
-            svc, request, Decision(Disposition.REFUSE_BOUNCE, TOO_OLD, "received over 24 h ago")
-        )
+        _refuse(svc, request, TOO_OLD, "received over 24 h ago")
         return "too_old"
-    email: InboundEmail | None = None
-    if mail.source is EmailSource.POSTMARK or mail.rfc_message_id is None:
-        email, _ = load_mail(
-            mail, request.recipient
-        )  # for the DSN, or the Message-ID SES truncated
     key = (
         delivery_key(email, request.recipient, ACTION)
         if email
@@ -106,13 +79,17 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     claim = store.claim(key)
     if claim.state is KeyState.COMPLETED:
         return "duplicate"
-    if claim.state is KeyState.UNCERTAIN:
-        # SES cannot be asked whether a bounce went out; the outbound path dedupes by
-        # correlation id. A second bounce beats a sender who never learns of the failure.
-        log_event("uncertain bounce: sending again", event_type=EVENT_TYPE)
+    if claim.state is KeyState.UNCERTAIN and mail.source is EmailSource.SES:
+        # SendBounce takes no idempotency key and SES has no API to list the bounces sent:
+        # an attempt whose answer was lost cannot be proven either way. A second bounce
+        # is the harm here, so the message waits in the DLQ for a person.
+        unproven = PermanentError(MAY_HAVE_BOUNCED)
+        log_event(MAY_HAVE_BOUNCED, event_type=EVENT_TYPE, outcome="uncertain")
+        store.settle_failure(claim, unproven)
+        raise unproven
     try:
         if mail.source is EmailSource.SES:
-            bounce_id = svc.bouncer().send(
+            bounce_id = svc.ses_bouncer.send(
                 Bounce(
                     original_message_id=mail.provider_message_id,
                     recipient=request.recipient,
@@ -123,6 +100,7 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
             )
             result = {"bounce_id": bounce_id}
         else:
+            # The outbound path dedupes on the correlation id: sending again is safe.
             assert email is not None
             result = {"correlation_id": _send_dsn(svc.settings, request, email, key)}
     except Exception as err:
@@ -132,29 +110,33 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     return "bounced"
 
 
-def _refusal(mail: MailRef) -> Decision | None:
-    """Why this mail must not be bounced, if it must not (checked again here: defence in depth)."""
-    if not mail.envelope_sender or mail.envelope_sender == "<>":
-        return Decision(Disposition.REFUSE_BOUNCE, "not bounced: null sender", "empty MAIL FROM")
-    decision = decide(RouteAction.BOUNCE, mail.verdicts)
-    if decision.disposition is not Disposition.DELIVER:
-        return decision
-    if mail.source is EmailSource.POSTMARK and mail.verdicts.spf is not Verdict.PASS:
-        # Postmark's receiving MTA states SPF only; DKIM is not reported reliably.
-        return Decision(Disposition.REFUSE_BOUNCE, UNAUTHENTICATED, "SPF not PASS (Postmark)")
-    return None
+def _checked(mail: MailRef, email: InboundEmail) -> MailRef:
+    """``mail`` with the sender facts read again from the message itself (defence in depth,
+    and a request queued before the facts were recorded gets them here)."""
+    report = mail.auto_report or is_automatic_report(email.headers)
+    if mail.source is not EmailSource.POSTMARK:
+        return mail.model_copy(update={"auto_report": report})
+    envelope, spf_mailfrom, postmark_report = sender_facts(email.headers)
+    return mail.model_copy(
+        update={
+            "envelope_sender": envelope,
+            "spf_mailfrom": spf_mailfrom,
+            "auto_report": report or postmark_report,
+        }
+    )
 
 
-def _refuse(svc: _Services, request: BounceRequest, decision: Decision) -> None:
-    audit_drop(
-        svc.audit,
+def _refuse(svc: Services, request: BounceRequest, reason: str, condition: str) -> None:
+    entry = audit_entry(
         request.mail,
         request.recipient,
-        rule_pattern="",
-        action=RouteAction.BOUNCE,
-        decision=Decision(Disposition.REFUSE_BOUNCE, decision.reason, decision.condition),
-        actor=ACTOR,
+        "",
+        RouteAction.BOUNCE,
+        Disposition.REFUSE_BOUNCE,
+        reason,
+        condition,
     )
+    write_audit(svc.audit, entry, actor=ACTOR)
 
 
 def _send_dsn(settings: Settings, request: BounceRequest, email: InboundEmail, key: str) -> str:
@@ -194,7 +176,8 @@ def dsn_message(
     fields = {
         "correlation_id": "dsn-" + hashlib.sha256(key.encode()).hexdigest()[:40],
         "from": f"Mail Delivery System <{sender}>",
-        "to": [email.envelope_sender],
+        # Only the envelope sender SPF checked (never From, which the sender sets freely).
+        "to": [request.mail.envelope_sender],
         "subject": f"Undelivered Mail Returned to Sender: {email.subject}"[:2000],
         "text_body": text,
         "headers": {"Auto-Submitted": "auto-replied", **_reply_headers(email)},

@@ -1,9 +1,7 @@
-"""Acting on a routing decision, for mail from either source: the verdict table applied, drops
-audited, and the action started (the Gmail forwarder's or the bouncer's queue, or the inbound
-topic for FreeScout); and the workers' way back from a ``MailRef`` to the email.
-
-Shared by the SES router, the bridge (Postmark mail with a gmail or bounce route) and the
-workers, so each source meets the same decision.
+"""Acting on the one inbound decision (``mail.decision``), for mail from either source: its
+audit record written, a dead-letter with its reason, or the action started (the Gmail
+forwarder's or the bouncer's queue, or the inbound topic for FreeScout); and the workers' way
+back from a ``MailRef`` to the email. Shared by the SES router, the bridge and the workers.
 """
 
 from __future__ import annotations
@@ -20,13 +18,13 @@ from chalicelib.mail.actions import (
     BounceRequest,
     GmailRequest,
     MailRef,
-    rule_options,
 )
 from chalicelib.mail.audit import AuditLog
+from chalicelib.mail.decision import UNKNOWN_ACTION, AuditEntry, InboundDecision, decide_inbound
 from chalicelib.mail.inbound_email import InboundEmail, read_raw
 from chalicelib.mail.routing import RouteAction, RouteRule
 from chalicelib.mail.suppression import normalise
-from chalicelib.mail.verdicts import Decision, Disposition, decide
+from chalicelib.mail.verdicts import Disposition
 from chalicelib.platform import claimcheck
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.errors import PermanentError, PoisonMessageError, TransientError
@@ -39,40 +37,59 @@ ACTOR = "router"
 
 
 def dispatch(
-    mail: MailRef, recipient: str, rule: RouteRule, settings: Settings, audit: AuditLog
+    mail: MailRef,
+    recipient: str,
+    rule: RouteRule | None,
+    settings: Settings,
+    audit: AuditLog,
+    *,
+    actor: str = ACTOR,
+    event_type: str = EVENT_TYPE,
 ) -> str:
-    """Apply the verdict table to ``rule`` for ``recipient`` and start the action."""
-    target, options = rule_options(rule.target)
-    spam_label = options.get("spam_label", "")
-    decision = decide(rule.action, mail.verdicts, has_spam_label=bool(spam_label))
-    if decision.disposition in {Disposition.DROP, Disposition.REFUSE_BOUNCE}:
-        audit_drop(
-            audit, mail, recipient, rule_pattern=rule.pattern, action=rule.action, decision=decision
-        )
+    """Decide for ``recipient`` under ``rule`` and act on the decision."""
+    decision = decide_inbound(mail, recipient, rule)
+    return act(decision, mail, recipient, settings, audit, actor=actor, event_type=event_type)
+
+
+def act(
+    decision: InboundDecision,
+    mail: MailRef,
+    recipient: str,
+    settings: Settings,
+    audit: AuditLog,
+    *,
+    actor: str = ACTOR,
+    event_type: str = EVENT_TYPE,
+) -> str:
+    """Write the decision's audit record, or dead-letter with its reason, or start the
+    action. FreeScout from here is the router's hand-off to the bridge."""
+    if decision.audit is not None:
+        write_audit(audit, decision.audit, actor=actor)
         log_event(
             "mail dropped by policy",
-            event_type=EVENT_TYPE,
-            action=rule.action.value,
-            outcome=decision.disposition.value,
+            event_type=event_type,
+            action=decision.action.value if decision.action else "none",
+            outcome=decision.audit.action,
             reason=decision.reason,
             message_id_hash=hash_id(mail.provider_message_id),
         )
         return "dropped"
-    if rule.action is RouteAction.GMAIL:
+    if decision.dead_letter is not None:
+        raise PermanentError(decision.dead_letter)
+    options = decision.options
+    if decision.action is RouteAction.GMAIL:
         labels = (
             tuple(label.strip() for label in options.get("labels", "").split(",") if label.strip())
             or settings.gmail_labels
         )
         spam = decision.disposition is Disposition.SPAM_LABEL
         if spam:
-            labels = (*(label for label in labels if label != "INBOX"), spam_label)
-        if not target:
-            raise PermanentError("gmail route has no target mailbox")
+            labels = (*(label for label in labels if label != "INBOX"), options["spam_label"])
         enqueue(
             settings.gmail_queue_name,
             GmailRequest(
                 recipient=recipient,
-                mailbox=normalise(target),
+                mailbox=normalise(decision.target),
                 labels=labels,
                 never_mark_spam=options.get("never_mark_spam", "true").lower() != "false",
                 spam=spam,
@@ -80,7 +97,7 @@ def dispatch(
             ),
         )
         return "gmail"
-    if rule.action is RouteAction.BOUNCE:
+    if decision.action is RouteAction.BOUNCE:
         enqueue(
             settings.bouncer_queue_name,
             BounceRequest(
@@ -91,10 +108,10 @@ def dispatch(
             ),
         )
         return "bounce"
-    if rule.action is RouteAction.FREESCOUT:
+    if decision.action is RouteAction.FREESCOUT:
         _to_bridge(mail, recipient, settings)
         return "freescout"
-    raise PermanentError("routing rule has an unknown action")
+    raise PermanentError(UNKNOWN_ACTION)
 
 
 def _to_bridge(mail: MailRef, recipient: str, settings: Settings) -> None:
@@ -119,33 +136,9 @@ def _to_bridge(mail: MailRef, recipient: str, settings: Settings) -> None:
     )
 
 
-def audit_drop(
-    audit: AuditLog,
-    mail: MailRef,
-    recipient: str,
-    *,
-    rule_pattern: str,
-    action: RouteAction,
-    decision: Decision,
-    actor: str = ACTOR,
-) -> None:
-    """The audit record of mail not delivered on purpose: verdicts, rule, time, hashes."""
-    verdicts = mail.verdicts.as_strings()
-    audit.record(
-        "refuse_bounce" if decision.disposition is Disposition.REFUSE_BOUNCE else "drop",
-        actor=actor,
-        reason=decision.reason,
-        details={
-            "source": mail.source.value,
-            "message_hash": hash_id(mail.rfc_message_id or mail.provider_message_id) or "",
-            "recipient_hash": hash_id(recipient) or "",
-            "rule_hash": hash_id(rule_pattern) or "",
-            "rule_action": action.value,
-            "condition": decision.condition,
-            "received_at": mail.received_at.isoformat(),
-            **{f"verdict_{name}": value for name, value in verdicts.items()},
-        },
-    )
+def write_audit(audit: AuditLog, entry: AuditEntry, *, actor: str = ACTOR) -> None:
+    """Write one decision's audit record."""
+    audit.record(entry.action, actor=actor, reason=entry.reason, details=entry.details)
 
 
 def load_mail(mail: MailRef, recipient: str) -> tuple[InboundEmail, bytes]:

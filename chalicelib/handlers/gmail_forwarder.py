@@ -1,7 +1,8 @@
 """Gmail forwarder: a ``GmailRequest`` → ``users.messages.import`` into the target mailbox, once.
 
-The idempotency key is ``delivery_key(email, recipient, "gmail")``, so an SES and a Postmark
-copy of one Message-ID import once. An uncertain key (an earlier import may have been stored:
+The idempotency key is one per (Message-ID, target mailbox, action) (``mailbox_key``), so an
+SES and a Postmark copy of one Message-ID, or two recipients routed to one mailbox, import
+once. An uncertain key (an earlier import may have been stored:
 timeout, 5xx, crash) is settled by an ``rfc822msgid:`` search before importing again; Gmail's
 undocumented Message-ID dedup is not relied on. ``invalid_grant`` dead-letters with the
 re-authorize reason and leaves a health record (``GMAILAUTH#<mailbox>``) for ``mailroom health``.
@@ -10,85 +11,27 @@ Imports are paced per mailbox (Gmail: 25 units each, 15,000 units per user per m
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
 from chalicelib.handlers.dispatch import load_mail
-from chalicelib.mail.actions import GmailRequest, parse_request
-from chalicelib.mail.inbound_email import delivery_key
+from chalicelib.handlers.services import services
+from chalicelib.mail.actions import GMAIL_KEY_ACTION, GmailRequest, parse_request
+from chalicelib.mail.inbound_email import InboundEmail, delivery_key, delivery_key_for
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
-from chalicelib.platform.idempotency import IdempotencyStore, KeyState
-from chalicelib.platform.logging import get_logger, hash_id, log_event
-from chalicelib.platform.secrets import get_secrets
-from chalicelib.platform.settings import Settings, per_container
+from chalicelib.platform.idempotency import COMPLETED, KeyState
+from chalicelib.platform.logging import hash_id, log_event
+from chalicelib.platform.settings import Settings
 from chalicelib.providers.gmail.client import (
     GmailAuthRevoked,
-    GmailClient,
-    OAuthClient,
-    TokenCache,
     parameter_name,
 )
 
 EVENT_TYPE = "gmail_forwarder"
 ACTION = "gmail"
 HEALTH_PREFIX = "GMAILAUTH#"
-# 15,000 units per user per minute at 25 units per import: at most 10 imports/s per mailbox.
-MIN_IMPORT_INTERVAL_SECONDS = 0.1
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    idempotency: IdempotencyStore
-    session: requests.Session
-    tokens: TokenCache
-    clients: dict[str, GmailClient] = field(default_factory=dict)
-    last_import: dict[str, float] = field(default_factory=dict)
-    healthy: set[str] = field(default_factory=set)
-    sleep: Callable[[float], None] = time.sleep
-
-    def client(self, mailbox: str) -> GmailClient:
-        oauth = OAuthClient.from_json(get_secrets().current(parameter_name(mailbox)))
-        cached = self.clients.get(mailbox)
-        if cached is None or cached.oauth != oauth:  # re-authorized since: use the new token
-            cached = GmailClient(
-                mailbox,
-                oauth,
-                tokens=self.tokens,
-                session=self.session,
-                api_url=self.settings.gmail_api_url,
-                timeout=self.settings.gmail_timeout_seconds,
-            )
-            self.clients[mailbox] = cached
-        return cached
-
-    def pace(self, mailbox: str) -> None:
-        waited = time.monotonic() - self.last_import.get(mailbox, 0.0)
-        if waited < MIN_IMPORT_INTERVAL_SECONDS:
-            self.sleep(MIN_IMPORT_INTERVAL_SECONDS - waited)  # pacing, not synchronisation
-        self.last_import[mailbox] = time.monotonic()
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    session = requests.Session()
-    return _Services(
-        settings=settings,
-        idempotency=IdempotencyStore.for_settings(settings, aws_client("dynamodb")),
-        session=session,
-        tokens=TokenCache(
-            settings.gmail_token_url, session=session, timeout=settings.http_timeout_seconds
-        ),
-    )
-
-
-services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -106,14 +49,23 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     ctx.mailbox_id = hash_id(request.mailbox)
     svc = services()
     email, raw = load_mail(request.mail, request.recipient)
-    key = delivery_key(email, request.recipient, ACTION)
+    key = mailbox_key(email, request.mailbox)
     store = svc.idempotency
     claim = store.claim(key)
     if claim.state is KeyState.COMPLETED:
         return "duplicate"
+    uncertain = claim.state is KeyState.UNCERTAIN
+    if not uncertain:
+        # Records keyed by envelope recipient (before the key named the mailbox) live out
+        # their TTL: a completed one is this import, an unfinished one is proven first.
+        earlier = store.inspect(delivery_key(email, request.recipient, ACTION))
+        if earlier is not None and earlier.status == COMPLETED:
+            store.complete(key, earlier.result)
+            return "duplicate"
+        uncertain = earlier is not None
     try:
-        client = svc.client(request.mailbox)
-        if claim.state is KeyState.UNCERTAIN:
+        client = svc.gmail.client(request.mailbox)
+        if uncertain:
             if email.rfc_message_id:
                 found = client.find_by_message_id(email.rfc_message_id)
                 if found is not None:
@@ -122,21 +74,33 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
             else:
                 # Nothing to search by: importing again may duplicate; losing it is worse.
                 log_event("uncertain import without Message-ID", event_type=EVENT_TYPE)
-        svc.pace(request.mailbox)
+        svc.gmail.pace(request.mailbox)
         result = client.import_message(
             raw, labels=request.labels, never_mark_spam=request.never_mark_spam
         )
     except Exception as err:
         if isinstance(err, GmailAuthRevoked):
             record_auth_failure(svc.settings, request.mailbox, err.reason)
-            svc.healthy.discard(request.mailbox)
+            svc.gmail.healthy.discard(request.mailbox)
         store.settle_failure(claim, err)
         raise
     store.complete(key, {**result, "mailbox_hash": ctx.mailbox_id or ""})
-    if request.mailbox not in svc.healthy:
+    if request.mailbox not in svc.gmail.healthy:
         clear_auth_failure(svc.settings, request.mailbox)
-        svc.healthy.add(request.mailbox)
+        svc.gmail.healthy.add(request.mailbox)
     return "imported"
+
+
+def mailbox_key(email: InboundEmail, mailbox: str) -> str:
+    """The import's idempotency key: one per (Message-ID, target mailbox, action), so two
+    envelope recipients routed to one mailbox, or an SES and a Postmark copy, import once."""
+    return delivery_key_for(
+        email.rfc_message_id,
+        email.source,
+        email.provider_message_id,
+        mailbox,
+        GMAIL_KEY_ACTION,
+    )
 
 
 def record_auth_failure(settings: Settings, mailbox: str, reason: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from chalicelib.platform.auth import basic_auth_ok, header
 from chalicelib.platform.aws import aws_client
-from chalicelib.platform.errors import ConfigurationError, MailroomError, error_class
+from chalicelib.platform.errors import ConfigurationError, MailroomError, access_denied, error_class
 from chalicelib.platform.logging import hash_id, log_event
 from chalicelib.platform.payload import PayloadRejected
 from chalicelib.platform.secrets import WEBHOOK_BASIC_AUTH, SecretUnavailable, get_secrets
@@ -85,6 +85,11 @@ def guarded(
 
 
 def _failure_reply(err: Exception) -> HttpReply:
+    denied = access_denied(err)
+    if denied is not None:  # the sender retries; a person fixes the policy meanwhile (F19)
+        return error(
+            503, "unavailable", "temporarily unavailable; retry later", reason=denied.reason
+        )
     if isinstance(err, SecretUnavailable):
         return error(
             503,
@@ -106,8 +111,7 @@ def _failure_reply(err: Exception) -> HttpReply:
     from botocore.exceptions import BotoCoreError, ClientError
 
     if isinstance(err, BotoCoreError | ClientError):  # AWS said no: an outage
-        # The AWS error code (e.g. AccessDenied) goes into the reason: the F19 metric filter
-        # reads it from this line.
+        # The AWS error code goes into the reason, for the failures-by-error-class query.
         code = err.response.get("Error", {}).get("Code") if isinstance(err, ClientError) else None
         return error(
             503,

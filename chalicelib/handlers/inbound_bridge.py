@@ -2,9 +2,10 @@
 
 Records carry a Postmark payload (from the webhook) or an SES reference (from the router:
 the raw MIME in S3); both become one normalised ``InboundEmail``. Per record: unwrap the SNS
-envelope, resolve the claim check, parse (failure is poison), resolve the route; Postmark
-mail with a ``gmail`` or ``bounce`` route goes to the ``handlers.dispatch`` (verdicts,
-audit, the action's queue). For ``freescout``: claim the key (``delivery_key``: one per RFC
+envelope, resolve the claim check, parse (failure is poison), resolve the route and take the
+one inbound decision (``mail.decision``): a drop is audited, no rule dead-letters with the
+reason, gmail and bounce go to their queues (``handlers.dispatch``). For ``freescout``, after
+the same decision (Postmark spam is dropped too): claim the key (``delivery_key``: one per RFC
 Message-ID and recipient, so Postmark and SES copies of one email deliver once) and deliver
 (``freescout_delivery``: a new conversation, a reply thread, or — when an earlier attempt
 may have acted — the proof that FreeScout already has it). The record is then ``PENDING``:
@@ -24,14 +25,15 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
-from chalicelib.handlers.dispatch import dispatch
-from chalicelib.mail.audit import AuditLog
+from chalicelib.handlers.dispatch import act
+from chalicelib.handlers.services import Services, services
+from chalicelib.mail.actions import MailRef
+from chalicelib.mail.decision import decide_inbound, is_automatic_report
 from chalicelib.mail.inbound_email import InboundEmail, delivery_key, load_ses_email
-from chalicelib.mail.routing import DynamoRouteStore, RouteAction, RouteRule, resolve
+from chalicelib.mail.routing import RouteAction, resolve
 from chalicelib.platform import claimcheck
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
@@ -41,10 +43,9 @@ from chalicelib.platform.errors import (
     PermanentError,
     error_class,
 )
-from chalicelib.platform.idempotency import Claim, IdempotencyStore, KeyState
-from chalicelib.platform.logging import get_logger, log_event, log_routing_decision
+from chalicelib.platform.idempotency import Claim, KeyState
+from chalicelib.platform.logging import log_event, log_routing_decision
 from chalicelib.platform.secrets import FREESCOUT_API_KEY, get_secrets
-from chalicelib.platform.settings import Settings, per_container
 from chalicelib.providers.freescout.client import FreeScoutClient
 from chalicelib.providers.freescout.delivery import Delivered, FreeScoutDelivery, customer_thread
 from chalicelib.providers.postmark.inbound import (
@@ -55,36 +56,10 @@ from chalicelib.providers.postmark.inbound import (
 )
 
 EVENT_TYPE = "inbound_bridge"
+ACTOR = "inbound_bridge"
 # DynamoDB takes at most 100 items in one transaction; a record adds at most three.
 TRANSACTION_ITEMS = 99
 MAP_TTL_SECONDS = 365 * 86_400
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    routes: DynamoRouteStore
-    idempotency: IdempotencyStore
-    audit: AuditLog
-    session: requests.Session
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    dynamodb = aws_client("dynamodb")
-    return _Services(
-        settings=settings,
-        routes=DynamoRouteStore(
-            settings.routes_table, cache_seconds=settings.routes_cache_seconds, client=dynamodb
-        ),
-        idempotency=IdempotencyStore.for_settings(settings, dynamodb),
-        audit=AuditLog.for_settings(settings, dynamodb),
-        session=requests.Session(),
-    )
-
-
-# Stores and the HTTP session, built once per container.
-services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -132,7 +107,7 @@ class _Done:
 class _Batch:
     """One invocation: emails delivered one by one, then recorded together."""
 
-    def __init__(self, svc: _Services) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.done: dict[str, _Done] = {}
         self._delivery: FreeScoutDelivery | None = None
@@ -166,19 +141,26 @@ class _Batch:
             if rule is not None and rule.action is RouteAction.FREESCOUT
             else None,
         )
-        if rule is None:
-            raise PermanentError("no routing rule matches the recipient")
-        if rule.action is RouteAction.DROP:
-            return "dropped"
-        if rule.action in {RouteAction.GMAIL, RouteAction.BOUNCE}:
-            if received.postmark is None:
-                raise PermanentError("route changed after the router sent this email here")
-            mail = postmark_ref(received.payload, received.postmark)
-            return dispatch(mail, email.recipient, rule, self.svc.settings, self.svc.audit)
-        if rule.action is not RouteAction.FREESCOUT:
-            raise PermanentError("routing rule has an unknown action")
-        ctx.mailbox_id = rule.target
-        mailbox_id = _mailbox_id(rule)
+        mail = _mail_ref(received)
+        decision = decide_inbound(mail, email.recipient, rule)
+        freescout = decision.action is RouteAction.FREESCOUT
+        if not freescout or not decision.delivers or decision.dead_letter is not None:
+            if decision.delivers and decision.dead_letter is None:
+                if received.postmark is None:
+                    raise PermanentError("route changed after the router sent this email here")
+                # The forwarder or the bouncer loads the payload itself: claim-checked here.
+                mail = postmark_ref(received.payload, received.postmark)
+            return act(
+                decision,
+                mail,
+                email.recipient,
+                self.svc.settings,
+                self.svc.audit,
+                actor=ACTOR,
+                event_type=EVENT_TYPE,
+            )
+        ctx.mailbox_id = decision.target
+        mailbox_id = int(decision.target)
         key = delivery_key(email, email.recipient, RouteAction.FREESCOUT.value)
         if any(done.claim.key == key for done in self.done.values()):
             return "duplicate"  # delivered earlier in this batch; its record is on the way
@@ -315,11 +297,21 @@ def _outcome(delivered: Delivered) -> str:
     return "success" if delivered.how != "proven" else "already_delivered"
 
 
-def _mailbox_id(rule: RouteRule) -> int:
-    try:
-        return int(rule.target)
-    except ValueError:
-        raise PermanentError("freescout route target is not a mailbox id") from None
+def _mail_ref(received: _Received) -> MailRef:
+    """What the one inbound decision reads: Postmark's payload facts, or the router's."""
+    if received.postmark is not None:
+        return postmark_ref(None, received.postmark)
+    email = received.email
+    return MailRef(
+        source=email.source,
+        provider_message_id=email.provider_message_id,
+        received_at=datetime.now(UTC),
+        envelope_sender=email.envelope_sender,
+        rfc_message_id=email.rfc_message_id,
+        verdicts=email.verdicts,
+        location=email.raw_location,
+        auto_report=is_automatic_report(email.headers),
+    )
 
 
 def _check_attachments(email: InboundEmail, response: Mapping[str, Any]) -> None:

@@ -25,7 +25,8 @@ from chalicelib.handlers.http import (
     parse_body,
     sqs_safe,
 )
-from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.handlers.services import services
+from chalicelib.mail.delivery_log import DeliveryStatus
 from chalicelib.mail.outbound import parse_outbound
 from chalicelib.mail.suppression import normalise
 from chalicelib.platform import claimcheck
@@ -63,9 +64,7 @@ def _submit(headers: Mapping[str, str], body: bytes) -> HttpReply:
     )
     _mark_used(signed, expires_at=timestamp + settings.signature_tolerance_seconds + 60)
     # The message is on its way even if this write fails.
-    DeliveryLog.for_settings(settings, aws_client("dynamodb")).record_quietly(
-        email.correlation_id, DeliveryStatus.QUEUED
-    )
+    services().delivery_log.record_quietly(email.correlation_id, DeliveryStatus.QUEUED)
     return HttpReply(
         202,
         {"status": "queued", "correlation_id": email.correlation_id},

@@ -43,16 +43,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
 from chalicelib.handlers.outbound_failover import Failover
 from chalicelib.handlers.outbound_request import InvalidRequest, parse, wait_for_proof
-from chalicelib.mail.audit import AuditLog
-from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.mail.failover import ProviderSwitch, choose
+from chalicelib.handlers.services import Services, services
+from chalicelib.mail.delivery_log import DeliveryStatus
+from chalicelib.mail.failover import choose
 from chalicelib.mail.message_ids import lookup_item
 from chalicelib.mail.outbound import OutboundEmail
-from chalicelib.mail.suppression import SuppressionList, normalise
+from chalicelib.mail.suppression import normalise
 from chalicelib.platform.aws import aws_client, put_items
 from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
 from chalicelib.platform.errors import (
@@ -65,53 +63,16 @@ from chalicelib.platform.errors import (
     may_have_acted,
 )
 from chalicelib.platform.errors import reason_of as reason_for
-from chalicelib.platform.idempotency import Claim, IdempotencyStore, KeyState
-from chalicelib.platform.logging import get_logger, log_event
+from chalicelib.platform.idempotency import Claim, KeyState
+from chalicelib.platform.logging import log_event
 from chalicelib.platform.secrets import POSTMARK_SERVER_TOKEN, get_secrets
-from chalicelib.platform.settings import Settings, per_container
 from chalicelib.providers.postmark.client import InactiveRecipients, PostmarkClient
 from chalicelib.providers.ses.proof import SesOutcomeUnknown, sent_by_ses
-from chalicelib.providers.ses.sender import SesSender
 
 EVENT_TYPE = "outbound_sender"
 # A 406 names inactive recipients; the message is re-sent to the rest at most this often
 # within one invocation before SQS takes over.
 SEND_PASSES = 3
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    idempotency: IdempotencyStore
-    suppressions: SuppressionList
-    log: DeliveryLog
-    session: requests.Session
-    switch: ProviderSwitch
-    audit: AuditLog
-    ses_sender: SesSender | None = None  # built on first use; it paces per container
-
-    def ses(self) -> SesSender:
-        if self.ses_sender is None:
-            self.ses_sender = SesSender.for_settings(self.settings)
-        return self.ses_sender
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    dynamodb = aws_client("dynamodb")
-    return _Services(
-        settings=settings,
-        idempotency=IdempotencyStore.for_settings(settings, dynamodb),
-        suppressions=SuppressionList(settings.state_table, client=dynamodb),
-        log=DeliveryLog.for_settings(settings, dynamodb),
-        session=requests.Session(),
-        switch=ProviderSwitch(settings.state_table, client=dynamodb),
-        audit=AuditLog.for_settings(settings, dynamodb),
-    )
-
-
-# Stores and the HTTP session, built once per container.
-services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -141,7 +102,7 @@ class _Prepared:
 class _Batch:
     """One invocation: records prepared one by one, then sent together."""
 
-    def __init__(self, svc: _Services) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
         self.parsed: dict[str, OutboundEmail] = {}
         self.checked: set[str] = set()  # addresses looked up in the suppression list...
@@ -152,7 +113,7 @@ class _Batch:
             svc.switch,
             svc.audit,
             svc.settings,
-            probes={"postmark": self._probe_postmark, "ses": lambda: svc.ses().probe()},
+            probes={"postmark": self._probe_postmark, "ses": lambda: svc.ses_sender.probe()},
         )
 
     def prefetch(self, event: Mapping[str, Any]) -> None:
@@ -219,7 +180,7 @@ class _Batch:
         except InvalidRequest as err:
             if err.correlation_id:  # so "what happened to X" has an answer
                 ctx.correlation_id = err.correlation_id[:128]
-                self.svc.log.record_quietly(
+                self.svc.delivery_log.record_quietly(
                     err.correlation_id[:128], DeliveryStatus.DEAD_LETTERED, reason=err.reason
                 )
             raise
@@ -257,7 +218,7 @@ class _Batch:
         if "ses" in claim.attempted:
             # SES has no search: only its events prove a send, and nothing proves the
             # opposite, so this key is never sent again (dead-lettered at the limit).
-            found = sent_by_ses(self.svc.log, email.correlation_id)
+            found = sent_by_ses(self.svc.delivery_log, email.correlation_id)
             if found is None:
                 raise SesOutcomeUnknown(email.correlation_id)
             ready.provider = "ses"
@@ -290,7 +251,7 @@ class _Batch:
 
     def _send_ses(self, prepared: _Prepared) -> str | BaseException:
         try:
-            ses = self.svc.ses()  # built first: a failure here cannot have sent anything
+            ses = self.svc.ses_sender  # built first: a failure here cannot have sent anything
             self.svc.idempotency.note_attempt(prepared.claim, "ses")
         except Exception as err:
             return self._failed(
@@ -390,7 +351,7 @@ class _Batch:
             for prepared, message_id in sent
         ]
         lines = [
-            self.svc.log.item(
+            self.svc.delivery_log.item(
                 prepared.email.correlation_id,
                 DeliveryStatus.SENT,
                 details={
@@ -437,7 +398,7 @@ class _Batch:
 
     def _suppressed(self, prepared: _Prepared) -> str:
         self.svc.idempotency.complete(prepared.claim.key, {"outcome": "suppressed"})
-        self.svc.log.record_quietly(
+        self.svc.delivery_log.record_quietly(
             prepared.email.correlation_id,
             DeliveryStatus.SUPPRESSED,
             recipients=", ".join(sorted(prepared.blocked)),
@@ -447,7 +408,7 @@ class _Batch:
     def _failed(self, prepared: _Prepared, err: BaseException) -> BaseException:
         self.svc.idempotency.settle_failure(prepared.claim, err)
         if not is_transient(err):
-            self.svc.log.record_quietly(
+            self.svc.delivery_log.record_quietly(
                 prepared.email.correlation_id, DeliveryStatus.DEAD_LETTERED, reason=reason_for(err)
             )
         return err

@@ -11,14 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from chalicelib.handlers.http import HttpReply, guarded, parse_body, require_basic_auth
-from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
-from chalicelib.mail.suppression import SuppressionList
+from chalicelib.handlers.services import Services, services
+from chalicelib.mail.delivery_log import DeliveryStatus
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.logging import log_event
-from chalicelib.platform.settings import Settings, get_settings
 from chalicelib.providers.postmark.events import PostmarkEvent, RecordType, parse_postmark_event
 
 EVENT_TYPE = "postmark_events_webhook"
@@ -36,8 +34,8 @@ _LOGGED = {
 def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
     require_basic_auth(headers, body)
     event = parse_body(parse_postmark_event, body, keep_rejected=True)
-    settings = get_settings()
-    dynamodb = aws_client("dynamodb")
+    svc = services()
+    settings, dynamodb = svc.settings, svc.dynamodb
     key = event.dedupe_key(body)
     marker = {"PK": {"S": EVENT_PREFIX + key}, "SK": {"S": "v1"}}
     seen = dynamodb.get_item(TableName=settings.state_table, Key=marker, ConsistentRead=True)
@@ -49,7 +47,7 @@ def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
         Body=body,
         ContentType="application/json",
     )
-    _apply(event, settings, dynamodb)
+    _apply(event, svc)
     # Marked last: a crash before this line replays the same writes (same keys, same event
     # times), and once marked, a duplicate changes nothing at all.
     dynamodb.put_item(
@@ -63,9 +61,9 @@ def _events(headers: Mapping[str, str], body: bytes) -> HttpReply:
     return _answer(event, {"status": "stored", "record_type": event.raw_record_type})
 
 
-def _apply(event: PostmarkEvent, settings: Settings, dynamodb: Any) -> None:
+def _apply(event: PostmarkEvent, svc: Services) -> None:
     """Suppression list and delivery log changes for ``event`` (idempotent writes)."""
-    suppressions = SuppressionList(settings.state_table, client=dynamodb)
+    suppressions = svc.suppressions
     when = event.occurred_at
     kind = event.record_type
     if kind is RecordType.SPAM_COMPLAINT or (
@@ -88,9 +86,7 @@ def _apply(event: PostmarkEvent, settings: Settings, dynamodb: Any) -> None:
         }
         if event.type:
             details["type"] = event.type
-        DeliveryLog.for_settings(settings, dynamodb).record(
-            event.correlation_id, status, at=when, details=details
-        )
+        svc.delivery_log.record(event.correlation_id, status, at=when, details=details)
 
 
 def _answer(event: PostmarkEvent, body: dict[str, str]) -> HttpReply:

@@ -1,58 +1,35 @@
 """SES router: one receipt notification → per envelope recipient, a routing decision → an action.
 
 Per recipient in ``receipt.recipients`` (Bcc'd recipients are only there): resolve the rule,
-apply the verdict table (``chalicelib.mail.verdicts``), then publish one message per (recipient,
-action): the Gmail forwarder's or the bouncer's queue, or the inbound FIFO topic for
-FreeScout (the bridge loads the email with ``load_ses_email``). Drops and refused bounces
-write an audit record. Publishing is at-least-once; every worker dedupes on
-``delivery_key``, so a retried or redriven router message delivers nothing twice. A
+take the one inbound decision (``chalicelib.mail.decision``: verdict table, bounce refusal),
+then publish one message per (recipient, action): the Gmail forwarder's or the bouncer's queue,
+or the inbound FIFO topic for FreeScout (the bridge loads the email with ``load_ses_email``).
+Drops and refused bounces write an audit record. Publishing is at-least-once; every worker
+dedupes on its delivery key, so a retried or redriven router message delivers nothing twice. A
 failure here raises and the batch runner dead-letters it: the mail never sits only in S3.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.handlers.dispatch import dispatch
+from chalicelib.handlers.dispatch import act
+from chalicelib.handlers.services import services
 from chalicelib.mail.actions import MailRef
-from chalicelib.mail.audit import AuditLog
+from chalicelib.mail.decision import NO_RULE, UNKNOWN_ACTION, decide_inbound
 from chalicelib.mail.inbound_email import EmailSource, S3Location
-from chalicelib.mail.routing import DynamoRouteStore, RouteAction, resolve
+from chalicelib.mail.routing import resolve
 from chalicelib.mail.suppression import normalise
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
 from chalicelib.platform.envelope import unwrap
 from chalicelib.platform.errors import PermanentError, PoisonMessageError, TransientError
-from chalicelib.platform.logging import get_logger, log_routing_decision
-from chalicelib.platform.settings import Settings, per_container
-from chalicelib.providers.ses.receipt import SETUP_NOTIFICATION, SesNotification
+from chalicelib.platform.logging import log_event, log_routing_decision
+from chalicelib.providers.ses.receipt import SesNotification, is_setup_notification
 
 EVENT_TYPE = "ses_router"
 ACTOR = "router"
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    routes: DynamoRouteStore
-    audit: AuditLog
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    dynamodb = aws_client("dynamodb")
-    return _Services(
-        settings=settings,
-        routes=DynamoRouteStore(
-            settings.routes_table, cache_seconds=settings.routes_cache_seconds, client=dynamodb
-        ),
-        audit=AuditLog.for_settings(settings, dynamodb),
-    )
-
-
-services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -66,8 +43,9 @@ def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dic
 def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     """Route every envelope recipient of one received email; raise on failure."""
     message, _ = unwrap(record.body)
-    if SETUP_NOTIFICATION in message[:300]:
-        return "ignored"  # SES's test publish when the rule is saved
+    if is_setup_notification(message):
+        _ignore_setup_notification()
+        return "ignored"
     note = SesNotification.parse(message)
     ctx.message_id = note.mail.message_id
     svc = services()
@@ -79,11 +57,12 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         rfc_message_id=note.rfc_message_id,
         verdicts=note.verdicts,
         location=_stored(note),
+        auto_report=note.auto_report,
     )
     rules = svc.routes.rules()
     recipients = list(dict.fromkeys(normalise(r) for r in note.receipt.recipients))
     outcomes: list[str] = []
-    unrouted = 0
+    unrouted: list[str] = []
     for recipient in recipients:
         rule = resolve(recipient, rules)
         log_routing_decision(
@@ -92,17 +71,28 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
             action=rule.action.value if rule is not None else "none",
             pattern=rule.pattern if rule is not None else None,
         )
-        if rule is None or rule.action is RouteAction.UNKNOWN:
-            unrouted += 1
+        decision = decide_inbound(mail, recipient, rule)
+        if decision.dead_letter is not None:
+            unrouted.append(decision.dead_letter)
             continue
-        outcomes.append(dispatch(mail, recipient, rule, svc.settings, svc.audit))
+        outcomes.append(act(decision, mail, recipient, svc.settings, svc.audit))
     if unrouted:
         # The routed recipients are on their way (and dedupe on redrive); this one waits
         # in the DLQ for a rule, with the reason.
-        raise PermanentError(
-            f"no routing rule for {unrouted} of {len(recipients)} envelope recipient(s)"
-        )
+        count = f"{len(unrouted)} of {len(recipients)} envelope recipient(s)"
+        if set(unrouted) <= {NO_RULE, UNKNOWN_ACTION}:
+            raise PermanentError(f"no routing rule for {count}")
+        reason = next(r for r in unrouted if r not in {NO_RULE, UNKNOWN_ACTION})
+        raise PermanentError(f"{reason} ({count})")
     return "routed" if any(o != "dropped" for o in outcomes) else "dropped"
+
+
+def _ignore_setup_notification() -> None:
+    """SES's test publish when a rule is saved: no mail behind it; said so in the audit log."""
+    log_event("SES setup notification ignored", event_type=EVENT_TYPE, outcome="ignored")
+    services().audit.record(
+        "ignore", actor=ACTOR, reason="SES setup notification", details={"source": "ses"}
+    )
 
 
 def _stored(note: SesNotification) -> S3Location:

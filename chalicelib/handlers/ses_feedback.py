@@ -12,44 +12,18 @@ notifications are poison: dead-lettered with the reason by the batch runner.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from chalicelib.mail.delivery_log import DeliveryLog
+from chalicelib.handlers.services import services
 from chalicelib.mail.feedback import trace_key
 from chalicelib.mail.message_ids import correlation_for
-from chalicelib.mail.suppression import SuppressionList
-from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
 from chalicelib.platform.envelope import unwrap
-from chalicelib.platform.logging import get_logger
-from chalicelib.platform.settings import Settings, per_container
 from chalicelib.providers.ses.feedback import parse_feedback
 from chalicelib.providers.ses.sender import PROVIDER
 
 EVENT_TYPE = "ses_feedback"
-
-
-@dataclass
-class _Services:
-    settings: Settings
-    dynamodb: Any
-    suppressions: SuppressionList
-    log: DeliveryLog
-
-
-def _build(settings: Settings) -> _Services:
-    get_logger(settings.log_level)
-    dynamodb = aws_client("dynamodb")
-    return _Services(
-        settings=settings,
-        dynamodb=dynamodb,
-        suppressions=SuppressionList(settings.state_table, client=dynamodb),
-        log=DeliveryLog.for_settings(settings, dynamodb),
-    )
-
-
-services = per_container(_build)
 
 
 def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
@@ -77,7 +51,7 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
             svc.suppressions.add(
                 placed.recipient, reason=placed.suppress_reason, source=PROVIDER, at=placed.at
             )
-        svc.log.record(
+        svc.delivery_log.record(
             trace_key(placed),
             placed.status,
             at=placed.at,

@@ -22,6 +22,8 @@ from chalicelib.platform.errors import PoisonMessageError
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_BOUNCE_STATUS = "5.1.1"
 DEFAULT_BOUNCE_DIAGNOSTIC = "mailbox does not exist"
+# The Gmail import's key names the target mailbox, not the envelope recipient.
+GMAIL_KEY_ACTION = "gmail-mailbox"
 
 
 def rule_options(target: str) -> tuple[str, dict[str, str]]:
@@ -50,6 +52,10 @@ class MailRef(BaseModel):
     verdicts: Verdicts = Field(default_factory=Verdicts)
     location: S3Location | None = None  # SES: the raw MIME in S3
     postmark_payload: str | None = None  # Postmark: the payload, or its claim-check pointer
+    # The message is itself a delivery report or auto-submitted: it never gets a report.
+    auto_report: bool = False
+    # The address the receiving MTA's SPF verdict names (Received-SPF envelope-from), if stated.
+    spf_mailfrom: str | None = None
 
     def key(self, recipient: str, action: str) -> str:
         """``delivery_key`` without loading the email (the router passed the Message-ID)."""
@@ -70,6 +76,17 @@ class GmailRequest(BaseModel):
     never_mark_spam: bool = True
     spam: bool = False
     mail: MailRef
+
+    def key(self) -> str:
+        """The import's idempotency key, one per (Message-ID, mailbox, action), without
+        loading the email (the Gmail forwarder uses the loaded email's Message-ID)."""
+        return delivery_key_for(
+            self.mail.rfc_message_id,
+            self.mail.source,
+            self.mail.provider_message_id,
+            self.mailbox,
+            GMAIL_KEY_ACTION,
+        )
 
 
 class BounceRequest(BaseModel):

@@ -6,10 +6,16 @@ container reuses one connection pool per service and tests can reset the cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from chalicelib.platform.settings import get_settings
+
+# Called with each new Session before any client is made from it. Empty in Lambda; a runner
+# that hosts several functions in one process (the local stack) signs each function's calls
+# with that function's own credentials this way, and records them.
+SESSION_HOOKS: list[Callable[[Any], None]] = []
 
 
 @cache
@@ -19,7 +25,10 @@ def aws_session() -> Any:
     shared)."""
     import boto3  # imported here so that importing chalicelib stays cheap for the webhook
 
-    return boto3.session.Session()
+    session = boto3.session.Session()
+    for hook in SESSION_HOOKS:
+        hook(session)
+    return session
 
 
 @cache

@@ -7,6 +7,7 @@
     │   ├── ProofNotYetPossible      too soon to search for an uncertain effect: not an attempt
     │   └── AlreadyInProgress        (idempotency) another attempt holds the key: not an attempt
     ├── PermanentError            no retry will help: dead-letter now, with the reason
+    │   ├── AccessDenied             AWS refused a call our IAM policy lacks: fix, then redrive
     │   ├── ProviderPermanentError   a service rejected the request (4xx)
     │   │   └── ProviderAuthError       credentials or configuration rejected (401)
     │   └── PoisonMessageError       the message itself is malformed (poison=True)
@@ -16,7 +17,10 @@
     ConfigurationError            outside the runtime tree: a bad setting, raised at start-up
 
 An exception that is not a MailroomError is a bug; ``is_transient`` treats it as
-transient, so the batch runner retries it and dead-letters it after the attempt limit.
+transient, so the batch runner retries it and dead-letters it after the attempt limit. The
+exception is AWS refusing a call for want of permission (``access_denied``): wherever it was
+caught and wrapped, it is classified as ``AccessDenied``, because no retry can succeed until a
+person fixes the policy.
 
 ``may_have_acted`` answers the idempotency protocol's one question after a failure: could the
 side effect exist now? Only an answer that proves rejection (an HTTP error the provider wrote
@@ -25,7 +29,25 @@ before acting, a refused connection) or an error raised before any request says 
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
+
+# The codes AWS answers a call with when the caller's policy does not allow it (S3, SNS:
+# AccessDenied; DynamoDB, SSM, SQS's JSON protocol: AccessDeniedException; SNS, SES:
+# AuthorizationError; EC2-style services: UnauthorizedOperation).
+ACCESS_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AuthorizationError",
+        "AuthorizationErrorException",
+        "UnauthorizedOperation",
+    }
+)
+# AWS's message: "User: <arn> is not authorized to perform: <action> on resource: <arn> ...".
+_PERFORM = re.compile(
+    r"perform: (?P<action>[\w-]+:[\w-]+)(?: on resource: (?P<resource>[^\s\\\"]+))?"
+)
 
 
 class ConfigurationError(Exception):
@@ -81,6 +103,15 @@ class PermanentError(MailroomError):
     """No retry will help; the message is dead-lettered with the reason."""
 
 
+class AccessDenied(PermanentError):
+    """AWS refused a call the function's IAM policy does not allow; names action and resource."""
+
+    def __init__(self, action: str, resource: str) -> None:
+        super().__init__(f"AccessDenied: {action} on {resource}")
+        self.action = action
+        self.resource = resource
+
+
 class PoisonMessageError(PermanentError):
     """The message itself cannot be parsed or fails its model."""
 
@@ -128,8 +159,33 @@ class ProviderAuthError(ProviderPermanentError):
     """The service rejected our credentials: a configuration problem for a person."""
 
 
+def access_denied(err: BaseException) -> AccessDenied | None:
+    """The permission failure behind ``err`` (itself, its cause, or the AWS error it wraps)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, AccessDenied):
+            return current
+        response = getattr(current, "response", None)
+        if isinstance(response, dict):
+            error = response.get("Error", {})
+            code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+            if code in ACCESS_DENIED_CODES or "<Code>AccessDenied</Code>" in message:
+                found = _PERFORM.search(message)
+                operation = str(getattr(current, "operation_name", "") or "unknown call")
+                return AccessDenied(
+                    found["action"] if found else operation,
+                    (found["resource"] if found else None) or "a resource AWS did not name",
+                )
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def is_transient(err: BaseException) -> bool:
     """Retry policy for any exception: unknown exceptions are retried, never dropped."""
+    if access_denied(err) is not None:
+        return False
     if isinstance(err, MailroomError):
         return err.transient
     return True
@@ -154,12 +210,18 @@ def may_have_acted(err: BaseException) -> bool:
 
 
 def error_class(err: BaseException) -> str:
-    """The name logged and stored as ``error_class``."""
+    """The name logged and stored as ``error_class`` (``AccessDenied`` however it was wrapped:
+    the permission alarm's metric filter matches it)."""
+    if access_denied(err) is not None:
+        return AccessDenied.__name__
     return type(err).__name__
 
 
 def reason_of(err: BaseException) -> str:
     """A short, log-safe reason for ``err``."""
+    denied = access_denied(err)
+    if denied is not None:
+        return denied.reason[:500]
     if isinstance(err, ProviderError):
         return str(err)[:500]
     if isinstance(err, MailroomError):

@@ -49,6 +49,16 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(name, f"expected a number, got {raw!r}") from None
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = _str(env, name)
     if raw is None:
@@ -100,6 +110,7 @@ class Settings:
     gmail_labels: tuple[str, ...] = ("INBOX", "UNREAD")
     bounce_interval_ms: int = 1000
     gmail_timeout_seconds: int = 60
+    postmark_spam_score: float = 5.0
     # Observability (issue 11): metrics namespace and the end-to-end probe.
     metrics_namespace: str = "mailroom/local"
     probe_enabled: bool = False
@@ -178,6 +189,7 @@ class Settings:
             ),
             bounce_interval_ms=_int(env, "MAILROOM_BOUNCE_INTERVAL_MS", 1000, minimum=0),
             gmail_timeout_seconds=_int(env, "MAILROOM_GMAIL_TIMEOUT_SECONDS", 60, minimum=1),
+            postmark_spam_score=_float(env, "MAILROOM_POSTMARK_SPAM_SCORE", 5.0),
             metrics_namespace=_str(env, "MAILROOM_METRICS_NAMESPACE", f"mailroom/{stage}") or "",
             probe_enabled=_bool(env, "MAILROOM_PROBE_ENABLED", False),
             probe_rate_minutes=_int(env, "MAILROOM_PROBE_RATE_MINUTES", 5, minimum=1),

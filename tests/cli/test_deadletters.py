@@ -78,6 +78,24 @@ def test_reasons_that_differ_only_in_ids_and_numbers_group_together() -> None:
         ({"mailroom_reason": "weird", "mailroom_error_class": "PermanentError"}, "investigate"),
         (
             {
+                "mailroom_reason": "freescout: request rejected: Error occurred; subject: This "
+                "value should not be blank. status=400",
+                "mailroom_error_class": "ProviderPermanentError",
+                "mailroom_disposition": "permanent",
+            },
+            "discard",
+        ),
+        (
+            {
+                "mailroom_reason": "freescout: request rejected: Error occurred; mailboxId: "
+                "Mailbox not found status=400",
+                "mailroom_error_class": "ProviderPermanentError",
+                "mailroom_disposition": "permanent",
+            },
+            "fix-then-redrive",
+        ),
+        (
+            {
                 "mailroom_reason": "Gmail authorization for this mailbox revoked or expired; "
                 "re-authorize",
                 "mailroom_error_class": "GmailAuthRevoked",

@@ -51,3 +51,8 @@ def aws_client(stack: dict[str, Any], service: str = "sqs") -> Any:
         aws_access_key_id="local",
         aws_secret_access_key="local",
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The permission test judges the calls every other test made: it runs last."""
+    items.sort(key=lambda item: item.module.__name__.endswith("test_permissions"))

@@ -205,3 +205,33 @@ def test_gmail_token_refresh_then_import_dedupes_on_message_id(gm: str) -> None:
     assert listed["resultSizeEstimate"] == 1
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["errors"][0]["reason"] == "authError"
+
+
+def test_standins_keep_a_bounded_window_of_what_they_received(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailroom_local import faults, freescout
+
+    monkeypatch.setattr(faults, "WINDOW", 3)
+    fs_app = freescout.create_app(api_key="k", state_dir=tmp_path)
+    pm_app = postmark.create_app(server_token=TOKEN, state_dir=tmp_path)
+    conversation = {
+        "type": "email",
+        "mailboxId": 1,
+        "subject": "s",
+        "customer": {"email": "c@x.test"},
+        "threads": [{"type": "customer", "text": "t"}],
+    }
+    fs, pm_client = fs_app.test_client(), pm_app.test_client()
+    for n in range(5):
+        fs.post("/api/conversations", json=conversation, headers={"X-FreeScout-API-Key": "k"})
+        pm_client.post("/email", json=postmark_message(f"a{n}@x.test"), headers=JSON)
+    held = fs.get("/_control/conversations").get_json()["conversations"]
+    sent = pm_client.get("/_control/messages").get_json()["messages"]
+    newer = pm_client.get(f"/_control/messages?since={sent[0]['Seq']}").get_json()
+    requests_seen = pm_client.get("/_control/requests").get_json()["requests"]
+    assert len(held) == len(sent) == len(requests_seen) == 3
+    assert [m["To"] for m in sent] == ["a2@x.test", "a3@x.test", "a4@x.test"]
+    assert len(newer["messages"]) == 2
+    assert len(list((tmp_path / "freescout").iterdir())) == 3
+    assert len(list((tmp_path / "postmark").iterdir())) == 3

@@ -293,3 +293,46 @@ def test_a_201_without_resource_id_is_uncertain_and_the_retry_proves_it_instead_
     [search] = [c for c in freescout.calls if c.request.method == "GET"]
     assert "customerEmail=ada.customer%40example.org" in search.request.url
     assert "createdSince=" in search.request.url
+
+
+def _audit() -> list[Any]:
+    from chalicelib.mail.audit import AuditLog
+    from chalicelib.platform.settings import get_settings
+
+    return AuditLog.for_settings(
+        get_settings(), boto3.client("dynamodb", region_name=REGION)
+    ).list()
+
+
+def test_drop_route_writes_an_audit_record(
+    aws: Stage, post: Any, payload: Any, bridge: Any, freescout: responses.RequestsMock
+) -> None:
+    aws.put_route("*@mailroom.test", "drop")
+    post(payload())
+
+    bridge()
+
+    [record] = _audit()
+    assert (record.action, record.actor) == ("drop", "inbound_bridge")
+    assert record.reason == "routing rule drops this recipient"
+    assert record.details["source"] == "postmark"
+
+
+def test_postmark_spam_for_a_freescout_route_never_reaches_freescout_and_is_audited(
+    aws: Stage, post: Any, payload: Any, bridge: Any, freescout: responses.RequestsMock
+) -> None:
+    aws.put_route("support@mailroom.test", "freescout", "3")
+    freescout.add(**created(42))
+    headers = [
+        {"Name": "X-Spam-Status", "Value": "Yes, score=8.4 required=5.0"},
+        {"Name": "Message-ID", "Value": "<spam-1@mail.example.org>"},
+    ]
+    post(payload(Headers=headers))
+    post(payload(MessageID="pm-score", Headers=[{"Name": "X-Spam-Score", "Value": "12.0"}]))
+
+    _, _, error = bridge()
+
+    assert error is None
+    assert _posts(freescout) == []
+    assert _dlq(aws) == []
+    assert sorted((r.action, r.reason) for r in _audit()) == [("drop", "spam"), ("drop", "spam")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from infra import policies
@@ -33,3 +35,58 @@ def test_queue_consumers_may_count_attempts_and_record_in_the_state_table(functi
     # UpdateItem counts attempts and claims keys; PutItem/DeleteItem back the transaction
     # (TransactWriteItems is authorised per item action) and releases.
     assert {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"} <= actions
+
+
+PRINCIPALS = [*policies.FUNCTIONS, policies.OPERATOR]
+
+
+def _document(stage: str, principal: str) -> dict[str, Any]:
+    if principal == policies.OPERATOR:
+        return policies.operator_policy(stage)
+    return policies.policy(stage, principal)
+
+
+def _grants(document: dict[str, Any]) -> set[tuple[str, str]]:
+    found = set()
+    for statement in document["Statement"]:
+        resources = statement["Resource"]
+        for action in statement["Action"]:
+            for resource in [resources] if isinstance(resources, str) else resources:
+                found.add((action, resource))
+    return found
+
+
+def test_the_bridge_may_read_ses_mail_and_hand_postmark_mail_to_gmail_and_bounces() -> None:
+    grants = _grants(policies.policy("prod", "inbound_bridge"))
+
+    assert ("s3:GetObject", "arn:aws:s3:::mailroom-prod-mail-*/raw/*") in grants
+    assert ("s3:PutObject", "arn:aws:s3:::mailroom-prod-mail-*/payloads/*") in grants
+    for queue in ("gmail-forwarder", "bouncer"):
+        assert ("sqs:SendMessage", f"arn:aws:sqs:*:*:mailroom-prod-{queue}") in grants
+        assert ("sqs:GetQueueUrl", f"arn:aws:sqs:*:*:mailroom-prod-{queue}") in grants
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+@pytest.mark.parametrize("stage", policies.STAGES)
+def test_least_privilege_no_wildcard_actions_and_no_bucket_wide_object_access(
+    stage: str, principal: str
+) -> None:
+    for action, resource in _grants(_document(stage, principal)):
+        assert "*" not in action, (principal, action)
+        if action.startswith("s3:") and action != "s3:ListBucket":
+            key = resource.removeprefix("arn:aws:s3:::").partition("/")[2]
+            assert key, (principal, action, resource)
+            assert not key.startswith("*"), (principal, action, resource)
+        if resource == "*":  # only where AWS has no resource-level permission for the action
+            assert action in {
+                "ssm:DescribeParameters",
+                "lambda:ListEventSourceMappings",
+                "lambda:GetEventSourceMapping",
+                "logs:GetQueryResults",
+            }, (principal, action)
+
+
+def test_the_operator_policy_file_is_the_generated_one() -> None:
+    for stage in policies.STAGES:
+        path = policies.path(stage, policies.OPERATOR)
+        assert path.read_text() == policies.render(stage, policies.OPERATOR)

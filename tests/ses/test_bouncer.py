@@ -160,9 +160,20 @@ def test_bounces_are_paced_to_one_per_second() -> None:
     assert waits == [0.75, 0.75]
 
 
-def _postmark_request(spf: str) -> BounceRequest:
+def _postmark_request(
+    spf: str,
+    *,
+    return_path: str | None = "bounces@example.org",
+    checked: str | None = "bounces@example.org",
+    extra: dict[str, str] | None = None,
+) -> BounceRequest:
     payload = json.loads((EVENTS / "postmark_inbound_basic.json").read_text())
-    payload["Headers"].append({"Name": "Received-SPF", "Value": f"{spf} (mx.postmark)"})
+    named = f" envelope-from={checked};" if checked else ""
+    payload["Headers"].append({"Name": "Received-SPF", "Value": f"{spf} (mx.postmark){named}"})
+    if return_path is not None:
+        payload["Headers"].append({"Name": "Return-Path", "Value": f"<{return_path}>"})
+    for name, value in (extra or {}).items():
+        payload["Headers"].append({"Name": name, "Value": value})
     parsed = PostmarkInbound.model_validate(payload)
     return BounceRequest(
         recipient="gone@mailroom.test", mail=postmark_ref(json.dumps(payload), parsed)
@@ -180,7 +191,8 @@ def test_a_postmark_received_message_gets_one_dsn_through_the_outbound_path(
 
     [queued] = aws.drain(aws.queues["outbound-sender"].url)
     dsn = OutboundEmail.model_validate_json(json.loads(queued["Body"])["Message"])
-    assert dsn.to == ["ada.customer@example.org"]
+    # The envelope sender SPF passed for, not the From header (ada.customer@example.org).
+    assert dsn.to == ["bounces@example.org"]
     assert dsn.correlation_id.startswith("dsn-")
     assert [a.content_type for a in dsn.attachments] == [
         "message/delivery-status",
@@ -198,3 +210,72 @@ def test_a_postmark_message_without_spf_pass_is_not_bounced_and_is_audited(
 
     assert aws.drain(aws.queues["outbound-sender"].url) == []
     assert _audit() == ["not bounced: sender not authenticated"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"return_path": None, "checked": None}, "not bounced: null sender"),
+        ({"return_path": "", "checked": None}, "not bounced: null sender"),
+        ({"return_path": "MAILER-DAEMON@example.org"}, "not bounced: null sender"),
+        ({"checked": "someone.else@example.org"}, "not bounced: SPF passed for another address"),
+        (
+            {"extra": {"Content-Type": "multipart/report; report-type=delivery-status"}},
+            "not bounced: the message is itself a report or auto-submitted",
+        ),
+        (
+            {"extra": {"Auto-Submitted": "auto-replied"}},
+            "not bounced: the message is itself a report or auto-submitted",
+        ),
+    ],
+)
+def test_no_dsn_goes_to_the_from_header_a_null_sender_or_about_a_report(
+    aws: Stage, standin: Ses, headers: dict[str, Any], reason: str
+) -> None:
+    enqueue(get_settings().bouncer_queue_name, _postmark_request("Pass", **headers))
+
+    assert aws.run_lambda("bouncer", bouncer.handle_batch)[2] is None
+
+    assert aws.drain(aws.queues["outbound-sender"].url) == []
+    assert _audit() == [reason]
+
+
+def test_ses_mail_from_mailer_daemon_is_never_bounced(
+    aws: Stage, receive: Receive, standin: Ses
+) -> None:
+    note = receive(mime(), recipients=["nobody@example.com"])
+    standin.received(note["mail"]["messageId"], datetime.now(UTC))
+    request = _request_like(note)
+    null = request.mail.model_copy(update={"envelope_sender": "MAILER-DAEMON@sender.example"})
+    enqueue(get_settings().bouncer_queue_name, request.model_copy(update={"mail": null}))
+
+    assert aws.run_lambda("bouncer", bouncer.handle_batch)[2] is None
+
+    assert standin.bounces() == []
+    assert _audit() == ["not bounced: null sender"]
+
+
+def test_a_sendbounce_whose_answer_was_lost_is_never_sent_again(
+    aws: Stage, receive: Receive, standin: Ses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAILROOM_HTTP_TIMEOUT_SECONDS", "1")
+    reset_clients()
+    note = receive(mime(), recipients=["nobody@example.com"])
+    standin.received(note["mail"]["messageId"], datetime.now(UTC))
+    # SES takes the bounce and answers after the client has given up.
+    requests.post(
+        f"{standin.url}/_control/faults",
+        json={"rules": [{"delay_ms": 2500, "count": 1}]},
+        timeout=5,
+    )
+
+    aws.run_lambda("ses-inbound", router.handle_batch)
+    _, _, first = aws.run_lambda("bouncer", bouncer.handle_batch)
+    aws.make_visible("bouncer")
+    _, _, _second = aws.run_lambda("bouncer", bouncer.handle_batch)
+
+    assert first is not None  # the timeout: retried, the key left uncertain
+    assert len(standin.bounces()) == 1
+    [dead] = aws.drain(aws.queues["bouncer"].dlq_url)
+    reason = dead["MessageAttributes"]["mailroom_reason"]["StringValue"]
+    assert reason == "bounce may have been sent; not sent again"

@@ -179,3 +179,37 @@ def test_postmark_and_ses_copies_of_one_message_are_imported_once(
     assert _route_and_forward(aws) is None
 
     assert standin.imported() == {MAILBOX: 1}
+
+
+def test_one_email_to_two_addresses_routed_to_one_mailbox_is_imported_once(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    # Both addresses match the fixture's *@example.com rule to the same mailbox.
+    receive(mime(), recipients=["sales@example.com", "info@example.com"])
+
+    assert _route_and_forward(aws) is None
+
+    assert standin.imported() == {MAILBOX: 1}
+    assert dlq(aws, "gmail-forwarder") == []
+
+
+def test_an_import_recorded_under_the_recipient_key_is_not_imported_again(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    from chalicelib.mail.inbound_email import EmailSource, delivery_key_for
+    from chalicelib.platform.idempotency import IdempotencyStore
+
+    store = IdempotencyStore.for_settings(
+        get_settings(), boto3.client("dynamodb", region_name=REGION)
+    )
+    # Imported before the key named the mailbox; the same email is redelivered afterwards.
+    earlier = delivery_key_for(
+        "<m-1@sender.example>", EmailSource.SES, "x", "support@example.com", "gmail"
+    )
+    store.claim(earlier)
+    store.complete(earlier, {"gmail_id": "g-1"})
+    receive(mime(), recipients=["support@example.com"])
+
+    assert _route_and_forward(aws) is None
+
+    assert standin.imported() == {}

@@ -16,7 +16,7 @@ from chalicelib.platform.aws import reset_clients
 from chalicelib.platform.settings import get_settings
 from chalicelib.providers.postmark.inbound import PostmarkInbound, postmark_ref
 from tests.conftest import REGION, Stage
-from tests.ses.conftest import PASSING, Receive, bodies, dlq, mime
+from tests.ses.conftest import PASSING, Receive, bodies, dlq, mime, notification, sns_envelope
 
 
 def _audit() -> list[AuditRecord]:
@@ -235,3 +235,56 @@ def test_postmark_mail_with_a_gmail_or_bounce_route_is_dispatched_by_the_same_co
     assert queued["labels"] == ["UNREAD", "Label_9"]
     assert queued["mail"]["source"] == "postmark"
     assert [r.reason for r in _audit()] == ["spam"]
+
+
+def test_mail_to_an_address_containing_the_setup_marker_is_routed_not_skipped(
+    aws: Stage, receive: Receive
+) -> None:
+    aws.put_route("*@example.com", "gmail", "s@gmail.com")
+    receive(mime(), recipients=["AMAZON_SES_SETUP_NOTIFICATION@example.com"])
+
+    _, _, error = aws.run_lambda("ses-inbound", router.handle_batch)
+
+    assert error is None
+    [gmail] = bodies(aws, "gmail-forwarder")
+    assert gmail["recipient"] == "amazon_ses_setup_notification@example.com"
+
+
+def test_ses_setup_notification_is_skipped_with_an_audit_record(
+    aws: Stage, receive: Receive
+) -> None:
+    aws.put_route("*", "gmail", "s@gmail.com")
+    # What SES writes when a rule with an S3 action is saved: the marker as the SES message
+    # id and as the object's name, and no mail behind it.
+    note = notification(
+        bucket=aws.bucket, key="raw/AMAZON_SES_SETUP_NOTIFICATION", recipients=["x@example.com"]
+    )
+    boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=aws.queues["ses-inbound"].url, MessageBody=sns_envelope(note)
+    )
+
+    _, _, error = aws.run_lambda("ses-inbound", router.handle_batch)
+
+    assert error is None
+    assert bodies(aws, "gmail-forwarder") == []
+    assert dlq(aws, "ses-inbound") == []
+    [record] = _audit()
+    assert (record.action, record.reason) == ("ignore", "SES setup notification")
+
+
+def test_a_lookalike_setup_message_id_is_not_skipped(aws: Stage, receive: Receive) -> None:
+    aws.put_route("*", "gmail", "s@gmail.com")
+    note = notification(
+        bucket=aws.bucket,
+        key="raw/AMAZON_SES_SETUP_NOTIFICATION-x",
+        recipients=["x@example.com"],
+    )
+    boto3.client("sqs", region_name=REGION).send_message(
+        QueueUrl=aws.queues["ses-inbound"].url, MessageBody=sns_envelope(note)
+    )
+
+    aws.run_lambda("ses-inbound", router.handle_batch)
+
+    # Not the setup notification: treated as mail, whose raw object is missing.
+    [dead] = dlq(aws, "ses-inbound")
+    assert _reason(dead) == "raw message is missing from S3"

@@ -91,16 +91,23 @@ def send_inbound_probe(
     user, _, password = get_secrets().current(WEBHOOK_BASIC_AUTH).partition(":")
     record = new_probe(ProbeKind.INBOUND, now)
     payload = inbound_payload(record, to=to, sender=settings.probe_from or DEFAULT_FROM)
+    store = _store(settings, dynamodb)
+    # Recorded before posting: a probe mail nobody recorded would never be checked, so never
+    # deleted, and would stay in the helpdesk if the function died right after the post.
+    store.put(record)
     http = session or requests.Session()
+    failed: str | None = None
     try:
         answer = http.post(
             url, json=payload, auth=(user, password), timeout=settings.http_timeout_seconds
         )
         if answer.status_code >= 300:
-            record = _settle(record, ProbeStatus.FAILED, f"webhook answered {answer.status_code}")
+            failed = f"webhook answered {answer.status_code}"
     except requests.RequestException as err:
-        record = _settle(record, ProbeStatus.FAILED, f"webhook unreachable: {error_class(err)}")
-    _store(settings, dynamodb).put(record)
+        failed = f"webhook unreachable: {error_class(err)}"
+    if failed is not None:
+        record = _settle(record, ProbeStatus.FAILED, failed)
+        store.put(record)
     log_event("probe sent", event_type=EVENT_TYPE, probe=record.kind.value, outcome=record.status)
     return record
 

@@ -30,6 +30,8 @@ from chalicelib.platform.errors import (
     ProviderPermanentError,
     ProviderTransientError,
 )
+from chalicelib.platform.secrets import get_secrets
+from chalicelib.platform.settings import Settings
 
 PROVIDER = "gmail"
 GOOGLE_API = "https://gmail.googleapis.com"
@@ -280,3 +282,50 @@ def _classify(status: int, content: bytes, *, acts: bool) -> ProviderError:
     return ProviderPermanentError(
         f"Gmail refused the request ({reason or status})", provider=PROVIDER, **context
     )
+
+
+# 15,000 units per user per minute at 25 units per import: at most 10 imports/s per mailbox.
+MIN_IMPORT_INTERVAL_SECONDS = 0.1
+
+
+class GmailMailboxes:
+    """One client per target mailbox (rebuilt when its authorization changes), a shared token
+    cache, and per-mailbox pacing; kept for the container's life."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: requests.Session,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self.sleep = sleep
+        self.tokens = TokenCache(
+            settings.gmail_token_url, session=session, timeout=settings.http_timeout_seconds
+        )
+        self.clients: dict[str, GmailClient] = {}
+        self.last_import: dict[str, float] = {}
+        self.healthy: set[str] = set()  # mailboxes whose authorization worked since start
+
+    def client(self, mailbox: str) -> GmailClient:
+        oauth = OAuthClient.from_json(get_secrets().current(parameter_name(mailbox)))
+        cached = self.clients.get(mailbox)
+        if cached is None or cached.oauth != oauth:  # re-authorized since: use the new token
+            cached = GmailClient(
+                mailbox,
+                oauth,
+                tokens=self.tokens,
+                session=self.session,
+                api_url=self.settings.gmail_api_url,
+                timeout=self.settings.gmail_timeout_seconds,
+            )
+            self.clients[mailbox] = cached
+        return cached
+
+    def pace(self, mailbox: str) -> None:
+        waited = time.monotonic() - self.last_import.get(mailbox, 0.0)
+        if waited < MIN_IMPORT_INTERVAL_SECONDS:
+            self.sleep(MIN_IMPORT_INTERVAL_SECONDS - waited)  # pacing, not synchronisation
+        self.last_import[mailbox] = time.monotonic()

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.mail.actions import MailRef
+from chalicelib.mail.decision import is_automatic_report
 from chalicelib.mail.inbound_email import (
     EmailSource,
     InboundAttachment,
@@ -25,10 +26,15 @@ from chalicelib.mail.suppression import normalise
 from chalicelib.mail.verdicts import Verdict, Verdicts
 from chalicelib.platform import claimcheck
 from chalicelib.platform.payload import parse
+from chalicelib.platform.settings import get_settings
 
 NOT_INBOUND = "not a Postmark inbound payload"
 
 _AUTH_RESULT = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
+_SPAM_STATUS_SCORE = re.compile(r"\b(?:score|hits)\s*=\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+_SPF_MAILFROM = re.compile(
+    r"\b(?:envelope-from|smtp\.mailfrom)\s*=\s*\"?([^\s\";]+)", re.IGNORECASE
+)
 
 
 class _PostmarkModel(BaseModel):
@@ -150,10 +156,17 @@ def to_inbound_email(payload: PostmarkInbound, recipient: str) -> InboundEmail:
     )
 
 
-def postmark_verdicts(headers: Sequence[tuple[str, str]]) -> Verdicts:
+def postmark_verdicts(
+    headers: Sequence[tuple[str, str]], *, spam_score: float | None = None
+) -> Verdicts:
     """SPF/DKIM/DMARC and spam as Postmark's receiving MTA wrote them (``Received-SPF``,
-    ``Authentication-Results``, ``X-Spam-Status``); anything not stated is UNKNOWN (not PASS)."""
+    ``Authentication-Results``, ``X-Spam-Status``, ``X-Spam-Score``); anything not stated is
+    UNKNOWN (not PASS). Spam is FAIL when SpamAssassin said "Yes" or the score reaches
+    ``spam_score`` (``MAILROOM_POSTMARK_SPAM_SCORE``)."""
+    threshold = get_settings().postmark_spam_score if spam_score is None else spam_score
     found: dict[str, Any] = {}
+    status: str | None = None
+    score: float | None = None
     for name, value in headers:
         lowered = name.lower()
         if lowered == "received-spf" and "spf" not in found:
@@ -161,23 +174,52 @@ def postmark_verdicts(headers: Sequence[tuple[str, str]]) -> Verdicts:
         elif lowered == "authentication-results":
             for method, result in _AUTH_RESULT.findall(value):
                 found.setdefault(method.lower(), result.upper())
-        elif lowered == "x-spam-status" and "spam" not in found:
+        elif lowered == "x-spam-status" and status is None:
             # SpamAssassin's verdict as Postmark passes it: "Yes, score=…" or "No, score=…".
-            answer = value.strip().split(",", 1)[0].strip().lower()
-            found["spam"] = {"yes": "FAIL", "no": "PASS"}.get(answer)
+            status = value.strip().split(",", 1)[0].strip().lower()
+            score = _score(_SPAM_STATUS_SCORE.search(value), score)
+        elif lowered == "x-spam-score":
+            score = _score(re.match(r"\s*(-?\d+(?:\.\d+)?)", value), score)
+    if status == "yes" or (score is not None and score >= threshold):
+        found["spam"] = "FAIL"
+    elif status == "no" or score is not None:
+        found["spam"] = "PASS"
     return Verdicts.model_validate({k: Verdict(v) if v else None for k, v in found.items()})
 
 
-def postmark_ref(payload: str, parsed: PostmarkInbound) -> MailRef:
-    """The reference the bridge sends for Postmark mail with a gmail or bounce route
-    (``handlers.dispatch``): the payload claim-checked if large, verdicts from its headers."""
-    email = to_inbound_email(parsed, parsed.recipient)
+def _score(match: re.Match[str] | None, current: float | None) -> float | None:
+    return float(match.group(1)) if match is not None and current is None else current
+
+
+def sender_facts(headers: Sequence[tuple[str, str]]) -> tuple[str, str | None, bool]:
+    """The envelope sender (``Return-Path``, "" when absent: never ``From``, which the sender
+    writes freely), the address the ``Received-SPF`` verdict names (``envelope-from`` or
+    ``smtp.mailfrom``) if stated, and whether the message is itself a report."""
+    envelope = ""
+    spf_mailfrom: str | None = None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "return-path" and not envelope:
+            envelope = value.strip().strip("<>").strip().lower() or "<>"
+        elif lowered == "received-spf" and spf_mailfrom is None:
+            named = _SPF_MAILFROM.search(value)
+            spf_mailfrom = named.group(1).strip("<>").lower() if named else None
+    return envelope, spf_mailfrom, is_automatic_report(headers)
+
+
+def postmark_ref(payload: str | None, parsed: PostmarkInbound) -> MailRef:
+    """The ``MailRef`` of Postmark mail for the one inbound decision; with ``payload``
+    (claim-checked if large) when it goes to the Gmail forwarder or the bouncer."""
+    headers = [(h.name, h.value) for h in parsed.headers]
+    envelope, spf_mailfrom, report = sender_facts(headers)
     return MailRef(
         source=EmailSource.POSTMARK,
         provider_message_id=parsed.message_id,
         received_at=datetime.now(UTC),
-        envelope_sender=email.envelope_sender,
-        rfc_message_id=email.rfc_message_id,
-        verdicts=email.verdicts,
-        postmark_payload=claimcheck.check_in(payload),
+        envelope_sender=envelope,
+        rfc_message_id=parsed.rfc_message_id,
+        verdicts=postmark_verdicts(headers),
+        postmark_payload=claimcheck.check_in(payload) if payload is not None else None,
+        auto_report=report,
+        spf_mailfrom=spf_mailfrom,
     )

@@ -61,16 +61,24 @@ class SesBouncer:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> SesBouncer:
-        from chalicelib.platform.aws import aws_client
+        from botocore.config import Config
 
-        if settings.ses_endpoint_url:
-            from chalicelib.platform.aws import aws_session
+        from chalicelib.platform.aws import aws_session
 
-            client = aws_session().client(
-                "ses", region_name=settings.region, endpoint_url=settings.ses_endpoint_url
-            )
-        else:
-            client = aws_client("ses")
+        # One attempt per call: botocore would resend a SendBounce whose answer timed out,
+        # and SendBounce takes no idempotency key. Retries are the queue's, after the
+        # idempotency record says whether an earlier attempt may have bounced.
+        config = Config(
+            connect_timeout=3,
+            read_timeout=settings.http_timeout_seconds,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+        )
+        client = aws_session().client(
+            "ses",
+            region_name=settings.region,
+            endpoint_url=settings.ses_endpoint_url or settings.aws_endpoint_url,
+            config=config,
+        )
         return cls(
             client,
             sender=settings.bounce_sender,
@@ -83,6 +91,7 @@ class SesBouncer:
         """SendBounce; the SES message id of the bounce."""
         from botocore.exceptions import (
             ClientError,
+            ConnectionClosedError,
             ConnectTimeoutError,
             EndpointConnectionError,
             ReadTimeoutError,
@@ -114,6 +123,8 @@ class SesBouncer:
             raise _transient("SES unreachable", acted=False) from err
         except ReadTimeoutError as err:
             raise _transient("SES did not answer in time", acted=True) from err
+        except ConnectionClosedError as err:  # dropped after the request left
+            raise _transient("SES closed the connection", acted=True) from err
 
     def _pace(self) -> None:
         now = self._clock()

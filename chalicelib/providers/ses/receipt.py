@@ -12,10 +12,32 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from chalicelib.mail.decision import is_automatic_report
 from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.errors import PoisonMessageError
 
+# When a receipt rule with an S3 action is saved, SES writes a test object of this name
+# (after the rule's key prefix) and notifies with it as ``mail.messageId``.
 SETUP_NOTIFICATION = "AMAZON_SES_SETUP_NOTIFICATION"
+
+
+def is_setup_notification(message: str) -> bool:
+    """Whether ``message`` is SES's own setup notification, by its shape: a ``Received``
+    notification whose ``mail.messageId`` is exactly the marker and whose S3 object (when
+    named) is the marker after the prefix. A recipient or subject naming it is still mail."""
+    try:
+        raw = json.loads(message)
+    except ValueError:
+        return False
+    if not isinstance(raw, dict) or raw.get("notificationType") != "Received":
+        return False
+    mail = raw.get("mail")
+    if not isinstance(mail, dict) or mail.get("messageId") != SETUP_NOTIFICATION:
+        return False
+    receipt = raw.get("receipt")
+    action = receipt.get("action") if isinstance(receipt, dict) else None
+    key = action.get("objectKey") if isinstance(action, dict) else None
+    return key is None or (isinstance(key, str) and key.endswith(SETUP_NOTIFICATION))
 
 
 def receipt_verdicts(receipt: dict[str, Any]) -> Verdicts:
@@ -63,6 +85,7 @@ class SesMail(BaseModel):
     timestamp: datetime | None = None
     headers_truncated: bool = Field(default=False, alias="headersTruncated")
     common_headers: dict[str, Any] = Field(default_factory=dict, alias="commonHeaders")
+    headers: list[Any] = Field(default_factory=list)
 
 
 class SesNotification(BaseModel):
@@ -97,6 +120,18 @@ class SesNotification(BaseModel):
     @property
     def verdicts(self) -> Verdicts:
         return self.receipt.verdicts
+
+    @property
+    def auto_report(self) -> bool:
+        """Whether the received message is itself a report or auto-submitted (by the headers
+        SES passed; when SES truncated them, the bouncer checks the raw message again)."""
+        return is_automatic_report(
+            [
+                (str(h.get("name", "")), str(h.get("value", "")))
+                for h in self.mail.headers
+                if isinstance(h, dict)
+            ]
+        )
 
     @property
     def rfc_message_id(self) -> str | None:

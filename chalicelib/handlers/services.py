@@ -1,0 +1,109 @@
+"""The one service container of every handler: settings, stores, the HTTP session and the
+provider clients a handler keeps between invocations, each built on first use.
+
+``services()`` builds it once per Lambda container (again only when the settings are
+reloaded, as tests and the local stack do). A property imports its module when first read,
+so a function pays at cold start only for what its handler uses.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.logging import get_logger
+from chalicelib.platform.settings import Settings, per_container
+
+if TYPE_CHECKING:
+    import requests
+
+    from chalicelib.mail.audit import AuditLog
+    from chalicelib.mail.delivery_log import DeliveryLog
+    from chalicelib.mail.failover import ProviderSwitch
+    from chalicelib.mail.routing import DynamoRouteStore
+    from chalicelib.mail.suppression import SuppressionList
+    from chalicelib.platform.idempotency import IdempotencyStore
+    from chalicelib.providers.gmail.client import GmailMailboxes
+    from chalicelib.providers.ses.client import SesBouncer
+    from chalicelib.providers.ses.sender import SesSender
+
+
+class Services:
+    """What handlers share within one container."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        get_logger(settings.log_level)
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return aws_client("dynamodb")
+
+    @cached_property
+    def idempotency(self) -> IdempotencyStore:
+        from chalicelib.platform.idempotency import IdempotencyStore
+
+        return IdempotencyStore.for_settings(self.settings, self.dynamodb)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        from chalicelib.mail.audit import AuditLog
+
+        return AuditLog.for_settings(self.settings, self.dynamodb)
+
+    @cached_property
+    def routes(self) -> DynamoRouteStore:
+        from chalicelib.mail.routing import DynamoRouteStore
+
+        return DynamoRouteStore(
+            self.settings.routes_table,
+            cache_seconds=self.settings.routes_cache_seconds,
+            client=self.dynamodb,
+        )
+
+    @cached_property
+    def suppressions(self) -> SuppressionList:
+        from chalicelib.mail.suppression import SuppressionList
+
+        return SuppressionList(self.settings.state_table, client=self.dynamodb)
+
+    @cached_property
+    def delivery_log(self) -> DeliveryLog:
+        from chalicelib.mail.delivery_log import DeliveryLog
+
+        return DeliveryLog.for_settings(self.settings, self.dynamodb)
+
+    @cached_property
+    def session(self) -> requests.Session:
+        import requests
+
+        return requests.Session()
+
+    @cached_property
+    def gmail(self) -> GmailMailboxes:
+        from chalicelib.providers.gmail.client import GmailMailboxes
+
+        return GmailMailboxes(self.settings, session=self.session)
+
+    @cached_property
+    def ses_bouncer(self) -> SesBouncer:
+        from chalicelib.providers.ses.client import SesBouncer
+
+        return SesBouncer.for_settings(self.settings)
+
+    @cached_property
+    def switch(self) -> ProviderSwitch:
+        from chalicelib.mail.failover import ProviderSwitch
+
+        return ProviderSwitch(self.settings.state_table, client=self.dynamodb)
+
+    @cached_property
+    def ses_sender(self) -> SesSender:
+        """SESv2 for outbound mail; one per container, since it paces this container's calls."""
+        from chalicelib.providers.ses.sender import SesSender
+
+        return SesSender.for_settings(self.settings)
+
+
+services = per_container(Services)

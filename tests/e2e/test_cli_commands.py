@@ -1,0 +1,68 @@
+"""The operator's commands on the local stack with ``mailroom --local``, signed as the stack's
+operator user: each works within the documented operator policy (its calls are judged by
+``test_permissions``)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import aws_client, until
+from tests.e2e.test_cli_redrive import _mailroom
+
+pytestmark = pytest.mark.e2e
+
+
+def _poison_in_the_bouncer_dlq(stack: dict[str, Any]) -> str:
+    """Send a malformed bounce request; the dead letter's SQS message id."""
+    marker = uuid.uuid4().hex
+    aws_client(stack).send_message(
+        QueueUrl=stack["queues"]["bouncer"], MessageBody=json.dumps({"not": marker})
+    )
+
+    def dead() -> list[str]:
+        peeked = json.loads(_mailroom(stack, "dlq", "peek", "bouncer", "--body", "-n", "50").stdout)
+        return [p["message_id"] for p in peeked if marker in json.dumps(p)]
+
+    [message_id] = until(dead)
+    return str(message_id)
+
+
+def test_routes_and_suppression_commands_work_with_the_operator_policy(
+    stack: dict[str, Any],
+) -> None:
+    pattern = f"ops-{uuid.uuid4().hex[:8]}@mailroom.test"
+    address = f"suppressed-{uuid.uuid4().hex[:8]}@example.org"
+    steps = [
+        ("routes", "add", pattern, "--action", "drop", "--reason", "e2e"),
+        ("routes", "test", pattern),
+        ("routes", "list"),
+        ("routes", "disable", pattern, "--reason", "e2e"),
+        ("routes", "enable", pattern, "--reason", "e2e"),
+        ("routes", "remove", pattern, "--reason", "e2e"),
+        ("suppression", "add", address, "--reason", "e2e"),
+        ("suppression", "list"),
+        ("suppression", "remove", address, "--reason", "e2e"),
+        ("dlq", "status"),
+        ("audit", "list"),
+    ]
+    for step in steps:
+        result = _mailroom(stack, *step)
+        assert result.exit_code == 0, (step, result.output)
+    assert _mailroom(stack, "suppression", "check", address).exit_code == 0
+    traced = _mailroom(stack, "trace", address)
+    assert traced.exit_code in {0, 1}, traced.output  # found, or nothing known; 2 is refused
+
+
+def test_dead_letters_are_discarded_and_quarantined_with_the_operator_policy(
+    stack: dict[str, Any],
+) -> None:
+    for command in ("discard", "quarantine"):
+        message_id = _poison_in_the_bouncer_dlq(stack)
+
+        result = _mailroom(stack, "dlq", command, "--id", message_id, "--reason", "e2e")
+
+        assert result.exit_code == 0, result.output
