@@ -14,6 +14,7 @@ from typing import Any
 import requests
 
 from chalicelib.platform.auth import sign
+from chalicelib.providers.freescout.delivery import unmarked
 
 EVENTS = Path(__file__).resolve().parent.parent / "tests" / "events"
 SAMPLE = EVENTS / "postmark_inbound_basic.json"
@@ -157,7 +158,7 @@ def run(state_dir: Path) -> int:
                 "conversations"
             ]
             for conversation in found:
-                bodies = [t["body"] for t in conversation["_embedded"]["threads"]]
+                bodies = [unmarked(t["body"]) for t in conversation["_embedded"]["threads"]]
                 if any(email["HtmlBody"] == body for body in bodies) and (
                     len(bodies) > 1 or label != "reply to it"
                 ):

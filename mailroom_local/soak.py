@@ -24,6 +24,8 @@ from typing import Any
 
 import requests
 
+from chalicelib.providers.freescout.delivery import unmarked
+
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "events" / "postmark_inbound_basic.json"
 # Longer than the stack's MAILROOM_HTTP_TIMEOUT_SECONDS (3 s): the request is served, late.
 LATE_MS = 4_000
@@ -228,7 +230,7 @@ class Soak:
         held = self.http.get(f"{url}/_control/conversations", timeout=30).json()["conversations"]
         prefix = f"<p>soak-{self.run_id}-i"
         return Counter(
-            str(t["body"])[3:-4]
+            unmarked(str(t["body"]))[3:-4]
             for c in held
             for t in c["_embedded"]["threads"]
             if str(t.get("body") or "").startswith(prefix)

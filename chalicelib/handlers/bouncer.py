@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib.handlers.dispatch import load_mail, write_audit
+from chalicelib.handlers.dispatch import load_headers, write_audit
 from chalicelib.handlers.services import Services, services
 from chalicelib.mail.actions import BounceRequest, MailRef, parse_request
 from chalicelib.mail.decision import audit_entry, bounce_refusal, is_automatic_report
@@ -59,8 +59,8 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     svc = services()
     email: InboundEmail | None = None
     if request.mail.source is EmailSource.POSTMARK or request.mail.rfc_message_id is None:
-        # For the DSN, or the Message-ID (and headers) SES truncated.
-        email, _ = load_mail(request.mail, request.recipient)
+        # For the DSN, or the Message-ID (and headers) SES truncated: the header block only.
+        email = load_headers(request.mail, request.recipient)
         request = request.model_copy(update={"mail": _checked(request.mail, email)})
     mail = request.mail
     refusal = bounce_refusal(mail)

@@ -21,7 +21,7 @@ from chalicelib.mail.actions import (
 )
 from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.decision import UNKNOWN_ACTION, AuditEntry, InboundDecision, decide_inbound
-from chalicelib.mail.inbound_email import InboundEmail, read_raw
+from chalicelib.mail.inbound_email import InboundEmail, read_head, read_raw
 from chalicelib.mail.routing import RouteAction, RouteRule
 from chalicelib.mail.suppression import normalise
 from chalicelib.mail.verdicts import Disposition
@@ -141,29 +141,50 @@ def write_audit(audit: AuditLog, entry: AuditEntry, *, actor: str = ACTOR) -> No
     audit.record(entry.action, actor=actor, reason=entry.reason, details=entry.details)
 
 
-def load_mail(mail: MailRef, recipient: str) -> tuple[InboundEmail, bytes]:
+def load_mail(
+    mail: MailRef, recipient: str, *, headers_only: bool = False
+) -> tuple[InboundEmail, bytes]:
     """The normalised email for ``recipient`` and its RFC 5322 bytes (from S3, or rendered
-    from the Postmark payload); malformed input is poison."""
+    from the Postmark payload); malformed input is poison. With ``headers_only`` the email
+    carries the header fields only: no body part is decoded (the bytes are still returned)."""
     if mail.location is not None:
         raw = read_raw(mail.location.bucket, mail.location.key)
-        email = InboundEmail.from_mime(
-            raw,
-            recipients=[recipient],
-            verdicts=mail.verdicts,
-            s3_location=mail.location,
-            envelope_sender=mail.envelope_sender,
-            provider_message_id=mail.provider_message_id,
-        )
-        return email, raw
+        return _from_s3(mail, recipient, raw, headers_only=headers_only), raw
+    payload = claimcheck.check_out(mail.postmark_payload or "")
+    email = _from_postmark(mail, recipient, payload)
+    return email, email.to_mime(
+        original=("original-postmark.json", "application/json", payload.encode("utf-8"))
+    )
+
+
+def load_headers(mail: MailRef, recipient: str) -> InboundEmail:
+    """The email's header fields only: SES mail is read from S3 up to its header block."""
+    if mail.location is not None:
+        head = read_head(mail.location.bucket, mail.location.key)
+        return _from_s3(mail, recipient, head, headers_only=True)
+    return _from_postmark(mail, recipient, claimcheck.check_out(mail.postmark_payload or ""))
+
+
+def _from_s3(mail: MailRef, recipient: str, raw: bytes, *, headers_only: bool) -> InboundEmail:
+    return InboundEmail.from_mime(
+        raw,
+        recipients=[recipient],
+        verdicts=mail.verdicts,
+        s3_location=mail.location,
+        envelope_sender=mail.envelope_sender,
+        provider_message_id=mail.provider_message_id,
+        headers_only=headers_only,
+    )
+
+
+def _from_postmark(mail: MailRef, recipient: str, payload: str) -> InboundEmail:
     if mail.postmark_payload is None:
         raise PoisonMessageError("request names neither an S3 object nor a Postmark payload")
-    payload = claimcheck.check_out(mail.postmark_payload)
     try:
         parsed = PostmarkInbound.model_validate_json(payload)
     except ValidationError as err:
         raise PoisonMessageError("not a Postmark inbound payload") from err
-    email = to_inbound_email(parsed, recipient)
-    return email, email.to_mime()
+    return to_inbound_email(parsed, recipient)
 
 
 def enqueue(queue_name: str, request: BaseModel) -> None:

@@ -48,7 +48,8 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
     ctx.message_id = request.mail.provider_message_id
     ctx.mailbox_id = hash_id(request.mailbox)
     svc = services()
-    email, raw = load_mail(request.mail, request.recipient)
+    # Gmail takes the raw bytes as they are: only the header fields are parsed here.
+    email, raw = load_mail(request.mail, request.recipient, headers_only=True)
     key = mailbox_key(email, request.mailbox)
     store = svc.idempotency
     claim = store.claim(key)

@@ -32,7 +32,7 @@ from chalicelib.handlers.dispatch import act
 from chalicelib.handlers.services import Services, services
 from chalicelib.mail.actions import MailRef
 from chalicelib.mail.decision import decide_inbound, is_automatic_report
-from chalicelib.mail.inbound_email import InboundEmail, delivery_key, load_ses_email
+from chalicelib.mail.inbound_email import InboundEmail, delivery_key, load_ses_email, read_raw
 from chalicelib.mail.routing import RouteAction, resolve
 from chalicelib.platform import claimcheck
 from chalicelib.platform.aws import aws_client
@@ -41,13 +41,20 @@ from chalicelib.platform.envelope import unwrap
 from chalicelib.platform.errors import (
     EffectNotRecorded,
     PermanentError,
+    PoisonMessageError,
     error_class,
 )
 from chalicelib.platform.idempotency import Claim, KeyState
 from chalicelib.platform.logging import log_event, log_routing_decision
 from chalicelib.platform.secrets import FREESCOUT_API_KEY, get_secrets
 from chalicelib.providers.freescout.client import FreeScoutClient
-from chalicelib.providers.freescout.delivery import Delivered, FreeScoutDelivery, customer_thread
+from chalicelib.providers.freescout.delivery import (
+    Delivered,
+    FreeScoutDelivery,
+    customer_thread,
+    defects_note,
+    delivery_marker,
+)
 from chalicelib.providers.postmark.inbound import (
     PostmarkInbound,
     parse_postmark_inbound,
@@ -161,6 +168,8 @@ class _Batch:
             )
         ctx.mailbox_id = decision.target
         mailbox_id = int(decision.target)
+        if email.defects and not email.readable:
+            raise PoisonMessageError("nothing readable: " + "; ".join(email.defects)[:500])
         key = delivery_key(email, email.recipient, RouteAction.FREESCOUT.value)
         if any(done.claim.key == key for done in self.done.values()):
             return "duplicate"  # delivered earlier in this batch; its record is on the way
@@ -168,7 +177,7 @@ class _Batch:
         if claim.state is KeyState.COMPLETED:
             return "duplicate"
         try:
-            delivered = self._deliver(email, mailbox_id, claim)
+            delivered = self._deliver(email, mailbox_id, claim, received)
         except Exception as err:
             self.svc.idempotency.settle_failure(claim, err)
             raise
@@ -176,21 +185,46 @@ class _Batch:
         self.done[record.message_id] = _Done(claim, delivered, email.rfc_message_id)
         return PENDING
 
-    def _deliver(self, email: InboundEmail, mailbox_id: int, claim: Claim) -> Delivered:
+    def _deliver(
+        self, email: InboundEmail, mailbox_id: int, claim: Claim, received: _Received
+    ) -> Delivered:
+        marker = delivery_marker(claim.key)
+        attachments = [
+            {
+                "fileName": a.filename,
+                "mimeType": a.content_type,
+                "data": base64.b64encode(a.content).decode("ascii"),
+            }
+            for a in email.attachments
+        ]
+        note = ""
+        if email.defects:
+            # What could not be decoded is named in the thread, and the original travels
+            # with it, so an agent can read what we could not.
+            name, mime_type, original = _original(received)
+            attachments.append(
+                {
+                    "fileName": name,
+                    "mimeType": mime_type,
+                    "data": base64.b64encode(original).decode("ascii"),
+                }
+            )
+            note = defects_note(email.defects, name)
+            log_event(
+                "delivered with a note on what could not be decoded",
+                event_type=EVENT_TYPE,
+                outcome="defects_noted",
+                count=len(email.defects),
+            )
         thread = customer_thread(
             sender=email.from_address or email.envelope_sender,
             sender_name=email.from_name,
             body=email.html_body or email.text_body,
             cc=list(email.cc),
-            attachments=[
-                {
-                    "fileName": a.filename,
-                    "mimeType": a.content_type,
-                    "data": base64.b64encode(a.content).decode("ascii"),
-                }
-                for a in email.attachments
-            ],
+            attachments=attachments,
             imported=self.svc.settings.freescout_imported,
+            marker=marker,
+            note=note,
         )
         uncertain = claim.state is KeyState.UNCERTAIN
         if uncertain:
@@ -199,6 +233,7 @@ class _Batch:
             mailbox_id=mailbox_id,
             subject=email.subject or "(no subject)",
             thread=thread,
+            marker=marker,
             reply_to=self._conversation_for(email.referenced_ids),
             uncertain_since=claim.first_attempt_at if uncertain else None,
             owned_elsewhere=lambda conversation_id: self._owned_elsewhere(
@@ -291,6 +326,15 @@ class _Batch:
             .get("Item")
         )
         return bool(item) and item.get("key", {}).get("S") != key
+
+
+def _original(received: _Received) -> tuple[str, str, bytes]:
+    """The email as it reached us: SES's raw MIME, or the Postmark payload (already parsed by
+    Postmark, so the JSON is the original we have)."""
+    location = received.email.raw_location
+    if received.postmark is None and location is not None:
+        return "original.eml", "message/rfc822", read_raw(location.bucket, location.key)
+    return "original-postmark.json", "application/json", received.payload.encode("utf-8")
 
 
 def _outcome(delivered: Delivered) -> str:

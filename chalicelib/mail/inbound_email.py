@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
-from email import message_from_bytes
+from collections.abc import Iterable, Iterator, Sequence
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import getaddresses, parseaddr
@@ -20,6 +19,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.mail.mime import (
+    MAX_HEADER_BYTES,
+    attachment_content,
+    header_block,
+    parse_chunks,
+    parse_headers,
+    structural_defects,
+    text_of,
+    undecoded_body,
+)
 from chalicelib.mail.suppression import normalise
 from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.errors import PoisonMessageError, TransientError
@@ -27,6 +36,9 @@ from chalicelib.platform.errors import PoisonMessageError, TransientError
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 # Longer key parts are hashed: DynamoDB keys stay short and printable whatever the input.
 _MAX_PLAIN = 200
+_CHUNK = 1024 * 1024
+# Most header blocks fit in the first range read; a longer one is read again, 4x larger.
+_HEAD_RANGE = 64 * 1024
 
 
 class EmailSource(StrEnum):
@@ -74,6 +86,9 @@ class InboundEmail(BaseModel):
     attachments: tuple[InboundAttachment, ...] = ()
     raw_location: S3Location | None = None
     verdicts: Verdicts = Field(default_factory=Verdicts)
+    # What could not be read, in words (a part that could not be decoded, a message cut
+    # short): every action shows or logs it; nothing is dropped without a word.
+    defects: tuple[str, ...] = ()
 
     @property
     def recipient(self) -> str:
@@ -82,6 +97,11 @@ class InboundEmail(BaseModel):
     def header(self, name: str) -> str | None:
         lowered = name.lower()
         return next((v for n, v in self.headers if n.lower() == lowered), None)
+
+    @property
+    def readable(self) -> bool:
+        """Whether anything of the content could be read (a body or an attachment)."""
+        return bool(self.text_body.strip() or self.html_body.strip() or self.attachments)
 
     @property
     def referenced_ids(self) -> list[str]:
@@ -95,19 +115,29 @@ class InboundEmail(BaseModel):
     @classmethod
     def from_mime(
         cls,
-        raw: bytes,
+        raw: bytes | Iterable[bytes],
         *,
         recipients: Sequence[str],
         verdicts: Verdicts,
         s3_location: S3Location | None,
         envelope_sender: str = "",
         provider_message_id: str = "",
+        headers_only: bool = False,
     ) -> InboundEmail:
-        """Parse raw RFC 5322 bytes with the standard library (default policy)."""
-        message = _parse(raw)
+        """Parse raw RFC 5322 bytes (or chunks of them) with the standard library; with
+        ``headers_only`` only the header block is parsed and the body is never decoded."""
+        if headers_only:
+            if not isinstance(raw, bytes | bytearray):
+                raise TypeError("headers_only takes the bytes of the header block")
+            message = parse_headers(header_block(bytes(raw)))
+            text, html = "", ""
+            attachments: list[InboundAttachment] = []
+            defects: list[str] = []
+        else:
+            message = parse_chunks(_slices(raw) if isinstance(raw, bytes | bytearray) else raw)
+            text, html, attachments, defects = _parts(message)
         headers = tuple((str(n), _header_text(message, n, v)) for n, v in message.raw_items())
         from_name, from_address = parseaddr(_get(message, "From"))
-        text, html, attachments = _parts(message)
         return cls(
             source=EmailSource.SES,
             provider_message_id=provider_message_id,
@@ -128,10 +158,12 @@ class InboundEmail(BaseModel):
             attachments=tuple(attachments),
             raw_location=s3_location,
             verdicts=verdicts,
+            defects=tuple(defects),
         )
 
-    def to_mime(self) -> bytes:
-        """RFC 5322 bytes for an email that arrived as JSON (Postmark), e.g. for a Gmail import."""
+    def to_mime(self, *, original: tuple[str, str, bytes] | None = None) -> bytes:
+        """RFC 5322 bytes for an email that arrived as JSON (Postmark), e.g. for a Gmail import.
+        With defects, a note naming them and ``original`` (name, type, bytes) are attached."""
         message = EmailMessage(policy=default_policy)
         skip = {"content-type", "content-transfer-encoding", "mime-version"}
         for name, value in self.headers:
@@ -157,6 +189,15 @@ class InboundEmail(BaseModel):
                 subtype=subtype or "octet-stream",
                 filename=attachment.filename,
             )
+        if self.defects:
+            note = "mailroom: part of this email could not be decoded:\n" + "".join(
+                f"- {defect}\n" for defect in self.defects
+            )
+            message.add_attachment(note, filename="mailroom-note.txt")
+            if original is not None:
+                name, content_type, content = original
+                maintype, _, subtype = content_type.partition("/")
+                message.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
         return bytes(message.as_bytes(policy=default_policy.clone(linesep="\r\n")))
 
 
@@ -185,14 +226,15 @@ def delivery_key_for(
 
 def load_ses_email(message: dict[str, Any]) -> InboundEmail:
     """The email behind a router message ``{"source": "ses", "bucket", "key", "recipient",
-    "ses_message_id", "verdicts"}`` (what the router publishes for FreeScout and Gmail)."""
+    "ses_message_id", "verdicts"}`` (what the router publishes for FreeScout), streamed from
+    S3 into the parser."""
     try:
         bucket, key, recipient = message["bucket"], message["key"], message["recipient"]
     except (KeyError, TypeError) as err:
         raise PoisonMessageError("SES delivery message lacks bucket, key or recipient") from err
     verdicts = message.get("verdicts") or {}
     return InboundEmail.from_mime(
-        read_raw(bucket, key),
+        read_chunks(bucket, key),
         recipients=[recipient],
         verdicts=Verdicts.model_validate(verdicts) if isinstance(verdicts, dict) else Verdicts(),
         s3_location=S3Location(bucket=bucket, key=key),
@@ -203,16 +245,48 @@ def load_ses_email(message: dict[str, Any]) -> InboundEmail:
 
 def read_raw(bucket: str, key: str) -> bytes:
     """The raw MIME SES stored; a missing object is permanent, anything else transient."""
+    return b"".join(read_chunks(bucket, key))
+
+
+def read_chunks(bucket: str, key: str, *, byte_range: str | None = None) -> Iterator[bytes]:
+    """The raw MIME SES stored, in chunks as they arrive (a missing object is poison, any
+    other failure transient): a parser fed these never holds the message twice."""
     from botocore.exceptions import ClientError
 
     from chalicelib.platform.aws import aws_client
 
+    extra = {"Range": byte_range} if byte_range else {}
     try:
-        return bytes(aws_client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+        body = aws_client("s3").get_object(Bucket=bucket, Key=key, **extra)["Body"]
+        while chunk := body.read(_CHUNK):
+            yield bytes(chunk)
     except ClientError as err:
         if err.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
             raise PoisonMessageError("raw message is missing from S3") from err
+        if err.response.get("Error", {}).get("Code") == "InvalidRange":
+            return  # an empty object has no byte 0
         raise TransientError("cannot read the raw message from S3") from err
+    except (OSError, ValueError) as err:  # the connection broke mid-body
+        raise TransientError("cannot read the raw message from S3") from err
+
+
+def read_head(bucket: str, key: str) -> bytes:
+    """The header block of the stored message, read by byte ranges: never the body."""
+    head = b""
+    size = _HEAD_RANGE
+    while True:
+        head = b"".join(read_chunks(bucket, key, byte_range=f"bytes=0-{size - 1}"))
+        block = header_block(head)
+        if len(block) < len(head) or len(head) < size or size >= MAX_HEADER_BYTES:
+            return block
+        size *= 4
+
+
+def _slices(raw: bytes | bytearray) -> Iterator[bytes]:
+    """``raw`` a chunk at a time, so the parser's text copy is one chunk, not the message."""
+    view = memoryview(raw)
+    for start in range(0, len(raw), _CHUNK):
+        yield bytes(view[start : start + _CHUNK])
 
 
 def _digest(value: str) -> str:
@@ -224,29 +298,18 @@ def message_ids(value: str | None) -> tuple[str, ...]:
     return tuple(found.lower() for found in _MESSAGE_ID.findall(value or ""))
 
 
-def decode_base64(content: str) -> bytes:
-    """A provider's base64 attachment content; text that is not base64 is kept as sent."""
+def decode_base64(content: str) -> bytes | None:
+    """A provider's base64 attachment content; None if it is not base64."""
     import base64
     import binascii
 
     try:
-        return base64.b64decode(content)
+        return base64.b64decode(content, validate=True)
     except (binascii.Error, ValueError):
-        return content.encode("utf-8")
-
-
-def _parse(raw: bytes) -> EmailMessage:
-    if not isinstance(raw, bytes | bytearray) or not raw.strip():
-        raise PoisonMessageError("unparseable MIME: empty message")
-    try:
-        message = message_from_bytes(raw, policy=default_policy)
-    except Exception as err:  # the parser is lenient; anything it raises is about the input
-        raise PoisonMessageError(f"unparseable MIME: {type(err).__name__}") from err
-    if not isinstance(message, EmailMessage) or not message.keys():
-        raise PoisonMessageError("unparseable MIME: no header fields")
-    if "From" not in message:
-        raise PoisonMessageError("unparseable MIME: no From header")
-    return message
+        try:  # line breaks and spaces are common and harmless
+            return base64.b64decode("".join(content.split()), validate=True)
+        except (binascii.Error, ValueError):
+            return None
 
 
 def _get(message: EmailMessage, name: str) -> str:
@@ -266,32 +329,31 @@ def _header_text(message: EmailMessage, name: str, value: Any) -> str:
         return _get(message, name)
 
 
-def _parts(message: EmailMessage) -> tuple[str, str, list[InboundAttachment]]:
-    """Text body, HTML body and attachments; a body part that cannot be decoded is poison."""
+def _parts(message: EmailMessage) -> tuple[str, str, list[InboundAttachment], list[str]]:
+    """Text body, HTML body, attachments, and in words what of them could not be decoded."""
+    defects = structural_defects(message)
     try:
         text_part = message.get_body(preferencelist=("plain",))
         html_part = message.get_body(preferencelist=("html",))
-        text = _content(text_part) if text_part is not None else ""
-        html = _content(html_part) if html_part is not None else ""
+        text = text_of(text_part, "text part", defects) if text_part is not None else ""
+        html = text_of(html_part, "HTML part", defects) if html_part is not None else ""
+        if text_part is None and html_part is None and message.is_multipart() is False:
+            text = undecoded_body(message) if message.get_content_maintype() == "multipart" else ""
         attachments = []
         for part in message.iter_attachments():
-            payload = part.get_payload(decode=True)
+            name = part.get_filename() or "attachment"
+            label = f"attachment {name!r} ({part.get_content_type()})"
+            content = attachment_content(part, label, defects)
+            if content is None:
+                continue
             attachments.append(
                 InboundAttachment(
-                    filename=part.get_filename() or "attachment",
+                    filename=name,
                     content_type=part.get_content_type(),
-                    content=payload if isinstance(payload, bytes) else b"",
+                    content=content,
                     content_id=str(part.get("Content-ID") or ""),
                 )
             )
     except (LookupError, ValueError, TypeError, AttributeError) as err:
         raise PoisonMessageError(f"unparseable MIME body: {type(err).__name__}") from err
-    return text, html, attachments
-
-
-def _content(part: Any) -> str:
-    try:
-        return str(part.get_content())
-    except LookupError:  # unknown charset: decode as Latin-1 rather than lose the text
-        payload = part.get_payload(decode=True) or b""
-        return bytes(payload).decode("latin-1")
+    return text, html, attachments, defects

@@ -12,6 +12,7 @@ import pytest
 import requests
 from click.testing import CliRunner, Result
 
+from chalicelib.providers.freescout.delivery import unmarked
 from mailroom_cli.main import cli
 from tests.e2e.conftest import aws_client, until
 from tests.e2e.test_local_stack import SAMPLE
@@ -38,7 +39,9 @@ def _delivered(stack: dict[str, Any]) -> list[str]:
     """Bodies of every FreeScout conversation, in creation order."""
     url = stack["freescout"]["url"]
     found = requests.get(f"{url}/_control/conversations", timeout=10).json()["conversations"]
-    return [c["_embedded"]["threads"][0]["body"] for c in sorted(found, key=lambda c: c["id"])]
+    return [
+        unmarked(c["_embedded"]["threads"][0]["body"]) for c in sorted(found, key=lambda c: c["id"])
+    ]
 
 
 def _dlq_depth(stack: dict[str, Any]) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from chalicelib.providers.freescout.delivery import unmarked
 from tests.e2e.conftest import aws_client, until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ def _post(stack: dict[str, Any], email: dict[str, Any]) -> requests.Response:
 def _conversations_with(stack: dict[str, Any], body: str) -> list[dict[str, Any]]:
     url = stack["freescout"]["url"]
     found = requests.get(f"{url}/_control/conversations", timeout=10).json()["conversations"]
-    return [c for c in found if any(t["body"] == body for t in c["_embedded"]["threads"])]
+    return [c for c in found if any(unmarked(t["body"]) == body for t in c["_embedded"]["threads"])]
 
 
 def test_posted_email_becomes_a_conversation(stack: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from chalicelib.providers.freescout.delivery import unmarked
 from mailroom_local import stack as local_stack
 from tests.e2e.conftest import until
 
@@ -121,7 +122,9 @@ def test_chalice_local_by_hand_joins_the_running_stack(stack: dict[str, Any]) ->
 
     def delivered() -> bool:
         found = requests.get(f"{freescout}/_control/conversations", timeout=10).json()
-        bodies = [t["body"] for c in found["conversations"] for t in c["_embedded"]["threads"]]
+        bodies = [
+            unmarked(t["body"]) for c in found["conversations"] for t in c["_embedded"]["threads"]
+        ]
         return email["HtmlBody"] in bodies
 
     until(delivered, seconds=60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -18,6 +19,29 @@ def _posts(freescout: responses.RequestsMock, url: str = CONVERSATIONS) -> list[
 
 def _dlq(aws: Stage) -> list[dict[str, Any]]:
     return aws.drain(aws.queues["inbound-bridge"].dlq_url)
+
+
+def test_a_postmark_attachment_that_is_not_base64_is_named_and_the_payload_attached(
+    aws: Stage, post: Any, payload: Any, bridge: Any, freescout: responses.RequestsMock
+) -> None:
+    aws.put_route("support@mailroom.test", "freescout", "3")
+    freescout.add(**created(42))
+    broken = [
+        {"Name": "scan.pdf", "Content": "%%% not base64 %%%", "ContentType": "application/pdf"}
+    ]
+    post(payload(Attachments=broken))
+
+    _, _, error = bridge()
+
+    assert error is None
+    [call] = _posts(freescout)
+    [thread] = json.loads(call.request.body)["threads"]
+    assert "could not be decoded" in thread["text"]
+    assert "scan.pdf" in thread["text"]
+    [original] = thread["attachments"]
+    assert original["fileName"] == "original-postmark.json"
+    kept = json.loads(base64.b64decode(original["data"]))
+    assert kept["Attachments"] == broken
 
 
 def test_happy_path_creates_one_conversation_with_the_attachment(
@@ -43,7 +67,9 @@ def test_happy_path_creates_one_conversation_with_the_attachment(
     }
     [thread] = sent["threads"]
     assert thread["type"] == "customer"
-    assert thread["text"] == "<p>Hello, the secret invoice html body.</p>"
+    body, marker = thread["text"].split('<div style="display:none">')
+    assert body == "<p>Hello, the secret invoice html body.</p>"
+    assert marker.startswith("mailroom-ref-")  # what proves this thread is this email's
     assert thread["cc"] == ["bob.cc@example.org"]
     assert thread["attachments"] == [
         {"fileName": "invoice.pdf", "mimeType": "application/pdf", "data": "JVBERi0xLjQK"}
@@ -227,7 +253,7 @@ def test_one_megabyte_payload_round_trips_through_the_claim_check(
 
     assert error is None
     [call] = _posts(freescout)
-    assert json.loads(call.request.body)["threads"][0]["text"] == big
+    assert json.loads(call.request.body)["threads"][0]["text"].startswith(big + "<div")
 
 
 def test_reply_to_a_conversation_deleted_in_freescout_starts_a_new_one(
@@ -264,10 +290,11 @@ def test_a_201_without_resource_id_is_uncertain_and_the_retry_proves_it_instead_
     _, _, error = bridge()
     assert error is not None
     aws.make_visible("inbound-bridge")
+    [sent] = _posts(freescout)
     first_thread = {
         "id": 9,
         "type": "customer",
-        "body": "<p>Hello, the secret invoice html body.</p>",
+        "body": json.loads(sent.request.body)["threads"][0]["text"],
         "createdAt": "2099-01-01T00:00:00Z",
     }
     freescout.add(
@@ -279,6 +306,7 @@ def test_a_201_without_resource_id_is_uncertain_and_the_retry_proves_it_instead_
                     {
                         "id": 42,
                         "subject": "Invoice 4711 is wrong",
+                        "createdAt": "2099-01-01T00:00:00Z",
                         "_embedded": {"threads": [first_thread]},
                     }
                 ]

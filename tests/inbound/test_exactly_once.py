@@ -42,13 +42,21 @@ class FreeScout:
     def clear_faults(self) -> None:
         requests.delete(f"{self.url}/_control/faults", timeout=5)
 
-    def add_thread(self, conversation_id: int, text: str) -> None:
+    def create_conversation(self, *, subject: str, customer: str, text: str) -> None:
+        """A conversation made in FreeScout itself (an agent, or its own mail fetch)."""
+        thread = {"type": "customer", "text": text, "customer": {"email": customer}}
         requests.post(
-            f"{self.url}/api/conversations/{conversation_id}/threads",
-            json={"type": "customer", "text": text, "customer": {"email": "x@example.org"}},
+            f"{self.url}/api/conversations",
+            json={
+                "type": "email",
+                "mailboxId": 1,
+                "subject": subject,
+                "customer": {"email": customer},
+                "threads": [thread],
+            },
             headers={"X-FreeScout-API-Key": KEY},
             timeout=5,
-        )
+        ).raise_for_status()
 
 
 @pytest.fixture
@@ -135,28 +143,74 @@ def test_a_crash_before_freescout_with_the_same_sender_and_subject_still_deliver
     assert len(standin.conversations()) == 2
 
 
-def test_a_reply_thread_added_before_a_crash_is_not_added_again(
+def _reply(payload: Any, message_id: str, body: str) -> Any:
+    return payload(
+        MessageID=message_id,
+        HtmlBody=body,
+        Headers=[
+            {"Name": "Message-ID", "Value": f"<{message_id}@mail.example.org>"},
+            {"Name": "In-Reply-To", "Value": "<CAE-first-4711@mail.example.org>"},
+        ],
+    )
+
+
+def test_a_reply_thread_added_before_a_timeout_is_not_added_again(
     aws: Stage, standin: FreeScout, post: Any, payload: Any, bridge: Any
 ) -> None:
     post(payload())
     _run(aws, bridge)
     [conversation] = standin.conversations()
-    reply = payload(
-        MessageID="reply-1",
-        HtmlBody="<p>Thanks, that fixed it.</p>",
-        Headers=[
-            {"Name": "Message-ID", "Value": "<reply-1@mail.example.org>"},
-            {"Name": "In-Reply-To", "Value": "<CAE-first-4711@mail.example.org>"},
-        ],
-    )
-    _crashed_earlier(aws, "<reply-1@mail.example.org>")
-    standin.add_thread(conversation["id"], "<p>Thanks, that fixed it.</p>")  # its effect
-    post(reply)
+    post(_reply(payload, "reply-1", "<p>Thanks, that fixed it.</p>"))
+    standin.faults(delay_ms=1500)  # FreeScout adds the thread; we time out first
+    _run(aws, bridge)
+    standin.clear_faults()
+    until(lambda: len(standin.threads(conversation["id"])) == 2)
 
     error = _run(aws, bridge)
 
     assert error is None
     assert len(standin.threads(conversation["id"])) == 2  # the email and one reply
+
+
+def test_another_emails_identical_reply_does_not_prove_ours(
+    aws: Stage, standin: FreeScout, post: Any, payload: Any, bridge: Any
+) -> None:
+    post(payload())
+    _run(aws, bridge)
+    [conversation] = standin.conversations()
+    _crashed_earlier(aws, "<reply-ours@mail.example.org>")  # crashed before FreeScout
+    post(_reply(payload, "reply-theirs", "Thanks!"))  # Bob's "Thanks!", same conversation
+    _run(aws, bridge)
+    assert len(standin.threads(conversation["id"])) == 2
+    post(_reply(payload, "reply-ours", "Thanks!"))
+
+    error = _run(aws, bridge)
+
+    assert error is None
+    threads = standin.threads(conversation["id"])
+    assert len(threads) == 3  # ours is added, not taken for Bob's
+    record = _state(aws, _key("<reply-ours@mail.example.org>"))
+    assert record is not None
+    assert record["result"]["M"]["how"]["S"] == "threaded"
+
+
+def test_a_stranger_conversation_with_the_same_subject_and_body_does_not_prove_ours(
+    aws: Stage, standin: FreeScout, post: Any, payload: Any, bridge: Any
+) -> None:
+    _crashed_earlier(aws, "<CAE-first-4711@mail.example.org>")  # crashed before FreeScout
+    email = payload()
+    standin.create_conversation(  # made in FreeScout by hand, not by any key of ours
+        subject=email["Subject"], customer=email["From"], text=email["HtmlBody"]
+    )
+    post(email)
+
+    error = _run(aws, bridge)
+
+    assert error is None
+    assert len(standin.conversations()) == 2
+    record = _state(aws, _key("<CAE-first-4711@mail.example.org>"))
+    assert record is not None
+    assert record["result"]["M"]["how"]["S"] == "created"
 
 
 def test_delivered_but_unrecorded_is_uncertain_and_the_retry_records_map_and_claim_together(

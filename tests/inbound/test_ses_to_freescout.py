@@ -3,7 +3,9 @@ arrives by both paths (dual MX, an MX migration) becomes one conversation."""
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import responses
@@ -86,3 +88,50 @@ def test_a_webhook_payload_dressed_as_a_router_reference_is_parsed_as_postmark_m
     assert error is None
     [sent] = _created(freescout)
     assert sent["customer"]["email"] == "ada.customer@example.org"  # the Postmark payload's
+
+
+def _event(name: str) -> bytes:
+    return (Path(__file__).resolve().parents[1] / "events" / name).read_bytes()
+
+
+def test_malformed_mime_reaches_freescout_with_a_note_and_the_original_attached(
+    aws: Stage,
+    receive: Receive,  # noqa: F811 (the SES fixture)
+    freescout: responses.RequestsMock,
+) -> None:
+    aws.put_route("support@example.com", "freescout", "2")
+    freescout.add(**created(42))
+    raw = _event("mime_bad_base64.eml")
+    receive(raw)
+
+    aws.run_lambda("ses-inbound", router.handle_batch)
+    error = _bridge(aws)
+
+    assert error is None
+    [sent] = _created(freescout)
+    [thread] = sent["threads"]
+    assert "The printer is on fire." in thread["text"]
+    assert "could not be decoded" in thread["text"]
+    assert "report.pdf" in thread["text"]
+    [original] = thread["attachments"]
+    assert (original["fileName"], original["mimeType"]) == ("original.eml", "message/rfc822")
+    assert base64.b64decode(original["data"]) == raw
+
+
+def test_mime_with_nothing_readable_is_dead_lettered_with_the_reason(
+    aws: Stage,
+    receive: Receive,  # noqa: F811 (the SES fixture)
+    freescout: responses.RequestsMock,
+) -> None:
+    aws.put_route("support@example.com", "freescout", "2")
+    receive(_event("mime_unreadable.eml"))
+
+    aws.run_lambda("ses-inbound", router.handle_batch)
+    error = _bridge(aws)
+
+    assert error is None
+    assert _created(freescout) == []
+    [dead] = aws.drain(aws.queues["inbound-bridge"].dlq_url)
+    reason = dead["MessageAttributes"]["mailroom_reason"]["StringValue"]
+    assert "nothing readable" in reason
+    assert "base64 could not be decoded" in reason

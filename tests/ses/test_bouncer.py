@@ -18,7 +18,7 @@ from chalicelib.mail.actions import BounceRequest, MailRef
 from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.inbound_email import EmailSource
 from chalicelib.mail.outbound import OutboundEmail
-from chalicelib.platform.aws import reset_clients
+from chalicelib.platform.aws import aws_client, reset_clients
 from chalicelib.platform.errors import ProviderError
 from chalicelib.platform.settings import get_settings
 from chalicelib.providers.postmark.inbound import PostmarkInbound, postmark_ref
@@ -85,6 +85,26 @@ def test_authenticated_mail_to_an_unknown_address_gets_one_bounce_with_5_1_1(
     assert recipient["Recipient"] == "nobody@example.com"
     assert recipient["RecipientDsnFields.Status"] == "5.1.1"
     assert "mailbox does not exist" in recipient["RecipientDsnFields.DiagnosticCode"]
+
+
+def test_the_bouncer_reads_only_the_header_block_of_a_large_email(
+    aws: Stage, receive: Receive, standin: Ses
+) -> None:
+    # SES truncated the headers in its notification: the Message-ID must come from S3.
+    raw = mime(attachment=b"\x01" * 3_000_000)
+    note = receive(raw, recipients=["nobody@example.com"], headers_truncated=True)
+    standin.received(note["mail"]["messageId"], datetime.now(UTC))
+    reads: list[dict[str, Any]] = []
+    aws_client("s3").meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: reads.append(dict(params))
+    )
+
+    assert _bounce_all(aws) is None
+
+    assert len(standin.bounces()) == 1
+    assert reads, "the Message-ID is read from the stored message"
+    assert all("Range" in r for r in reads)  # never the whole 3 MB object
+    assert all(int(r["Range"].rsplit("-", 1)[1]) < 1_000_000 for r in reads)
 
 
 def _request_like(note: dict[str, Any]) -> BounceRequest:

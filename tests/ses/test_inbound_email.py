@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from email import message_from_bytes
+from email.policy import default
 from pathlib import Path
 
+import boto3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,14 +16,17 @@ from chalicelib.mail.inbound_email import (
     EmailSource,
     InboundEmail,
     delivery_key,
+    load_ses_email,
 )
 from chalicelib.mail.verdicts import Verdict, Verdicts
-from chalicelib.platform.errors import PoisonMessageError
+from chalicelib.platform.aws import aws_client
+from chalicelib.platform.errors import PoisonMessageError, TransientError
 from chalicelib.providers.postmark.inbound import (
     PostmarkInbound,
     postmark_verdicts,
     to_inbound_email,
 )
+from tests.conftest import REGION, Stage
 from tests.ses.conftest import mime
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -155,3 +161,114 @@ def test_arbitrary_bytes_parse_or_are_poison_never_another_error(raw: bytes) -> 
         )
     except PoisonMessageError as err:
         assert err.reason.startswith("unparseable MIME")  # noqa: PT017 - any other error fails
+
+
+def _from_event(name: str, **kwargs: object) -> InboundEmail:
+    return InboundEmail.from_mime(
+        (EVENTS / name).read_bytes(),
+        recipients=["support@example.com"],
+        verdicts=Verdicts(),
+        s3_location=None,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("fixture", "readable_text", "defect"),
+    [
+        ("mime_broken_boundary.eml", "The printer is on fire.", "MIME boundary not found"),
+        ("mime_bad_base64.eml", "The printer is on fire.", "'report.pdf'"),
+        ("mime_truncated.eml", "The printer is on fire.", "cut short"),
+        ("mime_bad_charset.eml", "The printer is on fire", "unknown charset 'x-klingon-9'"),
+    ],
+)
+def test_malformed_mime_keeps_what_was_readable_and_names_what_was_not(
+    fixture: str, readable_text: str, defect: str
+) -> None:
+    email = _from_event(fixture)
+
+    assert readable_text in email.text_body
+    assert email.readable
+    assert any(defect in found for found in email.defects)
+
+
+def test_an_attachment_whose_base64_cannot_be_decoded_is_named_not_delivered_as_garbage() -> None:
+    email = _from_event("mime_bad_base64.eml")
+
+    assert email.attachments == ()
+    assert email.defects == (
+        "attachment 'report.pdf' (application/pdf): base64 could not be decoded,"
+        " left out (it is in the original)",
+    )
+
+
+def test_a_message_cut_short_keeps_the_part_of_its_attachment_that_arrived() -> None:
+    email = _from_event("mime_truncated.eml")
+
+    [attachment] = email.attachments
+    assert attachment.filename == "report.pdf"
+    assert attachment.content.startswith(b"%PDF-1.4")
+
+
+def test_well_formed_mime_has_no_defects() -> None:
+    email = InboundEmail.from_mime(
+        mime(attachment=b"\x00" * 100),
+        recipients=["support@example.com"],
+        verdicts=Verdicts(),
+        s3_location=None,
+    )
+
+    assert email.defects == ()
+
+
+def test_a_message_with_nothing_decodable_is_not_readable() -> None:
+    email = _from_event("mime_unreadable.eml")
+
+    assert not email.readable
+    assert email.defects
+
+
+def test_a_header_only_parse_never_reads_the_body() -> None:
+    raw = mime(attachment=b"\x01" * 3_000_000)
+
+    email = InboundEmail.from_mime(
+        raw,
+        recipients=["support@example.com"],
+        verdicts=Verdicts(),
+        s3_location=None,
+        headers_only=True,
+    )
+
+    assert email.rfc_message_id == "<m-1@sender.example>"
+    assert email.subject == "Hello"
+    assert (email.text_body, email.attachments) == ("", ())
+
+
+def test_a_postmark_email_with_an_undecodable_attachment_reaches_gmail_with_a_note() -> None:
+    broken = [
+        {"Name": "scan.pdf", "Content": "%%% not base64 %%%", "ContentType": "application/pdf"}
+    ]
+    email = to_inbound_email(_postmark(Attachments=broken), "support@mailroom.test")
+
+    raw = email.to_mime(original=("original-postmark.json", "application/json", b"{}"))
+
+    assert email.attachments == ()
+    names = [
+        part.get_filename() for part in message_from_bytes(raw, policy=default).iter_attachments()
+    ]
+    assert names == ["mailroom-note.txt", "original-postmark.json"]
+    assert b"scan.pdf" in raw
+
+
+def test_an_s3_failure_while_streaming_the_raw_message_stays_transient(aws: Stage) -> None:
+    from botocore.exceptions import ClientError
+
+    boto3.client("s3", region_name=REGION).put_object(Bucket=aws.bucket, Key="raw/m", Body=mime())
+
+    def slow_down(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, "GetObject")
+
+    aws_client("s3").meta.events.register("before-call.s3.GetObject", slow_down)
+
+    with pytest.raises(TransientError):
+        load_ses_email({"bucket": aws.bucket, "key": "raw/m", "recipient": "support@example.com"})

@@ -7,8 +7,8 @@ from email import message_from_bytes
 from email.message import Message
 from email.policy import default
 
-from chalicelib.mail.mime import build_mime
 from chalicelib.mail.outbound import OutboundEmail, parse_outbound
+from chalicelib.mail.outbound_mime import build_mime
 from chalicelib.platform.errors import is_transient, may_have_acted
 from chalicelib.providers.ses.sender import (
     SesDailyQuotaExceeded,

@@ -1,12 +1,11 @@
 """One inbound email into FreeScout exactly once: a new conversation, a reply thread, or the
 proof that an earlier, uncertain attempt already made it.
 
-FreeScout keeps no idempotency key, so identity is proven from what it does keep. A
-conversation is ours only if it was created after this key's first attempt began (less a
-clock-skew margin), for the same customer, and its first thread is this email (same body
-fingerprint), and no other key has recorded it as its own. A reply thread is ours only if it
-was added to the conversation after the first attempt and carries the same fingerprint.
-Anything else is not proof: we create, since a duplicate is better than a loss.
+FreeScout keeps no idempotency key and no Message-ID on a thread, so every thread we write
+carries a marker we control: the delivery key's hash in a hidden element of its body. A
+conversation or reply thread is ours only if it carries this email's marker and was created
+at or after this key's first attempt; body text alone never proves anything (two emails can
+say "Thanks!"). Anything else is not proof: we create, since a duplicate beats a loss.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,11 +22,8 @@ from chalicelib.platform.errors import ProviderPermanentError
 from chalicelib.platform.logging import log_event
 from chalicelib.providers.freescout.client import FreeScoutClient
 
-# FreeScout's clock and ours may differ; a conversation stamped this much before our first
-# attempt can still be ours.
-CLOCK_SKEW_SECONDS = 300
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
+_MARKER_PREFIX = "mailroom-ref-"
+_MARKED = re.compile(r'<div style="display:none">mailroom-ref-[0-9a-f]+</div>$')
 
 
 @dataclass(frozen=True)
@@ -43,10 +39,30 @@ class Delivered:
         return {"conversation_id": str(self.conversation_id), "how": self.how}
 
 
-def fingerprint(text: str) -> str:
-    """A digest of a thread body that survives FreeScout's HTML and whitespace handling."""
-    plain = _SPACE.sub(" ", html.unescape(_TAG.sub(" ", text or ""))).strip().lower()
-    return hashlib.sha256(plain.encode("utf-8")).hexdigest()
+def delivery_marker(key: str) -> str:
+    """The token that names one delivery key in FreeScout: stable, opaque, letters and digits."""
+    return _MARKER_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def marked(body: str, marker: str) -> str:
+    """``body`` with ``marker`` appended out of sight. The marker is the element's text, not
+    an attribute or a comment, so it survives an HTML sanitizer that drops those."""
+    return f'{body}<div style="display:none">{marker}</div>'
+
+
+def defects_note(defects: Sequence[str], original_name: str) -> str:
+    """The visible note on an email that could not be fully decoded, naming what and where
+    the original is."""
+    listed = "".join(f"<li>{html.escape(d)}</li>" for d in defects)
+    return (
+        "<hr><p><b>mailroom:</b> part of this email could not be decoded. The original message"
+        f" is attached as {html.escape(original_name)}.</p><ul>{listed}</ul>"
+    )
+
+
+def unmarked(text: str) -> str:
+    """A thread body as the sender wrote it: without the marker ``marked`` appended."""
+    return _MARKED.sub("", text)
 
 
 def customer_thread(
@@ -57,8 +73,11 @@ def customer_thread(
     cc: list[str],
     attachments: list[dict[str, str]],
     imported: bool,
+    marker: str,
+    note: str = "",
 ) -> dict[str, Any]:
-    """FreeScout's thread object for an email from ``sender``."""
+    """FreeScout's thread object for an email from ``sender``, carrying ``marker``; ``note``
+    is shown after the body."""
     first, _, last = sender_name.strip().partition(" ")
     customer: dict[str, Any] = {"email": sender}
     if first:
@@ -67,7 +86,7 @@ def customer_thread(
         customer["lastName"] = last
     thread: dict[str, Any] = {
         "type": "customer",
-        "text": body or "(empty message)",
+        "text": marked((body or "(empty message)") + note, marker),
         "customer": customer,
         "imported": imported,
     }
@@ -92,22 +111,23 @@ class FreeScoutDelivery:
         mailbox_id: int,
         subject: str,
         thread: dict[str, Any],
+        marker: str,
         reply_to: int | None,
         uncertain_since: int | None,
         owned_elsewhere: Callable[[int], bool],
     ) -> Delivered:
-        """Put ``thread`` into FreeScout once.
+        """Put ``thread`` (built with ``marker``) into FreeScout once.
 
         ``reply_to`` is the conversation this email answers, if we delivered its parent;
         ``uncertain_since`` the first attempt's time when an earlier attempt may have acted.
         """
         if reply_to is not None:
-            threaded = self._reply(reply_to, thread, uncertain_since)
+            threaded = self._reply(reply_to, thread, marker, uncertain_since)
             if threaded is not None:
                 return threaded
         if uncertain_since is not None:
             found = self._find_conversation(
-                mailbox_id, subject, thread, uncertain_since, owned_elsewhere
+                mailbox_id, subject, thread, marker, uncertain_since, owned_elsewhere
             )
             if found is not None:
                 return Delivered(found, "proven", new_conversation=True)
@@ -124,14 +144,18 @@ class FreeScoutDelivery:
         return Delivered(conversation_id, "created", new_conversation=True, response=response)
 
     def _reply(
-        self, conversation_id: int, thread: dict[str, Any], uncertain_since: int | None
+        self,
+        conversation_id: int,
+        thread: dict[str, Any],
+        marker: str,
+        uncertain_since: int | None,
     ) -> Delivered | None:
         """Add ``thread`` to its conversation; None if the conversation is gone."""
         if uncertain_since is not None:
             conversation = self._client.conversation(conversation_id)
             if conversation is None:
                 return None
-            if _has_thread(conversation, thread, uncertain_since):
+            if _has_thread(conversation, marker, uncertain_since):
                 log_event("reply thread proven to exist", event_type=self._event_type)
                 return Delivered(conversation_id, "proven", new_conversation=False)
         try:
@@ -149,6 +173,7 @@ class FreeScoutDelivery:
         mailbox_id: int,
         subject: str,
         thread: dict[str, Any],
+        marker: str,
         since: int,
         owned_elsewhere: Callable[[int], bool],
     ) -> int | None:
@@ -156,7 +181,7 @@ class FreeScoutDelivery:
         candidates = self._client.find_conversations(
             mailboxId=mailbox_id,
             customerEmail=thread["customer"]["email"],
-            createdSince=_iso(since - CLOCK_SKEW_SECONDS),
+            createdSince=_iso(since),
             state="published",
             embed="threads",
             sortField="createdAt",
@@ -168,16 +193,19 @@ class FreeScoutDelivery:
             if isinstance(c, dict)
             and str(c.get("id", "")).isdigit()
             and str(c.get("subject", subject)).strip().lower() == subject.strip().lower()
-            and _first_thread_matches(c, thread)
+            # createdSince already filtered on FreeScout's side; checked again where stated.
+            and str(c.get("createdAt") or _iso(since)) >= _iso(since)
+            and _first_thread_carries(c, marker)
         ]
         ours = [conversation_id for conversation_id in ours if not owned_elsewhere(conversation_id)]
-        if len(ours) == 1:
+        if len(ours) > 1:
+            # Only this key writes its marker: several are earlier duplicates of this email.
+            log_event(
+                "several proven; keeping oldest", event_type=self._event_type, count=len(ours)
+            )
+        if ours:
             log_event("conversation proven to exist", event_type=self._event_type)
             return ours[0]
-        if ours:
-            # Two identical conversations after our first attempt: we cannot tell which is
-            # ours, so we create one more rather than risk claiming another email's.
-            log_event("ambiguous proof; creating", event_type=self._event_type, count=len(ours))
         return None
 
 
@@ -190,22 +218,23 @@ def _text(thread: Mapping[str, Any]) -> str:
     return str(thread.get("body") or thread.get("text") or "")
 
 
-def _first_thread_matches(conversation: Mapping[str, Any], thread: Mapping[str, Any]) -> bool:
+def _first_thread_carries(conversation: Mapping[str, Any], marker: str) -> bool:
     threads = _threads(conversation)
     if not threads:
         return False
     # FreeScout lists threads newest first; the first thread is the oldest.
     first = min(threads, key=lambda t: (str(t.get("createdAt", "")), int(t.get("id", 0) or 0)))
-    return fingerprint(_text(first)) == fingerprint(str(thread["text"]))
+    return marker in _text(first)
 
 
-def _has_thread(conversation: Mapping[str, Any], thread: Mapping[str, Any], since: int) -> bool:
-    wanted = fingerprint(str(thread["text"]))
-    earliest = _iso(since - CLOCK_SKEW_SECONDS)
+def _has_thread(conversation: Mapping[str, Any], marker: str, since: int) -> bool:
+    """A customer thread with our marker, stamped at or after the first attempt (no margin:
+    under clock skew the worst case is a logged duplicate, never a claimed stranger)."""
+    earliest = _iso(since)
     return any(
         str(t.get("type", "customer")) == "customer"
-        and str(t.get("createdAt", earliest)) >= earliest
-        and fingerprint(_text(t)) == wanted
+        and str(t.get("createdAt", "")) >= earliest
+        and marker in _text(t)
         for t in _threads(conversation)
     )
 

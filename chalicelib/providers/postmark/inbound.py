@@ -126,6 +126,25 @@ def to_inbound_email(payload: PostmarkInbound, recipient: str) -> InboundEmail:
     """The normalised email of a Postmark payload, for ``recipient``."""
     headers = tuple((h.name, h.value) for h in payload.headers)
     return_path = next((v for n, v in headers if n.lower() == "return-path"), "")
+    attachments: list[InboundAttachment] = []
+    defects: list[str] = []
+    for a in payload.attachments:
+        content = decode_base64(a.content)
+        if content is None:
+            # Named on the email (FreeScout and Gmail show the note), never silently lost.
+            defects.append(
+                f"attachment {a.name!r} ({a.content_type}): base64 could not be decoded,"
+                " left out (it is in the original)"
+            )
+            continue
+        attachments.append(
+            InboundAttachment(
+                filename=a.name,
+                content_type=a.content_type,
+                content=content,
+                content_id=a.content_id,
+            )
+        )
     return InboundEmail(
         source=EmailSource.POSTMARK,
         provider_message_id=payload.message_id,
@@ -143,15 +162,8 @@ def to_inbound_email(payload: PostmarkInbound, recipient: str) -> InboundEmail:
         headers=headers,
         text_body=payload.text_body,
         html_body=payload.html_body,
-        attachments=tuple(
-            InboundAttachment(
-                filename=a.name,
-                content_type=a.content_type,
-                content=decode_base64(a.content),
-                content_id=a.content_id,
-            )
-            for a in payload.attachments
-        ),
+        attachments=tuple(attachments),
+        defects=tuple(defects),
         verdicts=postmark_verdicts(headers),
     )
 

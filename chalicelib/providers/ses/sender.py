@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-from chalicelib.mail.mime import build_mime
 from chalicelib.mail.outbound import OutboundEmail
+from chalicelib.mail.outbound_mime import build_mime
 from chalicelib.platform.errors import (
     ProviderAuthError,
     ProviderError,
