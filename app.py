@@ -101,6 +101,13 @@ def bouncer(event: Any) -> dict[str, Any]:
     return bounces.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
 
 
+@app.on_sqs_message(queue=f"mailroom-{STAGE}-ses-feedback", batch_size=10)
+def ses_feedback(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers import ses_feedback as feedback
+
+    return feedback.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
+
+
 # --- Observability: the end-to-end probe; off unless MAILROOM_PROBE_ENABLED. ---
 # The rate is read when Chalice imports app.py to deploy, like the queue names above.
 PROBE_RATE_MINUTES = int(os.environ.get("MAILROOM_PROBE_RATE_MINUTES", "5"))

@@ -176,6 +176,10 @@ def answers(report: dict[str, Any]) -> dict[str, str]:
 @click.pass_obj
 def trace(ctx: Context, ident: str, since: float, recipient: str | None) -> None:
     """Everything mailroom knows about one email, by any of its ids."""
+    from mailroom_cli.sent_trace import provider_history, resolve, sent_answers
+
+    asked = ident
+    ident, _ = resolve(ctx, ident)  # a provider's message id → our correlation id
     report: dict[str, Any] = {
         "id": ident,
         "message_id_hash": hash_id(ident),
@@ -187,8 +191,13 @@ def trace(ctx: Context, ident: str, since: float, recipient: str | None) -> None
         "dead_letters": _dead_letters(ctx, ident),
         "audit": _audit(ctx, ident),
     }
+    report["delivery_log"] += provider_history(ctx, report["delivery_log"])
     report["logs"] = log_lines(ctx, ident, timedelta(hours=since))
     report["answers"] = answers(report)
+    sent = sent_answers(report["delivery_log"])
+    if sent is not None:  # outbound mail: the provider's side, with its evidence
+        report["asked"] = asked
+        report["sent_answers"] = sent
     if ctx.as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
@@ -202,7 +211,7 @@ def trace(ctx: Context, ident: str, since: float, recipient: str | None) -> None
 
 def _print(report: dict[str, Any]) -> None:
     say(False, f"trace {report['id']} (message_id_hash {report['message_id_hash']})")
-    for question, answer in report["answers"].items():
+    for question, answer in {**report["answers"], **report.get("sent_answers", {})}.items():
         say(False, f"  {question}? {answer}")
     for record in report["idempotency"]:
         say(

@@ -121,6 +121,8 @@ def provision(
         "AWS::S3::BucketPolicy": 2,
         "AWS::SES::ReceiptRuleSet": 2,
         "AWS::SES::ReceiptRule": 4,
+        "AWS::SES::ConfigurationSet": 2,
+        "AWS::SES::ConfigurationSetEventDestination": 4,
     }
     conditions = {
         name: _condition(build.resolve(spec)) for name, spec in doc.get("Conditions", {}).items()
@@ -185,6 +187,16 @@ def _create_ses(build: _Builder, logical: str, kind: str, props: dict[str, Any])
         build.physical[logical] = props["RuleSetName"]
     elif kind == "AWS::SES::ReceiptRule":
         clients("ses").create_receipt_rule(RuleSetName=props["RuleSetName"], Rule=props["Rule"])
+    elif kind == "AWS::SES::ConfigurationSet":
+        # moto's SESv2 lacks CreateConfigurationSetEventDestination; its v1 API has both.
+        clients("ses").create_configuration_set(ConfigurationSet={"Name": props["Name"]})
+        build.physical[logical] = props["Name"]
+    elif kind == "AWS::SES::ConfigurationSetEventDestination":
+        destination = dict(props["EventDestination"])
+        destination["SNSDestination"] = destination.pop("SnsDestination")
+        clients("ses").create_configuration_set_event_destination(
+            ConfigurationSetName=props["ConfigurationSetName"], EventDestination=destination
+        )
     else:
         raise ValueError(f"the local stack cannot create {kind} ({logical})")
 

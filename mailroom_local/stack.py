@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,8 @@ def run(
         moto = _start_moto()
         parts.append(moto)
         endpoint = f"http://127.0.0.1:{moto.port}"
+        # The SES stand-in publishes its feedback once the topic exists (after provisioning).
+        feedback: list[Callable[[str], None]] = []
         # Bound on port 0: no race with other processes for a port picked earlier.
         standins = {
             "freescout": serve(freescout.create_app(api_key=FREESCOUT_KEY, state_dir=state_dir)),
@@ -256,7 +259,7 @@ def run(
                 postmark.create_app(server_token=POSTMARK_TOKEN, state_dir=state_dir)
             ),
             "gmail": serve(gmail.create_app(state_dir=state_dir, **GMAIL_CLIENT)),
-            "ses": serve(ses.create_app()),
+            "ses": serve(ses.create_app(publish=lambda: feedback[0] if feedback else None)),
         }
         parts.extend(standins.values())
         freescout_port = standins["freescout"].server_port
@@ -285,6 +288,11 @@ def run(
             "MAILROOM_GMAIL_TOKEN_URL": f"http://127.0.0.1:{gmail_port}/token",
             "MAILROOM_SES_ENDPOINT_URL": f"http://127.0.0.1:{ses_port}",
             "MAILROOM_BOUNCE_SENDER": BOUNCE_SENDER,
+            # Postmark first, SES when Postmark is down (the stand-ins' faults show both).
+            "MAILROOM_OUTBOUND_PROVIDERS": "postmark,ses",
+            "MAILROOM_FAILOVER_PROBE_SECONDS": "5",
+            # The failover probe sends to Postmark's test sink from this address.
+            "MAILROOM_PROBE_FROM": "probe@mailroom.test",
         }
         os.environ.update(env)
 
@@ -311,6 +319,9 @@ def run(
                 "description": "local default: everything to FreeScout mailbox 1",
             },
         )
+        feedback_topic = resources.topics["ses-feedback"]
+        sns = client("sns")
+        feedback.append(lambda body: sns.publish(TopicArn=feedback_topic, Message=body))
         env["MAILROOM_INBOUND_TOPIC_ARN"] = resources.topics["inbound"]
         env["MAILROOM_OUTBOUND_TOPIC_ARN"] = resources.topics["outbound"]
         env["MAILROOM_MAIL_BUCKET"] = resources.bucket

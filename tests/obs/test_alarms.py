@@ -104,6 +104,7 @@ CLI = {
     "trace": set(),
     "probe": set(),
     "audit": {"list"},
+    "outbound": {"provider"},
 }
 
 

@@ -107,6 +107,14 @@ class PostmarkEvent(Model):
                     return None
         return None
 
+    @property
+    def evidence(self) -> dict[str, str]:
+        """What the receiving server said, as Postmark passed it on (bounces, deliveries)."""
+        extra = self.model_extra or {}
+        said = "smtp_response" if self.record_type is RecordType.DELIVERY else "diagnostic_code"
+        found = {said: extra.get("Details"), "description": extra.get("Description")}
+        return {k: str(v)[:500] for k, v in found.items() if isinstance(v, str) and v}
+
     def dedupe_key(self, body: bytes) -> str:
         """Same event, same key: (type, MessageID, address, ID or time), else the body."""
         parts = [self.raw_record_type, self.message_id, self.address.lower(), self.event_id]
