@@ -16,11 +16,6 @@ if TYPE_CHECKING:  # the handlers' imports (pydantic, boto3) load only when a re
     from chalicelib.handlers.http import HttpReply
 
 STAGE = os.environ.get("MAILROOM_STAGE", "local")
-if os.environ.get("MAILROOM_LOCAL_STACK_FILE"):  # `chalice local` by hand: join `make run`
-    from mailroom_local.attach import attach
-
-    attach(os.environ["MAILROOM_LOCAL_STACK_FILE"])
-
 app = Chalice(app_name="mailroom")
 
 JSON_TYPES = ["application/json", "text/plain", "application/octet-stream"]
@@ -106,7 +101,14 @@ def bouncer(event: Any) -> dict[str, Any]:
     return bounces.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
 
 
-# --- Observability (issue 11): the end-to-end probe; off unless MAILROOM_PROBE_ENABLED. ---
+@app.on_sqs_message(queue=f"mailroom-{STAGE}-ses-feedback", batch_size=10)
+def ses_feedback(event: Any) -> dict[str, Any]:
+    from chalicelib.handlers import ses_feedback as feedback
+
+    return feedback.handle_batch(event.to_dict(), remaining_time_ms=_remaining_ms(event))
+
+
+# --- Observability: the end-to-end probe; off unless MAILROOM_PROBE_ENABLED. ---
 # The rate is read when Chalice imports app.py to deploy, like the queue names above.
 PROBE_RATE_MINUTES = int(os.environ.get("MAILROOM_PROBE_RATE_MINUTES", "5"))
 PROBE_RATE = f"rate({PROBE_RATE_MINUTES} minute{'s' if PROBE_RATE_MINUTES != 1 else ''})"

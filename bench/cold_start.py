@@ -1,11 +1,14 @@
 """Cold start: import time of `app` per function versus `import boto3`, and each function's
 cold first invocation (import + clients + one small event), fresh processes.
 
-Each import figure is the median (and the minimum) of N fresh interpreters, the cases taking
-turns so a machine that slows down affects all alike (`python -X importtime` is not used: it
-slows imports unevenly). "app" is what every Lambda function of the app imports at init;
-"app + <pipeline>" adds the handler module that function imports on its first event.
-Target (issue 2): at most 1.3 times boto3.
+Each import figure is the median (and the minimum) wall time and the median CPU time of N
+fresh interpreters, the cases taking turns so a machine that slows down affects all alike
+(`python -X importtime` is not used: it slows imports unevenly). "app" is what every Lambda
+function of the app imports at init; "app + <handler>" adds the handler module that function
+imports on its first event, for every module under chalicelib/handlers/ except the shared
+ones. Target: at most 1.3 times boto3 for each (the Gmail forwarder, which must load Google's
+client, is printed, not judged).
+`--runs N` sets N; `--imports-only` skips the cold invocations.
 
 The cold first invocation is timed in a fresh interpreter from before `import app` to the
 handler's answer, against moto and the stand-ins served by this process: the API function
@@ -16,6 +19,7 @@ malformed record, which it dead-letters).
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import logging
@@ -26,7 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -34,26 +38,44 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "events" / "postmark_inbound_basic.json"
 RUNS = 15
 
-CASES = {
-    "boto3": "import boto3",
-    "app": "import app",
-    "app + webhook": "import app, boto3; import chalicelib.handlers.webhooks",
-    "app + events webhook": "import app, boto3; import chalicelib.handlers.postmark_events",
-    "app + inbound_bridge": "import app, boto3; import chalicelib.handlers.inbound_bridge",
-    "app + outbound_api": "import app, boto3; import chalicelib.handlers.outbound_api",
-    "app + outbound_sender": "import app, boto3; import chalicelib.handlers.outbound_sender",
+# Modules under handlers/ that are shared, not a function's own pipeline.
+SHARED = {"__init__", "dispatch", "http", "services"}
+# Only the Gmail function loads the Google client; its cold start is reported, not targeted.
+UNTARGETED = {"gmail_forwarder"}
+
+
+def handler_modules() -> list[str]:
+    """Every function's own handler module (a module or package under chalicelib/handlers)."""
+    found = ROOT / "chalicelib" / "handlers"
+    names = {p.stem for p in found.glob("*.py")} | {
+        p.parent.name for p in found.glob("*/__init__.py")
+    }
+    return sorted(names - SHARED)
+
+
+CASES = {"boto3": "import boto3", "app": "import app"} | {
+    f"app + {name}": f"import app, boto3; import chalicelib.handlers.{name}"
+    for name in handler_modules()
 }
 
 PROBE = """
 import time
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 {stmt}
-print((time.perf_counter() - t) * 1000)
+print((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000)
 """
 
 
-def sample(stmt: str) -> float | None:
-    """Milliseconds ``stmt`` takes in a fresh interpreter, or None if it fails."""
+class Figures(NamedTuple):
+    """One case's milliseconds over the runs: wall median and minimum, CPU median."""
+
+    wall: float
+    wall_min: float
+    cpu: float
+
+
+def sample(stmt: str) -> tuple[float, float] | None:
+    """(wall, CPU) milliseconds ``stmt`` takes in a fresh interpreter, or None if it fails."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(stmt=stmt)],
         cwd=ROOT,
@@ -62,22 +84,31 @@ def sample(stmt: str) -> float | None:
         check=False,
         env={"PATH": "/usr/bin:/bin", "MAILROOM_STAGE": "bench"},
     )
-    return float(out.stdout.strip()) if out.returncode == 0 else None
+    if out.returncode != 0:
+        return None
+    wall, cpu = out.stdout.split()
+    return float(wall), float(cpu)
 
 
-def measure() -> dict[str, tuple[float, float] | None]:
-    """(median, minimum) per case; the cases take turns, so a slowing machine hits all alike."""
-    samples: dict[str, list[float]] = {name: [] for name in CASES}
+def measure(runs: int = RUNS) -> dict[str, Figures | None]:
+    """Figures per case; the cases take turns, so a slowing machine hits all alike."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
     failed: set[str] = set()
-    for _ in range(RUNS):
+    for _ in range(runs):
         for name, stmt in CASES.items():
-            ms = sample(stmt)
-            if ms is None:
+            found = sample(stmt)
+            if found is None:
                 failed.add(name)
             else:
-                samples[name].append(ms)
+                samples[name].append(found)
     return {
-        name: None if name in failed else (statistics.median(values), min(values))
+        name: None
+        if name in failed
+        else Figures(
+            statistics.median(w for w, _ in values),
+            min(w for w, _ in values),
+            statistics.median(c for _, c in values),
+        )
         for name, values in samples.items()
     }
 
@@ -309,25 +340,44 @@ def _sqs_functions() -> dict[str, str]:
     return dict(json.loads(out.stdout))
 
 
-def main() -> None:
-    results = measure()
-    if results["boto3"] is None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/cold_start.py")
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"fresh processes (default {RUNS})")
+    parser.add_argument(
+        "--imports-only", action="store_true", help="skip the cold invocations against moto"
+    )
+    args = parser.parse_args(argv)
+    results = measure(args.runs)
+    base = results["boto3"]
+    if base is None:
         raise SystemExit("boto3 does not import")
-    base, base_min = results["boto3"]
-    print(f"cold-start import, {RUNS} fresh processes each: median (minimum)")
+    print(f"cold-start import, {args.runs} fresh processes each: wall median (minimum), CPU median")
     for name, found in results.items():
         if found is None:
-            print(f"  {name:<24} n/a (import failed)")
+            print(f"  {name:<26} n/a (import failed)")
             continue
-        ms, least = found
+        note = "  (not targeted: the Google client)" if name[6:] in UNTARGETED else ""
         print(
-            f"  {name:<24} {ms:7.1f} ms  {ms / base:4.2f} x boto3"
-            f"   ({least:6.1f} ms  {least / base_min:4.2f} x)"
+            f"  {name:<26} {found.wall:7.1f} ms {found.wall / base.wall:4.2f} x"
+            f" ({found.wall_min:6.1f} ms {found.wall_min / base.wall_min:4.2f} x)"
+            f"   cpu {found.cpu:7.1f} ms {found.cpu / base.cpu:4.2f} x{note}"
         )
     # app.py imports boto3 lazily, so "app" alone flatters; judge what a cold request waits for.
-    worst = max(found[0] for name, found in results.items() if name != "boto3" and found)
-    verdict = "met" if worst <= 1.3 * base else "missed"
-    print(f"target: each function's imports <= 1.3 x boto3 (worst {worst / base:.2f} x): {verdict}")
+    # Judged on CPU time: a loaded machine stretches wall time unevenly (one descheduling in
+    # a run of 15 moves a median), CPU time hardly; on an idle Lambda vCPU the two agree.
+    judged = {
+        name: found.cpu / base.cpu
+        for name, found in results.items()
+        if name.startswith("app + ") and name[6:] not in UNTARGETED and found
+    }
+    worst_name = max(judged, key=judged.__getitem__)
+    worst = judged[worst_name]
+    complete = len(judged) == len(results) - 2 - len(UNTARGETED)
+    verdict = "met" if worst <= 1.3 and complete else "missed"
+    print(
+        f"target: each function's imports <= 1.3 x boto3 in CPU time"
+        f" (worst {worst_name}: {worst:.2f} x): {verdict}"
+    )
     if (
         "googleapiclient"
         in subprocess.run(
@@ -339,8 +389,10 @@ def main() -> None:
         ).stdout
     ):
         print("WARNING: googleapiclient is imported by app")
+    if not args.imports_only:
+        invocations()
+    return 0 if verdict == "met" else 1
 
 
 if __name__ == "__main__":
-    main()
-    invocations()
+    sys.exit(main())

@@ -3,7 +3,7 @@
 Start-up is measured from process start to ``local.json`` written (dependencies installed).
 Latency is the time from the webhook's 200 to the conversation being visible in the
 FreeScout stand-in, for 20 emails sent one after another; the median is printed.
-Targets (issue 3): start-up under 30 s.
+Targets: start-up under 30 s.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Postmark stand-in on loopback with 50 ms added to every answer, AWS in moto (in-
 "Batched" is what production does: SQS batches of 10, one ``/email/batch`` call each.
 "One per message" is the same code fed batches of one record (a batch size of 1), i.e. one
 Postmark call per message. HTTP calls are counted by the stand-in itself. Wall time is per
-10 messages (one batch of 10 versus ten batches of 1). Target (issue 4): at least 5x fewer
+10 messages (one batch of 10 versus ten batches of 1). Target: at least 5x fewer
 calls and at least 3x less wall time.
 """
 

@@ -5,7 +5,7 @@ must be 0), throughput and p50/p95 latency.
     .venv/bin/python bench/soak.py [--inbound 500] [--outbound 200] [--pollers 4]
     .venv/bin/python bench/soak.py --state-dir .mailroom   # against a running `make run`
 
-Target (issue 8): at least 50 msgs/s end to end locally with concurrent pollers. Exit code 1
+Target: at least 50 msgs/s end to end locally with concurrent pollers. Exit code 1
 when anything was lost, doubled or dead-lettered without a reason, or had not settled by the
 deadline (``--settle-seconds``).
 """

@@ -326,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         write_environment(CONFIG, args.stage, outputs)
         print(f"stack mailroom-{args.stage}: {len(outputs)} outputs written to {CONFIG}")
+        from infra.ses_feedback import wire_from_outputs
+
+        wired = wire_from_outputs(session, outputs)
+        if wired:
+            print(wired)
         deployed_file = ROOT / ".chalice" / "deployed" / f"{args.stage}.json"
         lambda_client = session.client("lambda")
         stopped = (

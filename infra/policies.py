@@ -24,6 +24,7 @@ FUNCTIONS = (
     "gmail_forwarder",
     "bouncer",
     "probe",
+    "ses_feedback",
 )
 # Not a function: the operator CLI's principal, rendered beside the functions' policies.
 OPERATOR = "operator"
@@ -161,6 +162,7 @@ def policy(stage: str, function: str) -> dict[str, Any]:
             },
         ]
     statements += _ses_inbound(stage, function)
+    statements += _ses_sending(stage, function)
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -201,6 +203,39 @@ def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
                 "Resource": _arn("sns", f"{prefix}-outbound.fifo"),
             },
         ]
+    return []
+
+
+def _ses_sending(stage: str, function: str) -> list[dict[str, Any]]:
+    """SES as an outbound provider: the sender's SESv2 calls, and the feedback consumer."""
+    prefix = f"mailroom-{stage}"
+    query = {
+        # The delivery log's history: SES's own events are the proof of an uncertain send.
+        "Effect": "Allow",
+        "Action": ["dynamodb:Query"],
+        "Resource": _arn("dynamodb", f"table/{prefix}-state"),
+    }
+    if function == "outbound_sender":
+        return [
+            query,
+            {
+                # SESv2 SendEmail is authorised on the sending identity and the configuration set.
+                "Effect": "Allow",
+                "Action": ["ses:SendEmail", "ses:SendRawEmail"],
+                "Resource": [
+                    _arn("ses", "identity/*"),
+                    _arn("ses", f"configuration-set/{prefix}"),
+                ],
+            },
+            {
+                # GetAccount (sending rate, the failover probe) has no resource.
+                "Effect": "Allow",
+                "Action": ["ses:GetAccount"],
+                "Resource": "*",
+            },
+        ]
+    if function == "ses_feedback":
+        return [*_consumer(prefix, "ses-feedback", fifo=False), query]
     return []
 
 
@@ -323,6 +358,12 @@ def operator_policy(stage: str) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["lambda:UpdateEventSourceMapping"],
                 "Resource": "arn:aws:lambda:*:*:event-source-mapping:*",
+            },
+            {
+                # suppression add/remove keep SES's account-level list in step; no resource.
+                "Effect": "Allow",
+                "Action": ["ses:PutSuppressedDestination", "ses:DeleteSuppressedDestination"],
+                "Resource": "*",
             },
             {
                 # trace: Logs Insights over the functions' log groups.

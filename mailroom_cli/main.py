@@ -101,12 +101,13 @@ def _register() -> None:
     from mailroom_cli.dlq import dlq
     from mailroom_cli.health import health
     from mailroom_cli.monitor import monitor  # noqa: F401 - registers ``dlq monitor``
+    from mailroom_cli.outbound import outbound
     from mailroom_cli.probe_cmd import probe
     from mailroom_cli.routes import routes
     from mailroom_cli.suppression_cmd import suppression
     from mailroom_cli.trace import audit, trace
 
-    for command in (dlq, health, stop, resume, routes, suppression, trace, audit, probe):
+    for command in (dlq, health, stop, resume, routes, suppression, trace, audit, probe, outbound):
         cli.add_command(command)
 
 

@@ -50,6 +50,7 @@ PIPELINES: tuple[Pipeline, ...] = (
     Pipeline("ses-inbound", "ses-inbound", "ses_router", fifo=False, topic="ses-inbound"),
     Pipeline("gmail", "gmail-forwarder", "gmail_forwarder", fifo=False),
     Pipeline("bouncer", "bouncer", "bouncer", fifo=False),
+    Pipeline("ses-feedback", "ses-feedback", "ses_feedback", fifo=False, topic="ses-feedback"),
 )
 
 BY_NAME = {p.name: p for p in PIPELINES}

@@ -5,6 +5,7 @@ Audit records carry the address's hash, never the address.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 
 import click
@@ -47,9 +48,14 @@ def check(ctx: Context, address: str) -> None:
 @click.option("--reason", required=True, help="Why (kept with the entry and audited).")
 @click.pass_obj
 def add(ctx: Context, address: str, reason: str) -> None:
-    """Suppress ADDRESS."""
+    """Suppress ADDRESS (here and on SES's account-level list)."""
+    from mailroom_cli.ses_sync import ses_suppressions
+
     changed = ctx.suppression.add(address, reason=reason, source="operator")
-    _report(ctx, address, "suppression.add", reason, changed, "suppressed")
+    ses = "unchanged"
+    if changed:  # only what our list took: the two lists must not disagree
+        ses = _sync(ctx, lambda: ses_suppressions(ctx).put(normalise(address), reason=reason))
+    _report(ctx, address, "suppression.add", reason, changed, "suppressed", ses=ses)
 
 
 @suppression.command()
@@ -57,14 +63,36 @@ def add(ctx: Context, address: str, reason: str) -> None:
 @click.option("--reason", required=True, help="Why (audited).")
 @click.pass_obj
 def remove(ctx: Context, address: str, reason: str) -> None:
-    """Make ADDRESS sendable again."""
+    """Make ADDRESS sendable again (here and on SES's account-level list)."""
+    from mailroom_cli.ses_sync import ses_suppressions
+
     changed = ctx.suppression.remove(address, source="operator")
-    _report(ctx, address, "suppression.remove", reason, changed, "sendable again")
+    ses = "unchanged"
+    if changed:
+        ses = _sync(ctx, lambda: ses_suppressions(ctx).delete(normalise(address)))
+    _report(ctx, address, "suppression.remove", reason, changed, "sendable again", ses=ses)
 
 
-def _report(ctx: Context, address: str, action: str, reason: str, changed: bool, what: str) -> None:
+def _sync(ctx: Context, change: Callable[[], object]) -> str:
+    """Apply ``change`` to SES's account-level list; what happened, for the audit record.
+
+    Ours is the list both providers honour before sending, so a failure here is reported
+    (and audited), not fatal: the operator re-runs the command once SES answers.
+    """
+    try:
+        change()
+    except Exception as err:
+        code = getattr(err, "response", {}).get("Error", {}).get("Code") or type(err).__name__
+        click.echo(f"warning: SES's suppression list not updated ({code}); run again", err=True)
+        return f"not updated: {code}"[:100]
+    return "updated"
+
+
+def _report(
+    ctx: Context, address: str, action: str, reason: str, changed: bool, what: str, *, ses: str
+) -> None:
     if not changed:
         raise Finding(f"{normalise(address)}: a newer change holds; nothing changed")
-    ctx.record(action, reason=reason, address_hash=hash_id(normalise(address)) or "")
+    ctx.record(action, reason=reason, address_hash=hash_id(normalise(address)) or "", ses=ses)
     emit(ctx.as_json, {"address": normalise(address), "changed": True, "state": what})
     say(ctx.as_json, f"{normalise(address)}: {what}")

@@ -197,16 +197,25 @@ def answers(report: dict[str, Any]) -> dict[str, str]:
 def trace(ctx: Context, ident: str, since: str, recipient: str | None) -> None:
     """Everything mailroom knows about one email, by any of its ids; or, for an address,
     every email to or from it."""
+    from mailroom_cli.sent_trace import provider_history, resolve, sent_answers
+
     window = duration(since)
+    asked = ident
+    ident, _ = resolve(ctx, ident)  # a provider's outbound message id → our correlation id
     story = Story(ctx, ident, recipient)
     report = story.gather()
     if _is_address(ident) and not report["emails"] and not report["dead_letters"]:
         _by_address(ctx, ident, window)
         return
+    report["delivery_log"] += provider_history(ctx, report["delivery_log"])
     ids = {v for values in report["ids"].values() for v in values}
     report["logs"] = log_lines(ctx, ident, window, ids)
     report["traces"] = trace_links(ctx, report["logs"])
     report["answers"] = answers(report)
+    sent = sent_answers(report["delivery_log"])
+    if sent is not None:  # outbound mail: the provider's side, with its evidence
+        report["asked"] = asked
+        report["sent_answers"] = sent
     if ctx.as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
@@ -271,7 +280,7 @@ def trace_links(ctx: Context, lines: list[dict[str, Any]]) -> list[str]:
 
 def _print(report: dict[str, Any]) -> None:
     say(False, f"trace {report['id']} (message_id_hash {report['message_id_hash']})")
-    for question, answer in report["answers"].items():
+    for question, answer in {**report["answers"], **report.get("sent_answers", {})}.items():
         say(False, f"  {question}? {answer}")
     known = ", ".join(f"{k}={v}" for k, vs in report["ids"].items() if k != "given" for v in vs)
     if known:

@@ -1,6 +1,7 @@
-"""``python -m mailroom_local run|demo|send|receive|probe|authorize-gmail``: the local stack,
-a demo that sends it mail, a signed outbound request from a JSON file, a raw email received as
-SES would, both probes, and another Gmail mailbox authorized."""
+"""``python -m mailroom_local run|demo|send|receive|probe|authorize-gmail|chalice-local``: the
+local stack, a demo that sends it mail, a signed outbound request from a JSON file, a raw email
+received as SES would, both probes, another Gmail mailbox authorized, and ``chalice local`` by
+hand joined to a running stack."""
 
 from __future__ import annotations
 
@@ -53,7 +54,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     authorize.add_argument("mailbox")
     authorize.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
-    args = parser.parse_args(argv)
+    by_hand = sub.add_parser(
+        "chalice-local",
+        help="`chalice local --stage local` joined to a running stack (for a debugger)",
+    )
+    by_hand.add_argument(
+        "--stack-file",
+        default=os.environ.get("MAILROOM_LOCAL_STACK_FILE", ".mailroom/local.json"),
+        help="the running stack's local.json (default MAILROOM_LOCAL_STACK_FILE or "
+        ".mailroom/local.json)",
+    )
+    # Any other arguments go to `chalice local` (e.g. --port 8001).
+    args, chalice_args = parser.parse_known_args(argv)
+    if args.command == "chalice-local":
+        from mailroom_local.attach import chalice_local
+
+        return chalice_local(args.stack_file, chalice_args)
+    if chalice_args:
+        parser.error(f"unrecognized arguments: {' '.join(chalice_args)}")
     if args.command == "authorize-gmail":
         from mailroom_local.authorize import authorize as authorize_gmail
 

@@ -1,9 +1,10 @@
-"""Lets ``chalice local`` run by hand join a running local stack, or fail at once saying why.
+"""``python -m mailroom_local chalice-local``: ``chalice local`` run by hand, joined to a running
+local stack, or stopped at once saying why.
 
-``.chalice/config.json``'s ``local`` stage sets ``MAILROOM_LOCAL_STACK_FILE``; ``app.py`` then
-calls ``attach`` at import. Started by ``make run`` (the environment is complete) it does
-nothing; by hand, it fills the environment the stack wrote into ``local.json``, or stops the
-server before it serves with one line naming the missing variable and ``make run``.
+``app.py`` imports nothing from the local stack, so this runner fills the environment the stack
+wrote into ``local.json`` (``MAILROOM_LOCAL_STACK_FILE``, default ``.mailroom/local.json``)
+before Chalice imports the app; without a running stack it exits 1 with one line naming the
+missing variable and ``make run``.
 """
 
 from __future__ import annotations
@@ -61,3 +62,15 @@ def attach(stack_file: str) -> None:
     except NotAttached as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+
+
+def chalice_local(stack_file: str, chalice_args: list[str]) -> int:
+    """Join the running stack, then run ``chalice local --stage local`` with ``chalice_args``."""
+    attach(stack_file)
+    from chalice.cli import cli
+
+    # No auto-reloader: it re-executes sys.argv, which here is this module, not `chalice`.
+    local = ["local", "--stage", "local", "--no-autoreload", *chalice_args]
+    args = ["--project-dir", str(ROOT), *local]
+    cli.main(args=args, obj={}, prog_name="chalice")  # exits with chalice's own status
+    return 0

@@ -172,7 +172,13 @@ def run(state_dir: Path) -> int:
     print("outbound", flush=True)
     sent = send(state_dir)
     print("received by SES", flush=True)
-    return receive_each_action(state_dir, local) or sent
+    received = receive_each_action(state_dir, local)
+    from mailroom_local import demo_ses
+
+    print("sent through SES (simulator addresses)", flush=True)
+    through_ses = demo_ses.feedback(local)
+    print("Postmark down", flush=True)
+    return received or sent or through_ses or demo_ses.failover(local)
 
 
 SES_DOMAIN = "ses.mailroom.test"

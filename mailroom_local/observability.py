@@ -1,4 +1,4 @@
-"""Provisions the template's observability block (issue 11) in moto, and says what it skips.
+"""Provisions the template's observability block in moto, and says what it skips.
 
 Called by ``provision.provision`` for every resource before its own ``_create``: resources
 with a false ``Condition`` are skipped, alarms, the dashboard, log groups and metric filters

@@ -121,6 +121,8 @@ def provision(
         "AWS::S3::BucketPolicy": 2,
         "AWS::SES::ReceiptRuleSet": 2,
         "AWS::SES::ReceiptRule": 4,
+        "AWS::SES::ConfigurationSet": 2,
+        "AWS::SES::ConfigurationSetEventDestination": 4,
     }
     conditions = {
         name: _condition(build.resolve(spec)) for name, spec in doc.get("Conditions", {}).items()
@@ -167,7 +169,7 @@ def _condition(spec: Any) -> bool:
 
 
 def _create_ses(build: _Builder, logical: str, kind: str, props: dict[str, Any]) -> None:
-    """SES inbound (issue 9): topic and bucket policies, the receipt rule set and rules."""
+    """SES inbound: topic and bucket policies, the receipt rule set and rules."""
     clients = build.clients
     if kind == "AWS::SNS::TopicPolicy":
         for arn in props["Topics"]:
@@ -185,6 +187,16 @@ def _create_ses(build: _Builder, logical: str, kind: str, props: dict[str, Any])
         build.physical[logical] = props["RuleSetName"]
     elif kind == "AWS::SES::ReceiptRule":
         clients("ses").create_receipt_rule(RuleSetName=props["RuleSetName"], Rule=props["Rule"])
+    elif kind == "AWS::SES::ConfigurationSet":
+        # moto's SESv2 lacks CreateConfigurationSetEventDestination; its v1 API has both.
+        clients("ses").create_configuration_set(ConfigurationSet={"Name": props["Name"]})
+        build.physical[logical] = props["Name"]
+    elif kind == "AWS::SES::ConfigurationSetEventDestination":
+        destination = dict(props["EventDestination"])
+        destination["SNSDestination"] = destination.pop("SnsDestination")
+        clients("ses").create_configuration_set_event_destination(
+            ConfigurationSetName=props["ConfigurationSetName"], EventDestination=destination
+        )
     else:
         raise ValueError(f"the local stack cannot create {kind} ({logical})")
 
@@ -221,7 +233,14 @@ def _create(build: _Builder, logical: str, kind: str, props: dict[str, Any]) -> 
             "Attributes"
         ]["QueueArn"]
     elif kind == "AWS::SNS::Topic":
-        attributes = {k: str(v).lower() for k, v in props.items() if k != "TopicName"}
+        # moto 5.2 accepts FifoThroughputScope but neither keeps nor enforces it: locally a
+        # FIFO topic deduplicates across the whole topic, stricter than per group; our group
+        # ids derive from the message, so a re-publish is dropped either way.
+        attributes = {
+            k: str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in props.items()
+            if k != "TopicName"
+        }
         arn = clients("sns").create_topic(Name=props["TopicName"], Attributes=attributes)[
             "TopicArn"
         ]

@@ -1,4 +1,5 @@
-"""A local SES for what moto lacks: ``SendBounce`` in SES's query/XML shape, with SES's rules.
+"""A local SES for what moto lacks: ``SendBounce`` in SES's query/XML shape, with SES's rules,
+and (``mailroom_local.ses_send``) SESv2 sending with feedback.
 
 It keeps the newest ``faults.WINDOW`` bounces it accepted (``GET /_control/bounces``) and
 received messages, answers ``Throttling`` to a
@@ -13,13 +14,14 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
 from flask import Flask, request
 
-from mailroom_local import faults
+from mailroom_local import faults, ses_send
 
 NAMESPACE = "http://ses.amazonaws.com/doc/2010-12-01/"
 MAX_AGE = timedelta(hours=24)
@@ -44,8 +46,16 @@ def _members(form: Any, prefix: str) -> list[dict[str, str]]:
     return [found[n] for n in sorted(found)]
 
 
-def create_app(*, clock: Any = time.time, min_interval_seconds: float = 1.0) -> Flask:
+def create_app(
+    *,
+    clock: Any = time.time,
+    min_interval_seconds: float = 1.0,
+    publish: Callable[[], ses_send.Publish | None] = lambda: None,
+) -> Flask:
+    """SendBounce here; the sending half (SESv2) in ``ses_send``, whose feedback goes to
+    ``publish()`` (the local stack's SNS feedback topic, once provisioned)."""
     app = Flask("ses-standin")
+    ses_send.install(app, publish)
     lock = threading.Lock()
     received: dict[str, datetime] = {}
     bounces: deque[dict[str, Any]] = deque(maxlen=faults.WINDOW)

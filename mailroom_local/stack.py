@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,9 @@ def run(
     api_process: subprocess.Popen[bytes] | None = None
     try:
         import boto3
+        from botocore.config import Config
 
+        from chalicelib.platform.aws import POOLED_CONNECTIONS
         from mailroom_local import freescout, gmail, iam, postmark, ses
         from mailroom_local.mappings import FILE as MAPPINGS_FILE
         from mailroom_local.provision import provision
@@ -249,6 +252,8 @@ def run(
         moto = _start_moto()
         parts.append(moto)
         endpoint = f"http://127.0.0.1:{moto.port}"
+        # The SES stand-in publishes its feedback once the topic exists (after provisioning).
+        feedback: list[Callable[[str], None]] = []
         # Bound on port 0: no race with other processes for a port picked earlier.
         standins = {
             "freescout": serve(freescout.create_app(api_key=FREESCOUT_KEY, state_dir=state_dir)),
@@ -256,7 +261,7 @@ def run(
                 postmark.create_app(server_token=POSTMARK_TOKEN, state_dir=state_dir)
             ),
             "gmail": serve(gmail.create_app(state_dir=state_dir, **GMAIL_CLIENT)),
-            "ses": serve(ses.create_app()),
+            "ses": serve(ses.create_app(publish=lambda: feedback[0] if feedback else None)),
         }
         parts.extend(standins.values())
         freescout_port = standins["freescout"].server_port
@@ -285,11 +290,18 @@ def run(
             "MAILROOM_GMAIL_TOKEN_URL": f"http://127.0.0.1:{gmail_port}/token",
             "MAILROOM_SES_ENDPOINT_URL": f"http://127.0.0.1:{ses_port}",
             "MAILROOM_BOUNCE_SENDER": BOUNCE_SENDER,
+            # Postmark first, SES when Postmark is down (the stand-ins' faults show both).
+            "MAILROOM_OUTBOUND_PROVIDERS": "postmark,ses",
+            "MAILROOM_FAILOVER_PROBE_SECONDS": "5",
+            # The failover probe sends to Postmark's test sink from this address.
+            "MAILROOM_PROBE_FROM": "probe@mailroom.test",
         }
         os.environ.update(env)
 
         def client(service: str) -> Any:
-            return boto3.client(service, endpoint_url=endpoint, region_name=REGION)
+            # The pump's pollers share this client: pool a connection for each of them.
+            pooled = Config(max_pool_connections=POOLED_CONNECTIONS)
+            return boto3.client(service, endpoint_url=endpoint, region_name=REGION, config=pooled)
 
         resources = provision(
             client,
@@ -309,6 +321,9 @@ def run(
                 "description": "local default: everything to FreeScout mailbox 1",
             },
         )
+        feedback_topic = resources.topics["ses-feedback"]
+        sns = client("sns")
+        feedback.append(lambda body: sns.publish(TopicArn=feedback_topic, Message=body))
         env["MAILROOM_INBOUND_TOPIC_ARN"] = resources.topics["inbound"]
         env["MAILROOM_OUTBOUND_TOPIC_ARN"] = resources.topics["outbound"]
         env["MAILROOM_MAIL_BUCKET"] = resources.bucket
@@ -404,7 +419,7 @@ def run(
                 "report_batch_item_failures": report_batch_item_failures,
             },
             # What the functions run with: `chalice local` started by hand reads it
-            # (mailroom_local.attach) to join this stack.
+            # (`python -m mailroom_local chalice-local`) to join this stack.
             "env": env,
         }
         (state_dir / "local.json").write_text(json.dumps(local, indent=2))

@@ -1,4 +1,8 @@
-"""Outbound sender: SQS FIFO records of outbound requests → Postmark, exactly once, in one call.
+"""Outbound sender: SQS FIFO records of outbound requests → Postmark or SES, exactly once.
+
+Postmark messages of a batch go in one ``/email/batch`` call; SES messages one ``SendEmail``
+each. Which provider a message takes is its stream's order and the shared provider switch
+(``mail/failover``); see "Two providers" at the end.
 
 Each record is prepared on its own (parse, claim the correlation id, drop suppressed
 recipients, look for an earlier send), then every prepared record goes to Postmark in one
@@ -22,38 +26,48 @@ Order: a record held back by a transient failure before the call holds back the 
 group; within one call the
 messages go in queue order, and a per-message transient failure there retries only that
 message (the others of its group were already accepted).
+
+Two providers: before an SES call the key records that SES was attempted. An uncertain key
+that names SES is never sent again by anyone: it completes when SES's events (the feedback
+handler's delivery log lines) show the message, and is dead-lettered with its reason after
+the attempt limit otherwise. An uncertain key that does not name SES was Postmark's, and
+moves (to SES, when the switch says so) only once Postmark's search proves it unsent; while
+Postmark is down that search waits, without counting as an attempt. A run of outage errors
+(``failover.outage``) opens the switch; one container at a time probes the provider that is
+down and closes it.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.handlers.outbound_failover import Failover
+from chalicelib.handlers.outbound_request import InvalidRequest, parse, wait_for_proof
 from chalicelib.handlers.services import Services, services
 from chalicelib.mail.delivery_log import DeliveryStatus
-from chalicelib.mail.outbound import OutboundEmail, parse_outbound
+from chalicelib.mail.failover import choose
+from chalicelib.mail.message_ids import lookup_item
+from chalicelib.mail.outbound import OutboundEmail
 from chalicelib.mail.suppression import normalise
-from chalicelib.platform import claimcheck
 from chalicelib.platform.aws import aws_client, put_items
 from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
-from chalicelib.platform.envelope import unwrap
 from chalicelib.platform.errors import (
     EffectNotRecorded,
-    PoisonMessageError,
     ProofNotYetPossible,
+    ProviderTransientError,
     TransientError,
     error_class,
     is_transient,
+    may_have_acted,
 )
 from chalicelib.platform.errors import reason_of as reason_for
 from chalicelib.platform.idempotency import Claim, KeyState
 from chalicelib.platform.logging import log_event
-from chalicelib.platform.payload import PayloadRejected
 from chalicelib.platform.secrets import POSTMARK_SERVER_TOKEN, get_secrets
 from chalicelib.providers.postmark.client import InactiveRecipients, PostmarkClient
+from chalicelib.providers.ses.proof import SesOutcomeUnknown, sent_by_ses
 
 EVENT_TYPE = "outbound_sender"
 # A 406 names inactive recipients; the message is re-sent to the rest at most this often
@@ -74,44 +88,12 @@ def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dic
     )
 
 
-def _wait_for_search(claim: Claim, delay_seconds: int) -> None:
-    """Postmark's outbound search can lag a message it has just taken: searching right after
-    an attempt that may have sent could miss it and send again. Wait until the previous
-    attempt is ``delay_seconds`` old (not counted as an attempt; SQS brings it back)."""
-    previous = claim.previous_attempt_at or claim.first_attempt_at
-    if time.time() - previous < delay_seconds:
-        raise ProofNotYetPossible("previous attempt too recent for Postmark's search; waiting")
-
-
-class InvalidRequest(PoisonMessageError):
-    """The record is not a valid outbound request; carries its correlation id if it has one."""
-
-    def __init__(self, reason: str, correlation_id: str | None) -> None:
-        super().__init__(reason)
-        self.correlation_id = correlation_id
-
-
-def parse(record: SqsRecord) -> OutboundEmail:
-    """The outbound request in ``record``, by the API's own parser; malformed is poison."""
-    message, _ = unwrap(record.body)
-    payload = claimcheck.check_out(message)
-    try:
-        return parse_outbound(payload)
-    except PayloadRejected as err:
-        try:
-            named = json.loads(payload).get("correlation_id")
-        except (ValueError, AttributeError):
-            named = None
-        raise InvalidRequest(
-            err.reason, named if isinstance(named, str) and named else None
-        ) from err
-
-
 @dataclass
 class _Prepared:
     email: OutboundEmail
     claim: Claim
     blocked: set[str] = field(default_factory=set)  # normalised recipients not to send to
+    provider: str = "postmark"
 
     def nobody_left(self) -> bool:
         return all(normalise(a) in self.blocked for a in self.email.to)
@@ -127,13 +109,22 @@ class _Batch:
         self.blocked: set[str] = set()  # ...and those of them that are suppressed
         self.prepared: dict[str, _Prepared] = {}
         self._postmark: PostmarkClient | None = None
+        self.failover = Failover(
+            svc.switch,
+            svc.audit,
+            svc.settings,
+            probes={"postmark": self._probe_postmark, "ses": lambda: svc.ses_sender.probe()},
+        )
 
     def prefetch(self, event: Mapping[str, Any]) -> None:
-        """Parse every record and look up all their recipients with one BatchGetItem.
+        """Read the provider switch (and probe a provider that is down, when it is this
+        container's turn); parse every record and look up all their recipients with one
+        BatchGetItem.
 
         Only a speed-up: a record that fails here is parsed (and fails) again in ``prepare``,
         and if the lookup fails each record looks its own recipients up.
         """
+        self.failover.read()
         for raw in event.get("Records") or []:
             record = SqsRecord.from_lambda(raw)
             try:
@@ -155,6 +146,22 @@ class _Batch:
         if recipients <= self.checked:
             return recipients & self.blocked
         return self.svc.suppressions.suppressed(email.recipients)
+
+    def _probe_postmark(self) -> None:
+        """A send to Postmark's test sink exercises the path that failed (the search does
+        not: it answered while sends timed out); without a probe sender, the search."""
+        settings = self.svc.settings
+        if settings.probe_from:
+            message = {
+                "From": settings.probe_from,
+                "To": settings.probe_outbound_to,
+                "Subject": "mailroom failover probe",
+                "TextBody": "Is Postmark sending again?",
+                "MessageStream": "outbound",
+            }
+            self.postmark().send(message)
+        else:
+            self.postmark().search_outbound({}, count=1)
 
     def postmark(self) -> PostmarkClient:
         if self._postmark is None:
@@ -186,13 +193,13 @@ class _Batch:
             ready.blocked = self._blocked(email)
             if ready.nobody_left():
                 return self._suppressed(ready)
+            ready.provider = choose(
+                self.svc.settings.providers_for(email.message_stream), self.failover.state
+            )
             if claim.state is KeyState.UNCERTAIN:
-                _wait_for_search(claim, self.svc.settings.proof_delay_seconds)
-                # Exact: Postmark filters on the metadata value we sent with the message.
-                found = self.postmark().search_outbound({"correlation_id": email.correlation_id})
-                if found:
-                    log_event("earlier send found by correlation id", event_type=EVENT_TYPE)
-                    [outcome] = self._sent([(ready, str(found[0].get("MessageID", "")))], "search")
+                found = self._prove(ready)
+                if found is not None:
+                    [outcome] = self._sent([(ready, found)], "search")
                     if isinstance(outcome, BaseException):
                         raise outcome
                     return outcome
@@ -203,9 +210,68 @@ class _Batch:
         self.prepared[record.message_id] = ready
         return PENDING
 
+    def _prove(self, ready: _Prepared) -> str | None:
+        """For an uncertain key: the earlier send's message id, or None once proven unsent
+        (``ready.provider`` then says who sends it). Raises while it cannot be proven."""
+        email, claim = ready.email, ready.claim
+        wait_for_proof(claim, self.svc.settings.proof_delay_seconds)
+        if "ses" in claim.attempted:
+            # SES has no search: only its events prove a send, and nothing proves the
+            # opposite, so this key is never sent again (dead-lettered at the limit).
+            found = sent_by_ses(self.svc.delivery_log, email.correlation_id)
+            if found is None:
+                raise SesOutcomeUnknown(email.correlation_id)
+            ready.provider = "ses"
+            log_event("earlier send found in SES events", event_type=EVENT_TYPE)
+            return found
+        try:
+            # Exact: Postmark filters on the metadata value we sent with the message.
+            messages = self.postmark().search_outbound({"correlation_id": email.correlation_id})
+        except ProviderTransientError as err:
+            if self.failover.state.down == "postmark":
+                raise ProofNotYetPossible(
+                    "waiting for Postmark to prove an earlier attempt"
+                ) from err
+            raise
+        if messages:
+            ready.provider = "postmark"
+            log_event("earlier send found by correlation id", event_type=EVENT_TYPE)
+            return str(messages[0].get("MessageID", ""))
+        return None
+
     def send(self, records: list[SqsRecord]) -> ActResult:
-        """One ``/email/batch`` call for ``records`` (more only after a 406)."""
+        """One ``/email/batch`` call for the Postmark records (more only after a 406), then
+        one ``SendEmail`` per SES record."""
+        ses = [r for r in records if self.prepared[r.message_id].provider == "ses"]
+        ses_ids = {r.message_id for r in ses}
+        answers = self._send_postmark([r for r in records if r.message_id not in ses_ids])
+        for record in ses:
+            answers[record.message_id] = self._send_ses(self.prepared[record.message_id])
+        return answers
+
+    def _send_ses(self, prepared: _Prepared) -> str | BaseException:
+        try:
+            ses = self.svc.ses_sender  # built first: a failure here cannot have sent anything
+            self.svc.idempotency.note_attempt(prepared.claim, "ses")
+        except Exception as err:
+            return self._failed(
+                prepared, TransientError(f"attempt not recorded: {error_class(err)}")
+            )
+        try:
+            message_id = ses.send(prepared.email, prepared.blocked)
+        except Exception as err:
+            self.failover.count("ses", err)
+            if not may_have_acted(err):
+                self.svc.idempotency.forget_attempt(prepared.claim, "ses")
+            return self._failed(prepared, err)
+        self.failover.count("ses", None)
+        [outcome] = self._sent([(prepared, message_id)], "send")
+        return outcome
+
+    def _send_postmark(self, records: list[SqsRecord]) -> ActResult:
         answers: ActResult = {}
+        if not records:
+            return answers
         accepted: dict[str, str] = {}  # SQS message id → Postmark MessageID
         todo = [r.message_id for r in records]
         try:
@@ -230,6 +296,11 @@ class _Batch:
         """Send ``todo`` and sort the answers; the ids to send again (fewer recipients)."""
         ready = [self.prepared[m] for m in todo]
         results = self.postmark().send_batch([p.email.postmark_message(p.blocked) for p in ready])
+        failed = [r.error for r in results if r.error is not None]
+        if len(failed) < len(results):
+            self.failover.count("postmark", None)
+        elif failed:
+            self.failover.count("postmark", failed[0])
         # Every accepted message first: nothing that fails below may touch their claims.
         for message_id, result in zip(todo, results, strict=True):
             if result.error is None:
@@ -274,7 +345,9 @@ class _Batch:
         searches Postmark first, so a failed write here never becomes a second send.
         """
         claims = [
-            self.svc.idempotency.completed_item(prepared.claim, {"message_id": message_id})
+            self.svc.idempotency.completed_item(
+                prepared.claim, {"message_id": message_id, "provider": prepared.provider}
+            )
             for prepared, message_id in sent
         ]
         lines = [
@@ -282,15 +355,28 @@ class _Batch:
                 prepared.email.correlation_id,
                 DeliveryStatus.SENT,
                 details={
-                    "postmark_message_id": message_id,
+                    f"{prepared.provider}_message_id": message_id,
+                    "provider": prepared.provider,
                     "found_by": found_by,
                     "recipients": str(len(prepared.email.recipients) - len(prepared.blocked)),
                 },
             )
             for prepared, message_id in sent
         ]
+        lookups = [
+            lookup_item(
+                prepared.provider,
+                message_id,
+                prepared.email.correlation_id,
+                ttl_days=self.svc.settings.idempotency_ttl_days,
+            )
+            for prepared, message_id in sent
+            if message_id
+        ]
         try:
-            left = put_items(aws_client("dynamodb"), self.svc.settings.state_table, claims + lines)
+            left = put_items(
+                aws_client("dynamodb"), self.svc.settings.state_table, claims + lines + lookups
+            )
         except Exception as err:
             log_event(
                 "claims not completed after send",

@@ -78,7 +78,12 @@ def _apply(event: PostmarkEvent, svc: Services) -> None:
             suppressions.remove(event.address, source=SOURCE, at=when)
     status = _LOGGED.get(kind)
     if status is not None and event.correlation_id:
-        details = {"recipient": event.address, "postmark_message_id": event.message_id}
+        details = {
+            "recipient": event.address,
+            "postmark_message_id": event.message_id,
+            "provider": SOURCE,
+            **event.evidence,
+        }
         if event.type:
             details["type"] = event.type
         svc.delivery_log.record(event.correlation_id, status, at=when, details=details)

@@ -20,12 +20,14 @@ if TYPE_CHECKING:
 
     from chalicelib.mail.audit import AuditLog
     from chalicelib.mail.delivery_log import DeliveryLog
+    from chalicelib.mail.failover import ProviderSwitch
     from chalicelib.mail.routing import DynamoRouteStore
     from chalicelib.mail.suppression import SuppressionList
     from chalicelib.mail.trace_index import TraceIndex
     from chalicelib.platform.idempotency import IdempotencyStore
     from chalicelib.providers.gmail.client import GmailMailboxes
     from chalicelib.providers.ses.client import SesBouncer
+    from chalicelib.providers.ses.sender import SesSender
 
 
 class Services:
@@ -96,6 +98,19 @@ class Services:
         from chalicelib.providers.ses.client import SesBouncer
 
         return SesBouncer.for_settings(self.settings)
+
+    @cached_property
+    def switch(self) -> ProviderSwitch:
+        from chalicelib.mail.failover import ProviderSwitch
+
+        return ProviderSwitch(self.settings.state_table, client=self.dynamodb)
+
+    @cached_property
+    def ses_sender(self) -> SesSender:
+        """SESv2 for outbound mail; one per container, since it paces this container's calls."""
+        from chalicelib.providers.ses.sender import SesSender
+
+        return SesSender.for_settings(self.settings)
 
 
 services = per_container(Services)

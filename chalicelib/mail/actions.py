@@ -18,6 +18,7 @@ from chalicelib.mail.inbound_email import EmailSource, S3Location, delivery_key_
 from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.envelope import unwrap
 from chalicelib.platform.errors import PoisonMessageError
+from chalicelib.platform.payload import Model
 
 T = TypeVar("T", bound=BaseModel)
 DEFAULT_BOUNCE_STATUS = "5.1.1"
@@ -39,7 +40,7 @@ def rule_options(target: str) -> tuple[str, dict[str, str]]:
     return head, options
 
 
-class MailRef(BaseModel):
+class MailRef(Model):
     """Where one received email is and what the receiving MTA said about it."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -64,7 +65,7 @@ class MailRef(BaseModel):
         )
 
 
-class GmailRequest(BaseModel):
+class GmailRequest(Model):
     """Import ``mail`` into the Gmail ``mailbox`` for ``recipient``."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -89,7 +90,7 @@ class GmailRequest(BaseModel):
         )
 
 
-class BounceRequest(BaseModel):
+class BounceRequest(Model):
     """Bounce ``mail`` for ``recipient`` with a per-recipient DSN status."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")

@@ -31,6 +31,11 @@ class DeliveryStatus(StrEnum):
     DEAD_LETTERED = "dead_lettered"
     OPENED = "opened"
     CLICKED = "clicked"
+    # Provider feedback beyond Postmark's (SES): dropped inside the provider, or not yet final.
+    REJECTED = "rejected"
+    RENDERING_FAILED = "rendering_failed"
+    DELAYED = "delayed"
+    SUBSCRIPTION = "subscription"
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,13 @@ class DeliveryLog:
         *,
         at: datetime | None = None,
         details: Mapping[str, str] | None = None,
+        discriminator: str = "",
     ) -> None:
         self._client.put_item(
-            TableName=self._table, Item=self.item(correlation_id, status, at=at, details=details)
+            TableName=self._table,
+            Item=self.item(
+                correlation_id, status, at=at, details=details, discriminator=discriminator
+            ),
         )
 
     def record_quietly(self, correlation_id: str, status: DeliveryStatus, **details: str) -> None:
@@ -82,12 +91,18 @@ class DeliveryLog:
         *,
         at: datetime | None = None,
         details: Mapping[str, str] | None = None,
+        discriminator: str = "",
     ) -> dict[str, Any]:
-        """The DynamoDB item ``record`` writes, for callers that batch their writes."""
+        """The DynamoDB item ``record`` writes, for callers that batch their writes.
+
+        ``discriminator`` tells apart events of the same time and status (one per recipient
+        of a provider event), so a redelivered event rewrites its own item.
+        """
         when = (at or datetime.now(UTC)).isoformat(timespec="microseconds")
+        suffix = f"#{discriminator}" if discriminator else ""
         item: dict[str, Any] = {
             "PK": {"S": PREFIX + correlation_id},
-            "SK": {"S": f"EVENT#{when}#{status.value}"},
+            "SK": {"S": f"EVENT#{when}#{status.value}{suffix}"},
             "status": {"S": status.value},
             "at": {"S": when},
             "expires_at": {"N": str(int(time.time()) + self._ttl_seconds)},

@@ -17,7 +17,7 @@ from email.utils import getaddresses, parseaddr
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from chalicelib.mail.mime import (
     MAX_HEADER_BYTES,
@@ -32,6 +32,7 @@ from chalicelib.mail.mime import (
 from chalicelib.mail.suppression import normalise
 from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.errors import PoisonMessageError, TransientError
+from chalicelib.platform.payload import Model
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 # Longer key parts are hashed: DynamoDB keys stay short and printable whatever the input.
@@ -46,14 +47,14 @@ class EmailSource(StrEnum):
     SES = "ses"
 
 
-class S3Location(BaseModel):
+class S3Location(Model):
     model_config = ConfigDict(frozen=True)
 
     bucket: str
     key: str
 
 
-class InboundAttachment(BaseModel):
+class InboundAttachment(Model):
     model_config = ConfigDict(frozen=True)
 
     filename: str
@@ -62,7 +63,7 @@ class InboundAttachment(BaseModel):
     content_id: str = ""
 
 
-class InboundEmail(BaseModel):
+class InboundEmail(Model):
     """What every action needs to know about one received email."""
 
     model_config = ConfigDict(frozen=True)

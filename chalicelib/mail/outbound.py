@@ -14,11 +14,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from chalicelib.mail import CORRELATION_KEY
 from chalicelib.mail.suppression import normalise
-from chalicelib.platform.payload import parse
+from chalicelib.platform.payload import Model, parse
 
 MAX_RECIPIENTS = 50  # Postmark's limit for To + Cc + Bcc
 # Postmark keeps at most 10 metadata fields (names ≤ 20 characters, values ≤ 80); mailroom
@@ -68,7 +68,7 @@ class TrackLinks(StrEnum):
     TEXT_ONLY = "TextOnly"
 
 
-class OutboundAttachment(BaseModel):
+class OutboundAttachment(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: HeaderText = Field(min_length=1, max_length=255)
@@ -83,7 +83,7 @@ def _addresses(value: Any) -> Any:
     return value
 
 
-class OutboundEmail(BaseModel):
+class OutboundEmail(Model):
     """One email to send; ``correlation_id`` is the idempotency key."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

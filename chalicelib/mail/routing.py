@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
+
+from chalicelib.platform.payload import Model
 
 
 class RouteAction(StrEnum):
@@ -28,7 +30,7 @@ class RouteAction(StrEnum):
         return cls.UNKNOWN
 
 
-class RouteRule(BaseModel):
+class RouteRule(Model):
     """One routing rule; ``pattern`` is an address, ``*@domain`` or ``*``."""
 
     model_config = ConfigDict(frozen=True)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
 
 from chalicelib.mail.routing import RouteAction
+from chalicelib.platform.payload import Model
 
 
 class Verdict(StrEnum):
@@ -53,7 +54,7 @@ def _status(value: Any) -> Verdict:
     return Verdict(value) if isinstance(value, str) else Verdict.UNKNOWN
 
 
-class Verdicts(BaseModel):
+class Verdicts(Model):
     """The receiving MTA's authentication and content verdicts, as the policy reads them."""
 
     model_config = ConfigDict(frozen=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from chalicelib.platform.errors import PoisonMessageError
+from chalicelib.platform.payload import Model
 
 
-class SnsEnvelope(BaseModel):
+class SnsEnvelope(Model):
     """The JSON SNS wraps a message in when raw message delivery is off."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")

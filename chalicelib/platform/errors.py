@@ -30,7 +30,8 @@ before acting, a refused connection) or an error raised before any request says 
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 # The codes AWS answers a call with when the caller's policy does not allow it (S3, SNS:
 # AccessDenied; DynamoDB, SSM, SQS's JSON protocol: AccessDeniedException; SNS, SES:
@@ -149,6 +150,16 @@ class ProviderError(MailroomError):
 
 class ProviderTransientError(ProviderError, TransientError):
     """The service is unavailable, rate limiting, or timed out."""
+
+
+def transient_factory(provider: str) -> Callable[..., ProviderTransientError]:
+    """``provider``'s transient error as ``(reason, *, acted, **context)``: ``acted`` is whether
+    the request may have reached it (``may_have_acted``)."""
+
+    def transient(reason: str, *, acted: bool, **context: Any) -> ProviderTransientError:
+        return ProviderTransientError(reason, provider=provider, may_have_acted=acted, **context)
+
+    return transient
 
 
 class ProviderPermanentError(ProviderError, PermanentError):

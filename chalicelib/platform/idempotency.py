@@ -81,6 +81,8 @@ class Claim:
     first_attempt_at: int = 0  # epoch seconds when the key's first attempt began
     token: str = ""
     previous_attempt_at: int | None = None  # when the attempt before this one began
+    # Providers named by ``note_attempt`` before an earlier attempt (which one may have acted).
+    attempted: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,36 @@ class IdempotencyStore:
             first_attempt_at=_int(old, "first_attempt_at") or now,
             token=token,
             previous_attempt_at=previous,
+            attempted=frozenset(old.get("attempted", {}).get("SS", [])),
         )
+
+    def note_attempt(self, claim: Claim, provider: str) -> None:
+        """Write down, before the call, that this attempt goes to ``provider``, so a later
+        attempt that finds the key uncertain knows whose records prove the outcome."""
+        self.client.update_item(
+            TableName=self._table,
+            Key=_key(claim.key),
+            UpdateExpression="ADD attempted :p",
+            ConditionExpression="lock_token = :token",
+            ExpressionAttributeValues={":p": {"SS": [provider]}, ":token": {"S": claim.token}},
+        )
+
+    def forget_attempt(self, claim: Claim, provider: str) -> None:
+        """Undo ``note_attempt`` after ``provider`` proved it did not act (never raises: a
+        leftover name only makes a later attempt wait for proof)."""
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=_key(claim.key),
+                UpdateExpression="DELETE attempted :p",
+                ConditionExpression="lock_token = :token",
+                ExpressionAttributeValues={
+                    ":p": {"SS": [provider]},
+                    ":token": {"S": claim.token},
+                },
+            )
+        except Exception as err:
+            log_event("attempt not forgotten", error_class=error_class(err))
 
     def complete(self, key: str, result: dict[str, str]) -> None:
         """Mark ``key`` done and keep ``result`` (string values) for later duplicates."""

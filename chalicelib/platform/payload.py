@@ -12,11 +12,19 @@ from collections.abc import Iterator
 from itertools import accumulate
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chalicelib.platform.errors import PoisonMessageError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Model(BaseModel):
+    """The base of every chalicelib model: its validator is built on first use, not at import,
+    so a function's cold start pays only for the models its first event touches."""
+
+    model_config = ConfigDict(defer_build=True)
+
 
 # Deeper than any payload we accept (Postmark's are 3 levels); checked before parsing, without
 # recursion, so 10,000 levels cost a scan, not a RecursionError.

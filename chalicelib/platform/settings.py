@@ -26,6 +26,7 @@ DEFAULT_GMAIL_API_URL = "https://gmail.googleapis.com"
 DEFAULT_GMAIL_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
 # Postmark's test sink: accepted and counted like real mail, never delivered.
 PROBE_SINK = "test@blackhole.postmarkapp.com"
+OUTBOUND_PROVIDERS = ("postmark", "ses")
 
 
 def _str(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -100,7 +101,7 @@ class Settings:
     max_attempts: int
     proof_delay_seconds: int
     log_level: str
-    # SES inbound (issue 9): router → gmail forwarder / bouncer
+    # SES inbound: router → gmail forwarder / bouncer
     gmail_queue_name: str = ""
     bouncer_queue_name: str = ""
     bounce_sender_value: str | None = None
@@ -112,7 +113,7 @@ class Settings:
     bounce_interval_ms: int = 1000
     gmail_timeout_seconds: int = 60
     postmark_spam_score: float = 5.0
-    # Observability (issue 11): metrics namespace and the end-to-end probe.
+    # Observability: metrics namespace and the end-to-end probe.
     metrics_namespace: str = "mailroom/local"
     probe_enabled: bool = False
     probe_rate_minutes: int = 5
@@ -121,6 +122,12 @@ class Settings:
     probe_webhook_url: str | None = None
     probe_outbound_to: str = "test@blackhole.postmarkapp.com"
     probe_timeout_seconds: int = 900
+    # Outbound providers: the order per message stream, and the failover switch.
+    outbound_providers: tuple[str, ...] = ("postmark",)
+    outbound_providers_by_stream: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    ses_configuration_set: str | None = None
+    failover_threshold: int = 3
+    failover_probe_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -195,6 +202,13 @@ class Settings:
             probe_webhook_url=_str(env, "MAILROOM_PROBE_WEBHOOK_URL"),
             probe_outbound_to=_str(env, "MAILROOM_PROBE_OUTBOUND_TO", PROBE_SINK) or PROBE_SINK,
             probe_timeout_seconds=_int(env, "MAILROOM_PROBE_TIMEOUT_SECONDS", 900, minimum=60),
+            outbound_providers=_providers(env, "MAILROOM_OUTBOUND_PROVIDERS"),
+            outbound_providers_by_stream=_stream_providers(
+                env, "MAILROOM_OUTBOUND_STREAM_PROVIDERS"
+            ),
+            ses_configuration_set=_str(env, "MAILROOM_SES_CONFIGURATION_SET", prefix),
+            failover_threshold=_int(env, "MAILROOM_FAILOVER_THRESHOLD", 3, minimum=1),
+            failover_probe_seconds=_int(env, "MAILROOM_FAILOVER_PROBE_SECONDS", 60, minimum=1),
         )
 
     @property
@@ -213,9 +227,40 @@ class Settings:
     def bounce_sender(self) -> str:
         return _required(self.bounce_sender_value, "MAILROOM_BOUNCE_SENDER")
 
+    def providers_for(self, message_stream: str) -> tuple[str, ...]:
+        """The ordered outbound providers of ``message_stream`` (first = primary)."""
+        return dict(self.outbound_providers_by_stream).get(message_stream, self.outbound_providers)
+
     def parameter(self, name: str) -> str:
         """Full SSM parameter name for ``name`` (e.g. ``postmark/webhook-basic-auth``)."""
         return f"{self.ssm_prefix}/{name}"
+
+
+def _provider_list(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+    unknown = sorted(set(names) - set(OUTBOUND_PROVIDERS))
+    if not names or unknown or len(set(names)) != len(names):
+        raise ConfigurationError(
+            name, f"expected an ordered list of {', '.join(OUTBOUND_PROVIDERS)}, got {raw!r}"
+        )
+    return names
+
+
+def _providers(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return _provider_list(name, _str(env, name, "postmark") or "postmark")
+
+
+def _stream_providers(env: Mapping[str, str], name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``stream=ses,postmark;broadcast=postmark`` as ((stream, providers), ...)."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for entry in (_str(env, name, "") or "").split(";"):
+        if not entry.strip():
+            continue
+        stream, sep, names = entry.partition("=")
+        if not sep or not stream.strip():
+            raise ConfigurationError(name, f"expected stream=provider,provider; got {entry!r}")
+        found.append((stream.strip(), _provider_list(name, names)))
+    return tuple(found)
 
 
 def _required(value: str | None, name: str) -> str:

@@ -81,43 +81,47 @@ def test_the_api_takes_a_burst_of_concurrent_posts_without_resetting_connections
     assert statuses == [200] * 30
 
 
-_JOIN = """
-import json, sys
-import app
-from chalice.test import Client
-with Client(app.app, stage_name="local") as client:
-    answer = client.http.post(
-        "/webhooks/postmark/inbound",
-        headers={"Content-Type": "application/json", "Authorization": sys.argv[1]},
-        body=sys.argv[2],
-    )
-print(answer.status_code)
-"""
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_chalice_local_by_hand_joins_the_running_stack(stack: dict[str, Any]) -> None:
-    import base64
-
     hook = stack["webhook"]
-    auth = "Basic " + base64.b64encode(f"{hook['username']}:{hook['password']}".encode()).decode()
     email = json.loads(SAMPLE.read_text())
     email["MessageID"] = f"by-hand-{uuid.uuid4()}"
     email["HtmlBody"] = f"<p>{email['MessageID']}</p>"
     email["Headers"] = []
-    env = _clean_env() | {"MAILROOM_LOCAL_STACK_FILE": str(Path(stack["state_dir"]) / "local.json")}
-
-    done = subprocess.run(
-        [sys.executable, "-c", _JOIN, auth, json.dumps(email)],
+    port = _free_port()
+    stack_file = str(Path(stack["state_dir"]) / "local.json")
+    command = ["-m", "mailroom_local", "chalice-local", "--stack-file", stack_file]
+    server = subprocess.Popen(
+        [sys.executable, *command, "--port", str(port)],
         cwd=ROOT,
-        env=env,
-        capture_output=True,
+        env=_clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
-        check=False,
     )
 
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "200"
+    def post() -> int | None:
+        assert server.poll() is None, server.stderr.read() if server.stderr else ""
+        try:
+            return requests.post(
+                f"http://127.0.0.1:{port}/webhooks/postmark/inbound",
+                json=email,
+                auth=(hook["username"], hook["password"]),
+                timeout=30,
+            ).status_code
+        except requests.ConnectionError:
+            return None  # not listening yet
+
+    try:
+        assert until(post, seconds=60) == 200
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
     freescout = stack["freescout"]["url"]
 
     def delivered() -> bool:
@@ -136,7 +140,7 @@ def test_chalice_local_by_hand_without_a_stack_fails_at_once_naming_the_variable
     env = _clean_env() | {"MAILROOM_LOCAL_STACK_FILE": str(tmp_path / "local.json")}
 
     done = subprocess.run(
-        [sys.executable, "-c", "import app"],
+        [sys.executable, "-m", "mailroom_local", "chalice-local", "--port", str(_free_port())],
         cwd=ROOT,
         env=env,
         capture_output=True,

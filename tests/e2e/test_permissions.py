@@ -21,6 +21,7 @@ FLOW_MODULES = {
     "test_cli_redrive",
     "test_cli_commands",
     "test_postmark_routes",
+    "test_ses_failover",
 }
 
 

@@ -83,6 +83,10 @@ def test_least_privilege_no_wildcard_actions_and_no_bucket_wide_object_access(
                 "lambda:ListEventSourceMappings",
                 "lambda:GetEventSourceMapping",
                 "logs:GetQueryResults",
+                # SES's account-level calls (sending quota, account suppression list).
+                "ses:GetAccount",
+                "ses:PutSuppressedDestination",
+                "ses:DeleteSuppressedDestination",
             }, (principal, action)
 
 

@@ -95,7 +95,7 @@ def test_every_alarm_pages_through_the_one_topic_and_names_a_mailroom_command() 
         assert len(description) <= 1024
 
 
-# The operator CLI's commands (issue 10): what an alarm may tell the operator to run.
+# The operator CLI's commands: what an alarm may tell the operator to run.
 CLI = {
     "health": set(),
     "dlq": {"status", "peek", "analyze", "redrive", "discard", "quarantine"},
@@ -106,6 +106,7 @@ CLI = {
     "trace": set(),
     "probe": set(),
     "audit": {"list"},
+    "outbound": {"provider"},
 }
 
 

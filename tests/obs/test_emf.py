@@ -188,6 +188,7 @@ def test_an_aws_access_denied_reaches_the_outcome_line_for_the_metric_filter(
         spec["Properties"]["FilterPattern"]
         for spec in load_template()["Resources"].values()
         if spec["Type"] == "AWS::Logs::MetricFilter"
+        and spec["Properties"]["MetricTransformations"][0]["MetricName"] == "AccessDenied"
     ]
     assert filters
     for pattern in filters:

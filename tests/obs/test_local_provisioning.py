@@ -27,7 +27,11 @@ def test_alarms_dashboard_and_access_filters_exist_in_the_embedded_aws(aws: Stag
     assert not any(a["AlarmName"].endswith("-failed") for a in alarms)
     assert cloudwatch.get_dashboard(DashboardName=f"mailroom-{STAGE}")["DashboardBody"]
     filters = boto3.client("logs", region_name=REGION).describe_metric_filters()["metricFilters"]
-    assert {f["metricTransformations"][0]["metricName"] for f in filters} == {"AccessDenied"}
+    assert {f["metricTransformations"][0]["metricName"] for f in filters} == {
+        "AccessDenied",
+        "SesSendingPaused",
+        "OutboundFailoverActive",
+    }
 
 
 def test_the_local_stack_says_it_skips_saved_queries(

@@ -60,12 +60,26 @@ def test_state_table_expires_records_and_bucket_is_private_and_encrypted() -> No
     assert {"quarantine/", "rejected/"} <= expiring
 
 
+def test_every_fifo_queue_and_topic_runs_in_high_throughput_mode() -> None:
+    fifo_queues = {k: v for k, v in _resources("AWS::SQS::Queue").items() if v.get("FifoQueue")}
+    fifo_topics = {k: v for k, v in _resources("AWS::SNS::Topic").items() if v.get("FifoTopic")}
+    assert fifo_queues
+    assert fifo_topics
+    for props in fifo_queues.values():
+        assert props["DeduplicationScope"] == "messageGroup"
+        assert props["FifoThroughputLimit"] == "perMessageGroupId"
+    for props in fifo_topics.values():
+        assert props["FifoThroughputScope"] == "MessageGroup"
+
+
 def test_local_provisioning_follows_the_template(aws: Stage) -> None:
     sqs = boto3.client("sqs", region_name=REGION)
     queue = aws.queues["inbound-bridge"]
     attributes = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])["Attributes"]
     assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 30
     assert attributes["VisibilityTimeout"] == "360"
+    assert attributes["DeduplicationScope"] == "messageGroup"
+    assert attributes["FifoThroughputLimit"] == "perMessageGroupId"
     assert "sns.amazonaws.com" in attributes["Policy"]
     sns = boto3.client("sns", region_name=REGION)
     [subscription] = sns.list_subscriptions_by_topic(TopicArn=aws.topics["inbound"])[

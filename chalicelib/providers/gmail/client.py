@@ -28,7 +28,7 @@ from chalicelib.platform.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderPermanentError,
-    ProviderTransientError,
+    transient_factory,
 )
 from chalicelib.platform.secrets import get_secrets
 from chalicelib.platform.settings import Settings
@@ -50,8 +50,7 @@ def parameter_name(mailbox: str) -> str:
     return "gmail/" + mailbox.strip().lower().replace("@", "_at_")
 
 
-def _transient(reason: str, *, acted: bool, **context: Any) -> ProviderTransientError:
-    return ProviderTransientError(reason, provider=PROVIDER, may_have_acted=acted, **context)
+_transient = transient_factory(PROVIDER)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from chalicelib.mail import CORRELATION_KEY
-from chalicelib.platform.payload import parse
+from chalicelib.platform.payload import Model, parse
 
 
 class RecordType(StrEnum):
@@ -33,7 +33,7 @@ _MAX_CORRELATION_ID = 80
 NOT_AN_EVENT = "not a Postmark event"
 
 
-class PostmarkEvent(BaseModel):
+class PostmarkEvent(Model):
     """One event webhook body; ``record_type`` is ``UNKNOWN`` for types we do not know."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True)
@@ -106,6 +106,14 @@ class PostmarkEvent(BaseModel):
                 except (ValueError, OverflowError):
                     return None
         return None
+
+    @property
+    def evidence(self) -> dict[str, str]:
+        """What the receiving server said, as Postmark passed it on (bounces, deliveries)."""
+        extra = self.model_extra or {}
+        said = "smtp_response" if self.record_type is RecordType.DELIVERY else "diagnostic_code"
+        found = {said: extra.get("Details"), "description": extra.get("Description")}
+        return {k: str(v)[:500] for k, v in found.items() if isinstance(v, str) and v}
 
     def dedupe_key(self, body: bytes) -> str:
         """Same event, same key: (type, MessageID, address, ID or time), else the body."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from chalicelib.mail.actions import MailRef
 from chalicelib.mail.decision import is_automatic_report
@@ -25,7 +25,7 @@ from chalicelib.mail.inbound_email import (
 from chalicelib.mail.suppression import normalise
 from chalicelib.mail.verdicts import Verdict, Verdicts
 from chalicelib.platform import claimcheck
-from chalicelib.platform.payload import parse
+from chalicelib.platform.payload import Model, parse
 from chalicelib.platform.settings import get_settings
 
 NOT_INBOUND = "not a Postmark inbound payload"
@@ -37,7 +37,7 @@ _SPF_MAILFROM = re.compile(
 )
 
 
-class _PostmarkModel(BaseModel):
+class _PostmarkModel(Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
 

@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from chalicelib.platform.errors import ProviderError, ProviderPermanentError, ProviderTransientError
+from chalicelib.platform.errors import (
+    ProviderError,
+    ProviderPermanentError,
+    transient_factory,
+)
 from chalicelib.platform.settings import Settings
 
 PROVIDER = "ses"
 _THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException"}
 
 
-def _transient(reason: str, *, acted: bool, **context: Any) -> ProviderTransientError:
-    return ProviderTransientError(reason, provider=PROVIDER, may_have_acted=acted, **context)
+_transient = transient_factory(PROVIDER)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from chalicelib.mail.decision import is_automatic_report
 from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.errors import PoisonMessageError
+from chalicelib.platform.payload import Model
 
 # When a receipt rule with an S3 action is saved, SES writes a test object of this name
 # (after the rule's key prefix) and notifies with it as ``mail.messageId``.
@@ -54,7 +55,7 @@ def receipt_verdicts(receipt: dict[str, Any]) -> Verdicts:
     )
 
 
-class ReceiptAction(BaseModel):
+class ReceiptAction(Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     type: str = ""
@@ -63,7 +64,7 @@ class ReceiptAction(BaseModel):
     topic_arn: str = Field(default="", alias="topicArn")
 
 
-class Receipt(BaseModel):
+class Receipt(Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     timestamp: datetime
@@ -77,7 +78,7 @@ class Receipt(BaseModel):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class SesMail(BaseModel):
+class SesMail(Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     message_id: str = Field(alias="messageId", min_length=1)
@@ -88,7 +89,7 @@ class SesMail(BaseModel):
     headers: list[Any] = Field(default_factory=list)
 
 
-class SesNotification(BaseModel):
+class SesNotification(Model):
     """One ``Received`` notification (the SNS ``Message`` of an SES receipt rule action)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
