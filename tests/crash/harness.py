@@ -30,9 +30,8 @@ from moto import mock_aws
 from chalicelib.handlers import dispatch
 from chalicelib.handlers.http import HttpReply
 from chalicelib.platform import batch
-from chalicelib.platform.aws import aws_client, reset_clients
+from chalicelib.platform.aws import reset_clients
 from chalicelib.platform.secrets import reset_secrets
-from chalicelib.platform.settings import get_settings
 from mailroom_local import freescout, gmail, lambda_rules, postmark, ses
 from mailroom_local.provision import Queue, provision
 from mailroom_local.stack import serve
@@ -206,8 +205,7 @@ class World:
     def cold(self) -> None:
         """A new container: nothing cached from the one that died (but botocore's loaded
         service models, which only cost time to load again)."""
-        aws_client.cache_clear()
-        get_settings.cache_clear()
+        reset_clients()
         reset_secrets()
         batch.queue_url_for_arn.cache_clear()
         batch.dead_letter_queue_url.cache_clear()

@@ -43,6 +43,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         process.wait(timeout=30)
 
 
+@pytest.fixture(autouse=True)
+def _nobody_acts_as_the_operator_afterwards() -> Iterator[None]:
+    """An in-process ``mailroom --local`` signs as the operator (keys in the environment, a
+    session hook recording its calls) for the rest of the process. Undo it after each test,
+    so later tests neither sign as the operator nor land in the permission test's record."""
+    saved = dict(os.environ)
+    yield
+    from mailroom_local import iam
+
+    iam.uninstall()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def aws_client(stack: dict[str, Any], service: str = "sqs") -> Any:
     return boto3.client(
         service,
