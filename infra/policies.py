@@ -126,6 +126,7 @@ def policy(stage: str, function: str) -> dict[str, Any]:
                 "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
                 "Resource": _arn("dynamodb", f"table/{prefix}-state"),
             },
+            _ses_suppression("ses:PutSuppressedDestination", "ses:DeleteSuppressedDestination"),
         ]
     if function == "inbound_bridge":
         statements += _consumer(prefix, "inbound-bridge")
@@ -233,10 +234,21 @@ def _ses_sending(stage: str, function: str) -> list[dict[str, Any]]:
                 "Action": ["ses:GetAccount"],
                 "Resource": "*",
             },
+            _ses_suppression("ses:PutSuppressedDestination"),
         ]
     if function == "ses_feedback":
-        return [*_consumer(prefix, "ses-feedback", fifo=False), query]
+        return [
+            *_consumer(prefix, "ses-feedback", fifo=False),
+            query,
+            _ses_suppression("ses:PutSuppressedDestination"),
+        ]
     return []
+
+
+def _ses_suppression(*actions: str) -> dict[str, Any]:
+    """SES's account-level suppression list, kept in step with ours by whoever changes ours.
+    Its actions have no resource-level permission."""
+    return {"Effect": "Allow", "Action": list(actions), "Resource": "*"}
 
 
 def _raw(prefix: str) -> list[dict[str, Any]]:
@@ -359,12 +371,7 @@ def operator_policy(stage: str) -> dict[str, Any]:
                 "Action": ["lambda:UpdateEventSourceMapping"],
                 "Resource": "arn:aws:lambda:*:*:event-source-mapping:*",
             },
-            {
-                # suppression add/remove keep SES's account-level list in step; no resource.
-                "Effect": "Allow",
-                "Action": ["ses:PutSuppressedDestination", "ses:DeleteSuppressedDestination"],
-                "Resource": "*",
-            },
+            _ses_suppression("ses:PutSuppressedDestination", "ses:DeleteSuppressedDestination"),
             {
                 # trace: Logs Insights over the functions' log groups.
                 "Effect": "Allow",

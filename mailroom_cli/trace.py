@@ -247,15 +247,20 @@ def _by_address(ctx: Context, address: str, window: timedelta) -> None:
     for hit in hits:
         steps = store.story(hit.email)
         last = steps[-1] if steps else {"stage": "-", "outcome": "-"}
-        rows.append(
-            {
-                "at": hit.at,
-                "role": hit.kind,
-                "email": hit.email,
-                "last_step": f"{last['stage']} {last['outcome']}",
-                "story": steps,
-            }
-        )
+        row = {
+            "at": hit.at,
+            "role": hit.kind,
+            "email": hit.email,
+            "last_step": f"{last['stage']} {last['outcome']}",
+            "story": steps,
+        }
+        source, _, correlation_id = hit.email.partition(":")
+        if source == "outbound":  # what the provider said since: delivered, bounced, ...
+            history = [e for e in ctx.delivery_log.history(correlation_id) if e.status != "sent"]
+            if history:
+                row["last_step"] = f"{history[-1].status.value} at {history[-1].at}"
+            row["delivery_log"] = [{**asdict(e), "status": e.status.value} for e in history]
+        rows.append(row)
     emit(
         ctx.as_json,
         {"address_hash": hash_id(normalise(address)), "since": str(window), "emails": rows},

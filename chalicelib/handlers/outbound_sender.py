@@ -46,6 +46,7 @@ from typing import Any
 from chalicelib.handlers.outbound_failover import Failover
 from chalicelib.handlers.outbound_request import InvalidRequest, parse, wait_for_proof
 from chalicelib.handlers.services import Services, services
+from chalicelib.mail import trace_index
 from chalicelib.mail.delivery_log import DeliveryStatus
 from chalicelib.mail.failover import choose
 from chalicelib.mail.message_ids import lookup_item
@@ -373,9 +374,16 @@ class _Batch:
             for prepared, message_id in sent
             if message_id
         ]
+        steps = [
+            item
+            for prepared, message_id in sent
+            for item in self.svc.index.items(_step(prepared, "sent", message_id=message_id))
+        ]
         try:
             left = put_items(
-                aws_client("dynamodb"), self.svc.settings.state_table, claims + lines + lookups
+                aws_client("dynamodb"),
+                self.svc.settings.state_table,
+                claims + lines + lookups + steps,
             )
         except Exception as err:
             log_event(
@@ -403,12 +411,31 @@ class _Batch:
             DeliveryStatus.SUPPRESSED,
             recipients=", ".join(sorted(prepared.blocked)),
         )
+        self.svc.index.write([_step(prepared, "suppressed")])
         return "suppressed"
 
     def _failed(self, prepared: _Prepared, err: BaseException) -> BaseException:
         self.svc.idempotency.settle_failure(prepared.claim, err)
         if not is_transient(err):
+            reason = reason_for(err)
             self.svc.delivery_log.record_quietly(
-                prepared.email.correlation_id, DeliveryStatus.DEAD_LETTERED, reason=reason_for(err)
+                prepared.email.correlation_id, DeliveryStatus.DEAD_LETTERED, reason=reason
             )
+            self.svc.index.write([_step(prepared, "dead_lettered", reason=reason)])
         return err
+
+
+def _step(
+    prepared: _Prepared, outcome: str, *, message_id: str = "", reason: str = ""
+) -> trace_index.Mark:
+    """The trace index's step for one outbound email: by its ids and every address on it."""
+    email = prepared.email
+    return trace_index.sent(
+        email.correlation_id,
+        outcome=outcome,
+        sender=email.from_,
+        recipients=email.recipients,
+        provider=prepared.provider if message_id else "",
+        message_id=message_id,
+        details={"reason": reason} if reason else None,
+    )

@@ -71,9 +71,15 @@ class Services:
 
     @cached_property
     def suppressions(self) -> SuppressionList:
+        """The one list; on a stage that sends through SES, SES's account-level list follows."""
         from chalicelib.mail.suppression import SuppressionList
 
-        return SuppressionList(self.settings.state_table, client=self.dynamodb)
+        mirror = None
+        if self.settings.sends_through_ses:
+            from chalicelib.providers.ses.suppression import SesSuppressionList
+
+            mirror = SesSuppressionList(self.sesv2)
+        return SuppressionList(self.settings.state_table, client=self.dynamodb, mirror=mirror)
 
     @cached_property
     def delivery_log(self) -> DeliveryLog:
@@ -106,11 +112,17 @@ class Services:
         return ProviderSwitch(self.settings.state_table, client=self.dynamodb)
 
     @cached_property
+    def sesv2(self) -> Any:
+        from chalicelib.providers.ses.client import ses_client
+
+        return ses_client(self.settings, "sesv2")
+
+    @cached_property
     def ses_sender(self) -> SesSender:
         """SESv2 for outbound mail; one per container, since it paces this container's calls."""
         from chalicelib.providers.ses.sender import SesSender
 
-        return SesSender.for_settings(self.settings)
+        return SesSender(self.sesv2, configuration_set=self.settings.ses_configuration_set)
 
 
 services = per_container(Services)

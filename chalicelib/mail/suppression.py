@@ -9,6 +9,7 @@ wins: a reactivation never replaces a suppression of the same instant (sending t
 that may complain is the costlier mistake). A reactivation stays as a marker until it
 expires (``REACTIVATED_DAYS``).
 ``suppressed`` checks many addresses with one BatchGetItem, so a batch costs one read.
+A ``Mirror`` (SES's account-level list) is given every change our list takes, after it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 PREFIX = "SUPPRESSION#"
 SUPPRESSED = "suppressed"
@@ -43,12 +44,26 @@ class Suppression:
     suppressed_at: str
 
 
-class SuppressionList:
-    """Check, add, list and remove suppressed addresses."""
+class Mirror(Protocol):
+    """Another provider's list kept in step with ours (both calls idempotent)."""
 
-    def __init__(self, table_name: str, *, client: Any) -> None:
+    def put(self, address: str, *, reason: str) -> None: ...
+
+    def delete(self, address: str) -> bool: ...
+
+
+class SuppressionList:
+    """Check, add, list and remove suppressed addresses.
+
+    With a ``mirror``, a change our list takes is then made there too. A mirror that fails
+    raises after ours is written: the caller's retry makes the same change (same time), which
+    our list takes again, so the mirror gets it again; the two lists end in agreement.
+    """
+
+    def __init__(self, table_name: str, *, client: Any, mirror: Mirror | None = None) -> None:
         self._table = table_name
         self._client = client
+        self._mirror = mirror
 
     def add(self, address: str, *, reason: str, source: str, at: datetime | None = None) -> bool:
         """Suppress ``address``; False if a newer change (a reactivation) already holds."""
@@ -99,6 +114,11 @@ class SuppressionList:
             if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             return False
+        if self._mirror is not None:
+            if state == SUPPRESSED:
+                self._mirror.put(normalise(address), reason=reason)
+            else:
+                self._mirror.delete(normalise(address))
         return True
 
     def suppressed(self, addresses: list[str]) -> set[str]:

@@ -73,6 +73,11 @@ def email_key(source: str, provider_message_id: str) -> str:
     return f"{source}:{provider_message_id}"
 
 
+def outbound_key(correlation_id: str) -> str:
+    """The key of one email we send: ``outbound:<correlation id>``."""
+    return f"outbound:{correlation_id}"
+
+
 @dataclass(frozen=True)
 class Mark:
     """One step of an email's story: received, routed, delivered, dropped, sent, ..."""
@@ -267,4 +272,27 @@ def routed(email: str, *, recipient: str, rule: str | None, action: str, outcome
         outcome=outcome,
         part=recipient_hash,
         details={"recipient_hash": recipient_hash, "rule": rule or "-", "action": action},
+    )
+
+
+def sent(
+    correlation_id: str,
+    *,
+    outcome: str,
+    sender: str,
+    recipients: Sequence[str],
+    provider: str = "",
+    message_id: str = "",
+    details: Mapping[str, str] | None = None,
+) -> Mark:
+    """What the sender did with one outbound email (sent, suppressed, dead-lettered), findable
+    by its correlation id, the provider's message id and every address on it."""
+    return Mark(
+        email=outbound_key(correlation_id),
+        stage="sent",
+        outcome=outcome,
+        part=provider,
+        ids={IdKind.CORRELATION: correlation_id, IdKind.OUTBOUND: message_id},
+        addresses={"to": recipients, "from": [sender]},
+        details={"provider": provider, **(details or {})} if provider else dict(details or {}),
     )

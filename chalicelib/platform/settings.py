@@ -231,6 +231,13 @@ class Settings:
         """The ordered outbound providers of ``message_stream`` (first = primary)."""
         return dict(self.outbound_providers_by_stream).get(message_stream, self.outbound_providers)
 
+    @property
+    def sends_through_ses(self) -> bool:
+        """Whether any message stream may send through SES (whose suppression list then
+        mirrors ours)."""
+        streams = [self.outbound_providers, *(p for _, p in self.outbound_providers_by_stream)]
+        return any("ses" in providers for providers in streams)
+
     def parameter(self, name: str) -> str:
         """Full SSM parameter name for ``name`` (e.g. ``postmark/webhook-basic-auth``)."""
         return f"{self.ssm_prefix}/{name}"

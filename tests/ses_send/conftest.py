@@ -10,7 +10,7 @@ import pytest
 from chalicelib.platform.aws import reset_clients
 from tests.cli.conftest import mailroom  # noqa: F401 - shared fixtures
 from tests.conftest import REGION, Stage
-from tests.outbound.conftest import client, sender, standin  # noqa: F401 - shared fixtures
+from tests.outbound.conftest import client, event, sender, standin  # noqa: F401 - shared fixtures
 
 SHOP = "shop@example.com"
 

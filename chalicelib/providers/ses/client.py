@@ -28,6 +28,30 @@ _THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException"}
 _transient = transient_factory(PROVIDER)
 
 
+def ses_client(settings: Settings, service: str) -> Any:
+    """The stage's ``ses`` (v1) or ``sesv2`` client, making one attempt per call.
+
+    botocore would resend a call whose answer timed out, and neither SendBounce nor SendEmail
+    takes an idempotency key: retries are the queue's, after the idempotency record says
+    whether an earlier attempt may have acted.
+    """
+    from botocore.config import Config
+
+    from chalicelib.platform.aws import aws_session
+
+    config = Config(
+        connect_timeout=3,
+        read_timeout=settings.http_timeout_seconds,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+    )
+    return aws_session().client(
+        service,
+        region_name=settings.region,
+        endpoint_url=settings.ses_endpoint_url or settings.aws_endpoint_url,
+        config=config,
+    )
+
+
 @dataclass(frozen=True)
 class Bounce:
     """One per-recipient DSN for one received message."""
@@ -64,26 +88,8 @@ class SesBouncer:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> SesBouncer:
-        from botocore.config import Config
-
-        from chalicelib.platform.aws import aws_session
-
-        # One attempt per call: botocore would resend a SendBounce whose answer timed out,
-        # and SendBounce takes no idempotency key. Retries are the queue's, after the
-        # idempotency record says whether an earlier attempt may have bounced.
-        config = Config(
-            connect_timeout=3,
-            read_timeout=settings.http_timeout_seconds,
-            retries={"total_max_attempts": 1, "mode": "standard"},
-        )
-        client = aws_session().client(
-            "ses",
-            region_name=settings.region,
-            endpoint_url=settings.ses_endpoint_url or settings.aws_endpoint_url,
-            config=config,
-        )
         return cls(
-            client,
+            ses_client(settings, "ses"),
             sender=settings.bounce_sender,
             sender_arn=settings.bounce_sender_arn,
             reporting_mta=f"dns; inbound-smtp.{settings.region}.amazonaws.com",

@@ -22,7 +22,6 @@ from chalicelib.platform.errors import (
     ProviderPermanentError,
     ProviderTransientError,
 )
-from chalicelib.platform.settings import Settings
 
 PROVIDER = "ses"
 CORRELATION_TAG = "correlation_id"
@@ -118,25 +117,6 @@ class SesSender:
         self._clock = clock
         self._sleep = sleep
         self._last_call: float | None = None
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> SesSender:
-        from botocore.config import Config
-
-        from chalicelib.platform.aws import aws_session
-
-        config = Config(
-            connect_timeout=3,
-            read_timeout=settings.http_timeout_seconds,
-            retries={"total_max_attempts": 1},
-        )
-        client = aws_session().client(
-            "sesv2",
-            region_name=settings.region,
-            endpoint_url=settings.ses_endpoint_url or settings.aws_endpoint_url,
-            config=config,
-        )
-        return cls(client, configuration_set=settings.ses_configuration_set)
 
     def send_rate(self) -> float:
         """The account's ``MaxSendRate``, read once per container (``GetAccount``)."""
