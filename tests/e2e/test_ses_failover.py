@@ -10,10 +10,13 @@ import uuid
 from typing import Any
 
 import pytest
+import requests
+from click.testing import CliRunner
 
 from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
 from chalicelib.mail.failover import ProviderSwitch
 from chalicelib.mail.suppression import SuppressionList
+from mailroom_cli.main import cli
 from mailroom_local.failover_burst import run_burst
 from tests.e2e.conftest import aws_client, until
 
@@ -65,6 +68,16 @@ def test_ses_simulator_feedback_suppresses_and_explains_a_bounce(stack: Stack) -
     suppressions = SuppressionList(stack["tables"]["state"], client=dynamodb)
     address = f"bounce+{correlation_id[-8:]}@simulator.amazonses.com"
     assert suppressions.suppressed([address]) == {address}
+    ses_list = requests.get(f"{stack['ses']['url']}/_control/sent", timeout=5).json()
+    assert address in ses_list["suppressed"]  # SES's account-level list follows ours
+    listed = CliRunner().invoke(
+        cli,
+        ["--local", "--state-dir", stack["state_dir"], "--json", "trace", address, "--since", "1h"],
+        catch_exceptions=False,
+    )
+    [row] = json.loads(listed.stdout)["emails"]
+    assert (row["email"], row["role"]) == (f"outbound:{correlation_id}", "to")
+    assert row["last_step"].startswith("bounced at ")
 
 
 def _publish_to(stack: Stack, correlation_id: str, to: str) -> None:
