@@ -40,37 +40,36 @@ down and closes it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.handlers.outbound_failover import Failover
+from chalicelib.handlers.outbound_records import (
+    EVENT_TYPE,
+    Prepared,
+    record_failed,
+    record_sent,
+    record_suppressed,
+)
 from chalicelib.handlers.outbound_request import InvalidRequest, parse, wait_for_proof
 from chalicelib.handlers.services import Services, services
-from chalicelib.mail import trace_index
 from chalicelib.mail.delivery_log import DeliveryStatus
 from chalicelib.mail.failover import choose
-from chalicelib.mail.message_ids import lookup_item
 from chalicelib.mail.outbound import OutboundEmail
 from chalicelib.mail.suppression import normalise
-from chalicelib.platform.aws import aws_client, put_items
 from chalicelib.platform.batch import PENDING, ActResult, LogContext, SqsRecord, process_batch
 from chalicelib.platform.errors import (
-    EffectNotRecorded,
     ProofNotYetPossible,
     ProviderTransientError,
     TransientError,
     error_class,
-    is_transient,
     may_have_acted,
 )
-from chalicelib.platform.errors import reason_of as reason_for
-from chalicelib.platform.idempotency import Claim, KeyState
+from chalicelib.platform.idempotency import KeyState
 from chalicelib.platform.logging import log_event
 from chalicelib.platform.secrets import POSTMARK_SERVER_TOKEN, get_secrets
 from chalicelib.providers.postmark.client import InactiveRecipients, PostmarkClient
 from chalicelib.providers.ses.proof import SesOutcomeUnknown, sent_by_ses
 
-EVENT_TYPE = "outbound_sender"
 # A 406 names inactive recipients; the message is re-sent to the rest at most this often
 # within one invocation before SQS takes over.
 SEND_PASSES = 3
@@ -89,17 +88,6 @@ def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dic
     )
 
 
-@dataclass
-class _Prepared:
-    email: OutboundEmail
-    claim: Claim
-    blocked: set[str] = field(default_factory=set)  # normalised recipients not to send to
-    provider: str = "postmark"
-
-    def nobody_left(self) -> bool:
-        return all(normalise(a) in self.blocked for a in self.email.to)
-
-
 class _Batch:
     """One invocation: records prepared one by one, then sent together."""
 
@@ -108,7 +96,7 @@ class _Batch:
         self.parsed: dict[str, OutboundEmail] = {}
         self.checked: set[str] = set()  # addresses looked up in the suppression list...
         self.blocked: set[str] = set()  # ...and those of them that are suppressed
-        self.prepared: dict[str, _Prepared] = {}
+        self.prepared: dict[str, Prepared] = {}
         self._postmark: PostmarkClient | None = None
         self.failover = Failover(
             svc.switch,
@@ -189,18 +177,18 @@ class _Batch:
         claim = self.svc.idempotency.claim(f"outbound:{email.correlation_id}")
         if claim.state is KeyState.COMPLETED:
             return "duplicate"
-        ready = _Prepared(email, claim)
+        ready = Prepared(email, claim)
         try:
             ready.blocked = self._blocked(email)
             if ready.nobody_left():
-                return self._suppressed(ready)
+                return record_suppressed(self.svc, ready)
             ready.provider = choose(
                 self.svc.settings.providers_for(email.message_stream), self.failover.state
             )
             if claim.state is KeyState.UNCERTAIN:
                 found = self._prove(ready)
                 if found is not None:
-                    [outcome] = self._sent([(ready, found)], "search")
+                    [outcome] = record_sent(self.svc, [(ready, found)], "search")
                     if isinstance(outcome, BaseException):
                         raise outcome
                     return outcome
@@ -211,7 +199,7 @@ class _Batch:
         self.prepared[record.message_id] = ready
         return PENDING
 
-    def _prove(self, ready: _Prepared) -> str | None:
+    def _prove(self, ready: Prepared) -> str | None:
         """For an uncertain key: the earlier send's message id, or None once proven unsent
         (``ready.provider`` then says who sends it). Raises while it cannot be proven."""
         email, claim = ready.email, ready.claim
@@ -250,13 +238,13 @@ class _Batch:
             answers[record.message_id] = self._send_ses(self.prepared[record.message_id])
         return answers
 
-    def _send_ses(self, prepared: _Prepared) -> str | BaseException:
+    def _send_ses(self, prepared: Prepared) -> str | BaseException:
         try:
             ses = self.svc.ses_sender  # built first: a failure here cannot have sent anything
             self.svc.idempotency.note_attempt(prepared.claim, "ses")
         except Exception as err:
-            return self._failed(
-                prepared, TransientError(f"attempt not recorded: {error_class(err)}")
+            return record_failed(
+                self.svc, prepared, TransientError(f"attempt not recorded: {error_class(err)}")
             )
         try:
             message_id = ses.send(prepared.email, prepared.blocked)
@@ -264,9 +252,9 @@ class _Batch:
             self.failover.count("ses", err)
             if not may_have_acted(err):
                 self.svc.idempotency.forget_attempt(prepared.claim, "ses")
-            return self._failed(prepared, err)
+            return record_failed(self.svc, prepared, err)
         self.failover.count("ses", None)
-        [outcome] = self._sent([(prepared, message_id)], "send")
+        [outcome] = record_sent(self.svc, [(prepared, message_id)], "send")
         return outcome
 
     def _send_postmark(self, records: list[SqsRecord]) -> ActResult:
@@ -285,9 +273,9 @@ class _Batch:
         except Exception as err:
             for message_id in todo:
                 if message_id not in answers and message_id not in accepted:
-                    answers[message_id] = self._failed(self.prepared[message_id], err)
+                    answers[message_id] = record_failed(self.svc, self.prepared[message_id], err)
         sent = list(accepted.items())
-        outcomes = self._sent([(self.prepared[m], pm_id) for m, pm_id in sent], "send")
+        outcomes = record_sent(self.svc, [(self.prepared[m], pm_id) for m, pm_id in sent], "send")
         answers.update({m: outcome for (m, _), outcome in zip(sent, outcomes, strict=True)})
         return answers
 
@@ -315,22 +303,22 @@ class _Batch:
                     prepared, result.error
                 ):
                     if prepared.nobody_left():
-                        answers[message_id] = self._suppressed(prepared)
+                        answers[message_id] = record_suppressed(self.svc, prepared)
                     else:
                         again.append(message_id)
                     continue
-                answers[message_id] = self._failed(prepared, result.error)
+                answers[message_id] = record_failed(self.svc, prepared, result.error)
             except Exception as err:
                 # Postmark refused this message, so nothing was sent: a plain retry is safe.
                 log_event(
                     "refusal not settled", event_type=EVENT_TYPE, error_class=error_class(err)
                 )
-                answers[message_id] = self._failed(
-                    prepared, TransientError("refused recipients could not be recorded")
+                answers[message_id] = record_failed(
+                    self.svc, prepared, TransientError("refused recipients could not be recorded")
                 )
         return again
 
-    def _suppress(self, prepared: _Prepared, err: InactiveRecipients) -> bool:
+    def _suppress(self, prepared: Prepared, err: InactiveRecipients) -> bool:
         """Suppress the inactive recipients Postmark named; False if it named none of ours."""
         ours = {normalise(a) for a in prepared.email.recipients}
         named = set(err.addresses) & ours - prepared.blocked
@@ -338,104 +326,3 @@ class _Batch:
             self.svc.suppressions.add(address, reason="inactive", source="postmark")
         prepared.blocked |= named
         return bool(named)
-
-    def _sent(self, sent: list[tuple[_Prepared, str]], found_by: str) -> list[str | BaseException]:
-        """Complete the claims of sent messages and log them, in one batch write.
-
-        A claim left uncompleted is marked uncertain (or its lock expires): the retry
-        searches Postmark first, so a failed write here never becomes a second send.
-        """
-        claims = [
-            self.svc.idempotency.completed_item(
-                prepared.claim, {"message_id": message_id, "provider": prepared.provider}
-            )
-            for prepared, message_id in sent
-        ]
-        lines = [
-            self.svc.delivery_log.item(
-                prepared.email.correlation_id,
-                DeliveryStatus.SENT,
-                details={
-                    f"{prepared.provider}_message_id": message_id,
-                    "provider": prepared.provider,
-                    "found_by": found_by,
-                    "recipients": str(len(prepared.email.recipients) - len(prepared.blocked)),
-                },
-            )
-            for prepared, message_id in sent
-        ]
-        lookups = [
-            lookup_item(
-                prepared.provider,
-                message_id,
-                prepared.email.correlation_id,
-                ttl_days=self.svc.settings.idempotency_ttl_days,
-            )
-            for prepared, message_id in sent
-            if message_id
-        ]
-        steps = [
-            item
-            for prepared, message_id in sent
-            for item in self.svc.index.items(_step(prepared, "sent", message_id=message_id))
-        ]
-        try:
-            left = put_items(
-                aws_client("dynamodb"),
-                self.svc.settings.state_table,
-                claims + lines + lookups + steps,
-            )
-        except Exception as err:
-            log_event(
-                "claims not completed after send",
-                event_type=EVENT_TYPE,
-                error_class=error_class(err),
-            )
-            left = claims
-        unwritten = {item["PK"]["S"] for item in left}
-        outcome = "sent" if found_by == "send" else "already_sent"
-        answers: list[str | BaseException] = []
-        for (prepared, _), claim in zip(sent, claims, strict=True):
-            if claim["PK"]["S"] in unwritten:
-                failure = EffectNotRecorded("sent, but the idempotency record was not completed")
-                self.svc.idempotency.settle_failure(prepared.claim, failure)
-                answers.append(failure)
-            else:
-                answers.append(outcome)
-        return answers
-
-    def _suppressed(self, prepared: _Prepared) -> str:
-        self.svc.idempotency.complete(prepared.claim.key, {"outcome": "suppressed"})
-        self.svc.delivery_log.record_quietly(
-            prepared.email.correlation_id,
-            DeliveryStatus.SUPPRESSED,
-            recipients=", ".join(sorted(prepared.blocked)),
-        )
-        self.svc.index.write([_step(prepared, "suppressed")])
-        return "suppressed"
-
-    def _failed(self, prepared: _Prepared, err: BaseException) -> BaseException:
-        self.svc.idempotency.settle_failure(prepared.claim, err)
-        if not is_transient(err):
-            reason = reason_for(err)
-            self.svc.delivery_log.record_quietly(
-                prepared.email.correlation_id, DeliveryStatus.DEAD_LETTERED, reason=reason
-            )
-            self.svc.index.write([_step(prepared, "dead_lettered", reason=reason)])
-        return err
-
-
-def _step(
-    prepared: _Prepared, outcome: str, *, message_id: str = "", reason: str = ""
-) -> trace_index.Mark:
-    """The trace index's step for one outbound email: by its ids and every address on it."""
-    email = prepared.email
-    return trace_index.sent(
-        email.correlation_id,
-        outcome=outcome,
-        sender=email.from_,
-        recipients=email.recipients,
-        provider=prepared.provider if message_id else "",
-        message_id=message_id,
-        details={"reason": reason} if reason else None,
-    )
