@@ -2,9 +2,9 @@
 
 moto is the busiest part of the local stack; in the pump's process it competed with the
 handlers for one interpreter lock. Runs moto's server with IAM enforced (``moto_iam``),
-``moto_sqs``'s and ``moto_retention``'s patches (and its periodic compaction) on a free
-loopback port, prints ``port <n>`` once it listens, and stops on SIGTERM or when its parent
-closes stdin.
+the patches of ``moto_dispatch``, ``moto_sqs`` and ``moto_retention`` (and its periodic
+compaction) on a free loopback port, prints ``port <n>`` once it listens, and stops on
+SIGTERM or when its parent closes stdin.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ def main() -> int:
     from moto import settings
     from moto.server import ThreadedMotoServer
 
-    from mailroom_local import moto_iam, moto_retention, moto_sqs
+    from mailroom_local import moto_dispatch, moto_iam, moto_retention, moto_sqs
 
+    moto_dispatch.install()
     moto_sqs.install()
     moto_retention.install()
     moto_iam.install()
