@@ -8,10 +8,12 @@ fails loudly rather than being skipped.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,13 @@ for _tag in ("Ref", "Sub", "GetAtt"):
 
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """The template as data: a fresh copy each time (callers may change theirs), parsed once
+    per version of the file (parsing takes longer than provisioning a whole stage in moto)."""
+    return copy.deepcopy(_parsed(path, path.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=4)
+def _parsed(path: Path, mtime_ns: int) -> dict[str, Any]:
     return dict(yaml.load(path.read_text(), Loader=_Loader))  # noqa: S506 - SafeLoader subclass
 
 
@@ -104,7 +113,9 @@ def provision(
     default_route: dict[str, str] | None = None,
     template: Path = TEMPLATE,
 ) -> Resources:
-    """Create every resource of the template for ``stage``; ``clients(service)`` gives boto3."""
+    """Create every resource of the template for ``stage``; ``clients(service)`` gives boto3
+    (asked once per service: building a client costs more than most of the calls it makes)."""
+    clients = cache(clients)
     doc = load_template(template)
     parameters = {name: str(p.get("Default", "")) for name, p in doc["Parameters"].items()}
     parameters.update({"Stage": stage, "AWS::AccountId": ACCOUNT_ID})

@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import boto3
@@ -154,12 +155,20 @@ class Stage:
         )
 
 
+@cache
+def _admin_client(service: str) -> Any:
+    """The provisioning client of ``service``, made once for the session: moto answers
+    whichever client calls while a mock is active, and building one takes longer than the
+    calls the provisioning makes with it."""
+    return boto3.client(service, region_name=REGION)
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stage]:
     """A whole stage in moto: topics, FIFO queues with DLQs, tables, bucket, secrets."""
     with mock_aws():
         resources = provision(
-            lambda service: boto3.client(service, region_name=REGION),
+            _admin_client,
             STAGE,
             secrets={
                 "postmark/webhook-basic-auth": f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}",
