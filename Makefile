@@ -29,9 +29,8 @@ lint: $(STAMP)
 	$(BIN)/cfn-lint --include-checks I3011 I3013 -- infra/template.yaml
 
 ## The one command that runs every test: lint, types, template checks, unit and end-to-end.
-## One worker per core; the end-to-end tests share one worker and one local stack.
 test: lint
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+	$(BIN)/python -m pytest
 
 ## The one command that runs the whole pipeline locally (Ctrl-C stops it; every start is clean).
 run: $(STAMP)
