@@ -68,10 +68,6 @@ def aws_client(stack: dict[str, Any], service: str = "sqs") -> Any:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The permission test judges the calls every other test made: it runs last. Under
-    pytest-xdist every end-to-end test runs in one worker (one group), on the one stack
-    whose recorded calls the permission test judges; the other tests spread over the rest."""
+    """The permission test judges the calls every other test made: it runs last (under
+    pytest-xdist, ``tests/conftest.py`` keeps every end-to-end test in one worker)."""
     items.sort(key=lambda item: item.module.__name__.endswith("test_permissions"))
-    for item in items:
-        if item.get_closest_marker("e2e") is not None:
-            item.add_marker(pytest.mark.xdist_group("e2e"))

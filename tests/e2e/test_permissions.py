@@ -12,6 +12,9 @@ from infra import policies
 from mailroom_local import iam
 from mailroom_local.iam_calls import Target, allowed
 
+# In the end-to-end group: under pytest-xdist it runs in the worker whose stack the flows used.
+pytestmark = pytest.mark.e2e
+
 # The suite's modules that drive the flows; alone, this file has nothing to judge.
 FLOW_MODULES = {
     "test_local_stack",
