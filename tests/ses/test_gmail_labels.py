@@ -18,6 +18,7 @@ from chalicelib.providers.gmail.client import (
     TokenCache,
 )
 from mailroom_local import gmail
+from mailroom_local.authorize import ensure_labels
 from tests.conftest import serve_wsgi
 from tests.ses.conftest import mime
 
@@ -159,3 +160,20 @@ def test_labels_when_gmail_fails_are_transient_and_acted_on_nothing(standin: str
     with pytest.raises(ProviderTransientError) as caught:
         _client(standin).labels()
     assert caught.value.may_have_acted is False
+
+
+def test_authorize_gmails_labels_are_created_once_and_named_by_their_ids(standin: str) -> None:
+    local = {
+        "url": standin,
+        "token_url": f"{standin}/token",
+        "client_id": "client",
+        "client_secret": "secret",
+        "refresh_token": "refresh",
+    }
+
+    first = ensure_labels(local, BOX, ["Projects", "Invoices", "Spam"])
+    again = ensure_labels(local, BOX, ["projects"])
+
+    assert first == {"Projects": "Label_1", "Invoices": "Label_2", "Spam": "SPAM"}
+    assert again == {"projects": "Label_1"}
+    assert _client(standin).labels()["Label_2"] == "Invoices"
