@@ -295,7 +295,8 @@ def _bounce_identity(stage: str) -> str:
 
 def operator_policy(stage: str) -> dict[str, Any]:
     """What the operator CLI (``mailroom``) needs on a stage: the runbook's reads and writes,
-    no function's secrets beyond their names. Rendered to ``.chalice/policy-<stage>-operator.json``
+    and of the stage's parameters the values the probe and the route label check use.
+    Rendered to ``.chalice/policy-<stage>-operator.json``
     for an operator's IAM user or role; not deployed with the functions."""
     prefix = f"mailroom-{stage}"
     tables = [_arn("dynamodb", f"table/{prefix}-{name}") for name in ("routes", "state")]
@@ -348,13 +349,15 @@ def operator_policy(stage: str) -> dict[str, Any]:
                 ],
             },
             {
-                # Health checks that parameters exist (names only) and the probe's webhook
-                # credentials; DescribeParameters has no resource-level permission in AWS.
+                # Health and routes check that parameters exist (names only);
+                # DescribeParameters has no resource-level permission in AWS.
                 "Effect": "Allow",
                 "Action": ["ssm:DescribeParameters"],
                 "Resource": "*",
             },
             {
+                # The probe's webhook credentials; a Gmail mailbox's authorization, with which
+                # `routes add|set` reads the mailbox's labels to check a rule's label ids.
                 "Effect": "Allow",
                 "Action": ["ssm:GetParameters"],
                 "Resource": _arn("ssm", f"parameter/mailroom/{stage}/*"),

@@ -1,8 +1,9 @@
 """``mailroom routes``: list, add, set, enable, disable, remove and test routing rules.
 
 Rules are validated before they are written (a FreeScout target is a mailbox id, a Gmail
-target an address with its authorization in SSM); every change is audited; containers
-pick it up within their routes cache time.
+target an address with its authorization in SSM, whose labels ``add`` and ``set`` check
+against the mailbox's own); every change is audited; containers pick it up within their
+routes cache time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import click
 from chalicelib.mail.actions import rule_options
 from chalicelib.mail.routing import RouteAction, RouteRule, candidates, resolve
 from chalicelib.platform.logging import hash_id
-from mailroom_cli.console import ConfigError, Finding, emit, say
+from mailroom_cli import gmail_labels
+from mailroom_cli.console import ConfigError, Finding, emit, say, table
 from mailroom_cli.context import Context
 from mailroom_cli.params import ADDRESS
 
@@ -134,10 +136,39 @@ def _cache_note(ctx: Context) -> None:
     say(ctx.as_json, f"containers pick this up within {seconds} s (routes cache)")
 
 
-def _write(ctx: Context, rule: RouteRule, *, action: str, reason: str) -> None:
+def _check_labels(ctx: Context, rule: RouteRule) -> gmail_labels.LabelCheck | None:
+    """Refuse a label id the rule's mailbox does not have; warn when its labels cannot be read
+    (the rule is written: the forwarder dead-letters with the reason if a label is wrong)."""
+    found = gmail_labels.check(ctx, rule)
+    if found is None:
+        return None
+    if found.warning is not None:
+        click.echo(
+            f"warning: labels not checked against {found.mailbox}: {found.warning}; "
+            "the rule is written as given",
+            err=True,
+        )
+    unknown = found.unknown
+    if not unknown:
+        return found
+    line = (
+        f"rule {rule.pattern!r} refused: the Gmail mailbox {found.mailbox} has no label "
+        f"{', '.join(unknown)}"
+    )
+    if ctx.as_json:
+        emit(True, {"refused": rule.pattern, "label_check": found.summary()})
+        raise ConfigError(line)
+    rows = found.summary()["mailbox_labels"] or []
+    raise ConfigError(f"{line}; its labels:\n{table(rows, ['id', 'name'])}")
+
+
+def _write(
+    ctx: Context, rule: RouteRule, *, action: str, reason: str, check_labels: bool = False
+) -> None:
     found = problem(ctx, rule)
     if found is not None:
         raise ConfigError(f"rule {rule.pattern!r} refused: {found}")
+    labels = _check_labels(ctx, rule) if check_labels else None
     ctx.routes.put_rule(rule)
     ctx.record(
         action,
@@ -147,7 +178,9 @@ def _write(ctx: Context, rule: RouteRule, *, action: str, reason: str) -> None:
         target=rule.target,
         enabled=str(rule.enabled),
     )
-    emit(ctx.as_json, _row(ctx, rule), rows=[_row(ctx, rule)], columns=COLUMNS)
+    row = _row(ctx, rule)
+    data = row if labels is None else {**row, "label_check": labels.summary()}
+    emit(ctx.as_json, data, rows=[row], columns=COLUMNS)
     _cache_note(ctx)
 
 
@@ -204,7 +237,7 @@ def add(
         enabled=not disabled,
         description=description,
     )
-    _write(ctx, rule, action="route.add", reason=reason)
+    _write(ctx, rule, action="route.add", reason=reason, check_labels=True)
 
 
 @routes.command("set")
@@ -231,7 +264,8 @@ def set_(
         changes["target"] = target
     if description is not None:
         changes["description"] = description
-    _write(ctx, rule.model_copy(update=changes), action="route.set", reason=reason)
+    updated = rule.model_copy(update=changes)
+    _write(ctx, updated, action="route.set", reason=reason, check_labels=True)
 
 
 def _toggle(ctx: Context, pattern: str, *, enabled: bool, reason: str) -> None:

@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         "authorize-gmail", help="authorize another Gmail mailbox on the running local stack"
     )
     authorize.add_argument("mailbox")
+    authorize.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="give the mailbox a user label NAME and print its id (repeatable)",
+    )
     authorize.add_argument("--state-dir", type=Path, default=Path(".mailroom"))
     by_hand = sub.add_parser(
         "chalice-local",
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "authorize-gmail":
         from mailroom_local.authorize import authorize as authorize_gmail
 
-        return authorize_gmail(args.state_dir, args.mailbox)
+        return authorize_gmail(args.state_dir, args.mailbox, args.label)
     if args.command == "probe":
         from mailroom_local import probe as probes
 

@@ -1,5 +1,10 @@
 """A local Gmail API: OAuth token refresh, ``users.messages.import`` (JSON, media, multipart and
-resumable upload), list (with ``q=rfc822msgid:``), get; imports kept per mailbox.
+resumable upload), list (with ``q=rfc822msgid:``), get; ``users.labels`` list and create;
+imports and labels kept per mailbox.
+
+Every mailbox has Gmail's system labels; ``POST .../labels`` adds a user label ``Label_<n>``.
+An import naming a label id the mailbox does not have is refused as Gmail refuses it (400,
+``Invalid label: <id>``), before anything is stored.
 
 Import de-duplicates on the RFC ``Message-ID`` per user, as Gmail reportedly does, unless
 ``dedupe=False`` (so tests can show mailroom does not rely on it). Errors use Google's JSON
@@ -29,16 +34,45 @@ from flask import Flask, request
 
 from mailroom_local import faults
 
+# The system labels every Gmail mailbox has; their ids are their names.
+SYSTEM_LABELS = (
+    "INBOX",
+    "SPAM",
+    "TRASH",
+    "UNREAD",
+    "STARRED",
+    "IMPORTANT",
+    "SENT",
+    "DRAFT",
+    "CATEGORY_PERSONAL",
+    "CATEGORY_SOCIAL",
+    "CATEGORY_PROMOTIONS",
+    "CATEGORY_UPDATES",
+    "CATEGORY_FORUMS",
+)
 
-def _google_error(status: int, reason: str, message: str) -> tuple[dict[str, Any], int]:
-    body = {
-        "error": {
-            "code": status,
-            "message": message,
-            "errors": [{"reason": reason, "message": message, "domain": "global"}],
-        }
+
+def _google_error(
+    status: int, reason: str, message: str, code: str | None = None
+) -> tuple[dict[str, Any], int]:
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "errors": [{"reason": reason, "message": message, "domain": "global"}],
     }
-    return body, status
+    if code is not None:
+        error["status"] = code
+    return {"error": error}, status
+
+
+def _system_label(label_id: str) -> dict[str, str]:
+    return {
+        "id": label_id,
+        "name": label_id,
+        "type": "system",
+        "messageListVisibility": "hide",
+        "labelListVisibility": "labelHide",
+    }
 
 
 def create_app(
@@ -53,6 +87,7 @@ def create_app(
     lock = threading.Lock()
     tokens: set[str] = set()
     mailboxes: dict[str, dict[str, dict[str, Any]]] = {}
+    user_labels: dict[str, dict[str, dict[str, str]]] = {}  # user → label id → label
     sessions: dict[str, dict[str, Any]] = {}
     gmail_faults: dict[str, Any] = {}
     out = state_dir / "gmail"
@@ -129,6 +164,43 @@ def create_app(
             return _google_error(401, "authError", "Invalid Credentials")
         return None
 
+    def unknown_label(user: str, labels: list[str]) -> Any:
+        """Gmail's answer to an import naming a label id ``user`` does not have, or None."""
+        with lock:
+            have = user_labels.get(user, {})
+            missing = [x for x in labels if x not in SYSTEM_LABELS and x not in have]
+        if missing:
+            message = f"Invalid label: {missing[0]}"
+            return _google_error(400, "invalidArgument", message, "INVALID_ARGUMENT")
+        return None
+
+    @app.get("/gmail/v1/users/<user>/labels")
+    def list_labels(user: str) -> Any:
+        with lock:
+            labels = [*map(_system_label, SYSTEM_LABELS), *user_labels.get(user, {}).values()]
+        return {"labels": labels}, 200
+
+    @app.post("/gmail/v1/users/<user>/labels")
+    def create_label(user: str) -> Any:
+        name = str((request.get_json(silent=True) or {}).get("name") or "").strip()
+        if not name:
+            return _google_error(400, "invalidArgument", "Invalid label name", "INVALID_ARGUMENT")
+        with lock:
+            labels = user_labels.setdefault(user, {})
+            taken = [x["name"] for x in labels.values()] + list(SYSTEM_LABELS)
+            if name.lower() in {x.lower() for x in taken}:
+                message = "Label name exists or conflicts"
+                return _google_error(409, "alreadyExists", message, "ALREADY_EXISTS")
+            label_id = f"Label_{len(labels) + 1}"
+            labels[label_id] = {
+                "id": label_id,
+                "name": name,
+                "type": "user",
+                "messageListVisibility": "show",
+                "labelListVisibility": "labelShow",
+            }
+            return dict(labels[label_id]), 200
+
     def store(user: str, raw: bytes, labels: list[str]) -> tuple[dict[str, Any], int]:
         parsed = message_from_bytes(raw, policy=default_policy)
         message_id = str(parsed.get("Message-ID", "")).strip().lower()
@@ -165,7 +237,8 @@ def create_app(
                 "'raw' RFC822 payload message string or uploading message via /upload/* URL"
                 " required",
             )
-        return store(user, raw, list(body.get("labelIds") or []))
+        labels = list(body.get("labelIds") or [])
+        return unknown_label(user, labels) or store(user, raw, labels)
 
     @app.post("/upload/gmail/v1/users/<user>/messages/import")
     def import_upload(user: str) -> Any:
@@ -176,8 +249,12 @@ def create_app(
         if kind == "resumable":
             session = secrets.token_hex(8)
             metadata = request.get_json(silent=True) or {}
+            labels = list(metadata.get("labelIds") or [])
+            refused = unknown_label(user, labels)
+            if refused is not None:
+                return refused
             with lock:
-                sessions[session] = {"user": user, "labels": list(metadata.get("labelIds") or [])}
+                sessions[session] = {"user": user, "labels": labels}
             location = f"{request.host_url}upload/session/{session}"
             return "", 200, {"Location": location}
         if kind == "media":
@@ -191,7 +268,8 @@ def create_app(
                 return _google_error(400, "badRequest", "multipart body needs metadata and media")
             metadata = json.loads(parts[0].split(b"\r\n\r\n", 1)[1] or b"{}")
             media = parts[1].split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n")
-            return after_store(store(user, media, list(metadata.get("labelIds") or [])))
+            labels = list(metadata.get("labelIds") or [])
+            return unknown_label(user, labels) or after_store(store(user, media, labels))
         return _google_error(400, "badRequest", f"unsupported uploadType {kind}")
 
     @app.put("/upload/session/<session>")

@@ -5,7 +5,8 @@ SES and a Postmark copy of one Message-ID, or two recipients routed to one mailb
 once. An uncertain key (an earlier import may have been stored:
 timeout, 5xx, crash) is settled by an ``rfc822msgid:`` search before importing again; Gmail's
 undocumented Message-ID dedup is not relied on. ``invalid_grant`` dead-letters with the
-re-authorize reason and leaves a health record (``GMAILAUTH#<mailbox>``) for ``mailroom health``.
+re-authorize reason and leaves a health record (``GMAILAUTH#<mailbox>``) for ``mailroom health``;
+a route label the mailbox does not have dead-letters at once with the label and the fix.
 Imports are paced per mailbox (Gmail: 25 units each, 15,000 units per user per minute).
 """
 
@@ -27,6 +28,7 @@ from chalicelib.platform.logging import hash_id, log_event
 from chalicelib.platform.settings import Settings
 from chalicelib.providers.gmail.client import (
     GmailAuthRevoked,
+    GmailLabelNotFound,
     parameter_name,
 )
 
@@ -82,6 +84,9 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         result = client.import_message(
             raw, labels=request.labels, never_mark_spam=request.never_mark_spam
         )
+    except GmailLabelNotFound as err:
+        store.settle_failure(claim, err)
+        raise route_label_missing(err, request.mailbox) from err
     except Exception as err:
         if isinstance(err, GmailAuthRevoked):
             record_auth_failure(svc.settings, request.mailbox, err.reason)
@@ -94,6 +99,21 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         clear_auth_failure(svc.settings, request.mailbox)
         svc.gmail.healthy.add(request.mailbox)
     return "imported"
+
+
+def route_label_missing(err: GmailLabelNotFound, mailbox: str) -> GmailLabelNotFound:
+    """``err`` with the reason an operator acts on: which label, which mailbox, what to run.
+
+    The reason is logged, so the mailbox is named by its ``mailbox_id`` (the hash in the
+    log lines); the dead letter's body holds the address (``mailroom dlq peek``)."""
+    reason = (
+        f"Gmail mailbox_id {hash_id(mailbox)} (address: `mailroom dlq peek`) has no label "
+        f"{err.label}: fix the route with `mailroom routes set PATTERN --target "
+        f"'MAILBOX;labels=...'`, which lists the mailbox's labels, then redrive"
+    )
+    return GmailLabelNotFound(
+        reason, label=err.label, status_code=err.status_code, error_code=err.error_code
+    )
 
 
 def _trace(request: GmailRequest, key: str, result: dict[str, str], outcome: str) -> None:

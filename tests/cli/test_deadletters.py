@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from chalicelib.handlers.gmail_forwarder import route_label_missing
+from chalicelib.providers.gmail.client import GmailLabelNotFound
 from mailroom_cli.deadletters import BusinessId, business_ids, normalise_reason, parse, suggest
 from mailroom_cli.queues import Pacer, redriven_attributes
 from tests.cli.conftest import sns_envelope
@@ -103,6 +105,21 @@ def test_reasons_that_differ_only_in_ids_and_numbers_group_together() -> None:
                 "mailroom_reason": "Gmail authorization for this mailbox revoked or expired; "
                 "re-authorize",
                 "mailroom_error_class": "GmailAuthRevoked",
+            },
+            "fix-then-redrive",
+        ),
+        (
+            {
+                "mailroom_reason": str(
+                    route_label_missing(
+                        GmailLabelNotFound(
+                            "x", label="Label_99", status_code=400, error_code="invalidArgument"
+                        ),
+                        "team@gmail.test",
+                    )
+                ),
+                "mailroom_error_class": "GmailLabelNotFound",
+                "mailroom_disposition": "permanent",
             },
             "fix-then-redrive",
         ),

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mailroom_local.authorize import authorize
 from tests.e2e.conftest import aws_client, until
 from tests.e2e.test_cli_redrive import _mailroom
 
@@ -66,3 +68,28 @@ def test_dead_letters_are_discarded_and_quarantined_with_the_operator_policy(
         result = _mailroom(stack, "dlq", command, "--id", message_id, "--reason", "e2e")
 
         assert result.exit_code == 0, result.output
+
+
+def test_a_gmail_routes_labels_are_checked_against_the_local_mailbox(
+    stack: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    mailbox = f"labels-{uuid.uuid4().hex[:8]}@gmail.local"
+    pattern = f"to-{mailbox.replace('@gmail.local', '@mailroom.test')}"
+    assert authorize(Path(stack["state_dir"]), mailbox, ["Projects"]) == 0
+    [label] = [
+        line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("label")
+    ]
+
+    unknown = f"{mailbox};labels=INBOX,Label_99"
+    refused = _mailroom(stack, "routes", "add", pattern, "--action", "gmail", "--target", unknown)
+    known = f"{mailbox};labels=INBOX,{label}"
+    added = _mailroom(stack, "routes", "add", pattern, "--action", "gmail", "--target", known)
+
+    assert refused.exit_code == 2, refused.output
+    assert json.loads(refused.stdout)["label_check"]["unknown"] == ["Label_99"]
+    assert added.exit_code == 0, added.output
+    check = json.loads(added.stdout)["label_check"]
+    assert (check["checked"], check["unknown"]) == (True, [])
+    assert {"id": label, "name": "Projects"} in check["mailbox_labels"]
+    removed = _mailroom(stack, "routes", "remove", pattern, "--reason", "e2e")
+    assert removed.exit_code == 0, removed.output

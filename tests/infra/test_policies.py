@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from infra import policies
+from mailroom_local.iam_calls import Target, allowed
 
 CONSUMERS = [f for f in policies.FUNCTIONS if f not in {"api_handler", "probe"}]
 
@@ -97,3 +98,15 @@ def test_the_operator_policy_file_is_the_generated_one() -> None:
     for stage in policies.STAGES:
         path = policies.path(stage, policies.OPERATOR)
         assert path.read_text() == policies.render(stage, policies.OPERATOR)
+
+
+@pytest.mark.parametrize("stage", policies.STAGES)
+def test_the_operator_may_read_a_gmail_mailboxs_authorization_to_check_route_labels(
+    stage: str,
+) -> None:
+    operator = policies.operator_policy(stage)
+    parameter = f"arn:aws:ssm:eu-west-1:123456789012:parameter/mailroom/{stage}/gmail/a_at_x.com"
+    other_stage = parameter.replace(f"/mailroom/{stage}/", "/mailroom/other/")
+
+    assert allowed(operator, Target("ssm:GetParameters", parameter))
+    assert not allowed(operator, Target("ssm:GetParameters", other_stage))

@@ -63,12 +63,25 @@ def _requests(url: str) -> list[str]:
     return [f"{r['method']} {r['path']}" for r in seen]
 
 
+def _create_label(url: str, name: str, mailbox: str = "box@gmail.test") -> str:
+    form = {"grant_type": "refresh_token", "client_id": "client", "client_secret": "secret"}
+    token = requests.post(f"{url}/token", data={**form, "refresh_token": "refresh"}, timeout=5)
+    created = requests.post(
+        f"{url}/gmail/v1/users/{mailbox}/labels",
+        json={"name": name},
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        timeout=5,
+    )
+    return str(created.json()["id"])
+
+
 def test_a_30_mb_message_is_imported_by_media_upload_with_the_rules_labels(
     standin: str, tmp_path: Path
 ) -> None:
     raw = mime(attachment=b"\xff" * 30_000_000)
+    label = _create_label(standin, "Projects")
 
-    result = _client(standin).import_message(raw, labels=("INBOX", "Label_7"), never_mark_spam=True)
+    result = _client(standin).import_message(raw, labels=("INBOX", label), never_mark_spam=True)
 
     [stored] = (tmp_path / "gmail").glob(f"box@gmail.test-{result['gmail_id']}.eml")
     assert stored.read_bytes() == raw

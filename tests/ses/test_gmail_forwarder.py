@@ -15,6 +15,7 @@ from chalicelib.handlers.dispatch import enqueue
 from chalicelib.mail.actions import GmailRequest
 from chalicelib.mail.trace_index import TraceIndex
 from chalicelib.platform.aws import reset_clients
+from chalicelib.platform.logging import hash_id
 from chalicelib.platform.secrets import reset_secrets
 from chalicelib.platform.settings import get_settings
 from chalicelib.providers.gmail.client import REAUTHORIZE
@@ -101,6 +102,27 @@ def test_invalid_grant_dead_letters_with_the_reauthorize_reason_and_a_health_rec
     )
     assert health["mailbox"] == MAILBOX
     assert health["status"] == "reauthorize"
+
+
+def test_a_route_label_the_mailbox_lacks_dead_letters_at_once_naming_the_label_and_the_fix(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    aws.put_route("*@example.com", "gmail", f"{MAILBOX};labels=INBOX,Label_99")
+    receive(mime())
+
+    _route_and_forward(aws)
+
+    [dead] = dlq(aws, "gmail-forwarder")
+    reason = _reason(dead)
+    attributes = dead["MessageAttributes"]
+    assert isinstance(attributes, dict)
+    assert attributes["mailroom_error_class"]["StringValue"] == "GmailLabelNotFound"
+    assert attributes["mailroom_attempts"]["StringValue"] == "1"  # permanent: not retried
+    assert "no label Label_99" in reason
+    assert f"mailbox_id {hash_id(MAILBOX)}" in reason
+    assert "mailroom routes set" in reason
+    assert MAILBOX not in reason  # reasons are logged: the address stays hashed
+    assert standin.imported() == {}
 
 
 def test_a_rate_limited_import_is_retried_and_imported_once(

@@ -1,4 +1,5 @@
-"""Gmail API client: ``users.messages.import`` by resumable media upload, ``rfc822msgid:`` search.
+"""Gmail API client: ``users.messages.import`` by resumable media upload, ``rfc822msgid:`` search,
+the mailbox's labels (``users.labels.list``).
 
 googleapiclient and google.* are imported inside the methods that call Gmail, so nothing the
 other functions import pays for them. googleapiclient builds the requests (static discovery,
@@ -9,14 +10,16 @@ access tokens are cached per container until shortly before they expire.
 
 Errors (Gmail's "handle errors" guide): ``invalid_grant`` → permanent, re-authorize; 401 →
 refresh once, then permanent; 403 ``userRateLimitExceeded``/``rateLimitExceeded`` and 429 →
-transient; other 403 and 4xx → permanent; 5xx and timeouts → transient, and after the
-upload was sent the import may have happened (``may_have_acted``).
+transient; 400 "Invalid label: <id>" → permanent, naming the label (``GmailLabelNotFound``);
+other 403 and 4xx → permanent; 5xx and timeouts → transient, and after the upload was sent
+the import may have happened (``may_have_acted``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,10 +42,20 @@ REAUTHORIZE = "Gmail authorization for this mailbox revoked or expired; re-autho
 # Refresh this long before Google's expiry (google-auth uses 3 min 45 s).
 EXPIRY_MARGIN_SECONDS = 300
 _RATE_REASONS = {"userRateLimitExceeded", "rateLimitExceeded"}
+# Gmail's message when a request names a label id the mailbox does not have.
+_INVALID_LABEL = re.compile(r"^Invalid label: (?P<label>\S+)")
 
 
 class GmailAuthRevoked(ProviderAuthError):
     """The refresh token is dead (``invalid_grant``): a person must re-authorize the mailbox."""
+
+
+class GmailLabelNotFound(ProviderPermanentError):
+    """Gmail refused a label id the mailbox does not have: the route names a wrong label."""
+
+    def __init__(self, reason: str, *, label: str, **context: Any) -> None:
+        super().__init__(reason, provider=PROVIDER, **context)
+        self.label = label
 
 
 def parameter_name(mailbox: str) -> str:
@@ -234,6 +247,13 @@ class GmailClient:
         found = answer.get("messages") or []
         return str(found[0]["id"]) if found else None
 
+    def labels(self) -> dict[str, str]:
+        """The mailbox's labels, system and user: label id → name (``users.labels.list``)."""
+        answer = self._execute(
+            lambda service: service.users().labels().list(userId=self.mailbox), acts=False
+        )
+        return {str(x["id"]): str(x.get("name") or x["id"]) for x in answer.get("labels") or []}
+
     def _execute(self, build: Callable[[Any], Any], *, acts: bool) -> dict[str, Any]:
         """Run a request, refreshing the token once on 401; map Gmail's errors to ours."""
         from googleapiclient.errors import HttpError
@@ -260,13 +280,18 @@ class GmailClient:
 
 
 def _classify(status: int, content: bytes, *, acts: bool) -> ProviderError:
-    reason = ""
+    reason = message = ""
     try:
         error = json.loads(content)["error"]
         reason = str((error.get("errors") or [{}])[0].get("reason") or error.get("status") or "")
+        message = str(error.get("message") or "")
     except (ValueError, KeyError, TypeError, AttributeError, IndexError):
         pass
     context: dict[str, Any] = {"status_code": status, "error_code": reason or None}
+    invalid_label = _INVALID_LABEL.match(message) if status == 400 else None
+    if invalid_label is not None:
+        label = invalid_label["label"].rstrip(".,")
+        return GmailLabelNotFound(f"Gmail mailbox has no label {label}", label=label, **context)
     if status == 429 or (status == 403 and reason in _RATE_REASONS):
         return _transient("Gmail rate limit", acted=False, **context)
     if status == 401:
