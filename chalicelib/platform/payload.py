@@ -107,6 +107,19 @@ def nesting_depth(text: str) -> int:
     return deepest
 
 
+def json_object(
+    message: str, *, what: str, error: type[PoisonMessageError] = PoisonMessageError
+) -> dict[str, Any]:
+    """``message`` as a JSON object, or ``error`` saying that it is not JSON or not an object."""
+    try:
+        decoded = json.loads(message)
+    except ValueError as err:
+        raise error(f"{what} is not JSON") from err
+    if not isinstance(decoded, dict):
+        raise error(f"{what} is not a JSON object")
+    return decoded
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
