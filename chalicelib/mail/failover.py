@@ -98,7 +98,6 @@ class ProviderSwitch:
 
     def record_failure(self, provider: str, *, threshold: int, error: str) -> bool:
         """Count one more failure of ``provider``; True if this one opened the switch."""
-
         count = self._client.update_item(
             TableName=self._table,
             Key=KEY,
@@ -109,14 +108,11 @@ class ProviderSwitch:
         )["Attributes"][f"failures_{provider}"]["N"]
         if int(count) < threshold:
             return False
-        return conditional_write(
-            self._client.update_item,
-            TableName=self._table,
-            Key=KEY,
+        return self._update_if(
+            "attribute_not_exists(down) AND attribute_not_exists(forced)",
             UpdateExpression=(
                 "SET down = :p, reason = :r, since = :s, actor = :a, probe_at = :now"
             ),
-            ConditionExpression="attribute_not_exists(down) AND attribute_not_exists(forced)",
             ExpressionAttributeValues={
                 ":p": {"S": provider},
                 ":r": {"S": f"{count} failures in a row, the last {error}"[:300]},
@@ -139,14 +135,10 @@ class ProviderSwitch:
 
     def claim_probe(self, interval_seconds: int) -> bool:
         """True for the one container whose turn it is to probe the provider that is down."""
-
         now = int(self._clock())
-        return conditional_write(
-            self._client.update_item,
-            TableName=self._table,
-            Key=KEY,
+        return self._update_if(
+            "attribute_exists(down) AND probe_at <= :due",
             UpdateExpression="SET probe_at = :now",
-            ConditionExpression="attribute_exists(down) AND probe_at <= :due",
             ExpressionAttributeValues={
                 ":now": {"N": str(now)},
                 ":due": {"N": str(now - interval_seconds)},
@@ -155,13 +147,9 @@ class ProviderSwitch:
 
     def close(self, provider: str) -> bool:
         """After a successful probe: ``provider`` is up again; True if it was down."""
-
-        return conditional_write(
-            self._client.update_item,
-            TableName=self._table,
-            Key=KEY,
+        return self._update_if(
+            "down = :p",
             UpdateExpression="SET #f = :zero, reason = :r, since = :s, actor = :a REMOVE down",
-            ConditionExpression="down = :p",
             ExpressionAttributeNames={"#f": f"failures_{provider}"},
             ExpressionAttributeValues={
                 ":p": {"S": provider},
@@ -170,6 +158,16 @@ class ProviderSwitch:
                 ":s": {"S": _now_iso()},
                 ":a": {"S": AUTO},
             },
+        )
+
+    def _update_if(self, condition: str, **params: Any) -> bool:
+        """Update the switch's item if ``condition`` holds; False if it did not."""
+        return conditional_write(
+            self._client.update_item,
+            TableName=self._table,
+            Key=KEY,
+            ConditionExpression=condition,
+            **params,
         )
 
     def force(self, provider: str | None, *, reason: str, actor: str) -> None:
