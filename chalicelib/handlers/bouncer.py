@@ -16,14 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
-from chalicelib.handlers.dispatch import load_headers, write_audit
+from chalicelib.handlers.dispatch import load_headers, trace_done, write_audit
 from chalicelib.handlers.services import Services, queue_handler, services
 from chalicelib.mail.actions import BounceRequest, MailRef, parse_request
 from chalicelib.mail.decision import audit_entry, bounce_refusal, is_automatic_report
 from chalicelib.mail.inbound_email import EmailSource, InboundEmail, delivery_key
 from chalicelib.mail.outbound import OutboundEmail
 from chalicelib.mail.routing import RouteAction
-from chalicelib.mail.trace_index import delivered, email_key
 from chalicelib.mail.verdicts import Disposition
 from chalicelib.platform import claimcheck
 from chalicelib.platform.batch import LogContext, SqsRecord
@@ -98,18 +97,7 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         store.settle_failure(claim, err)
         raise
     store.complete(key, result)
-    svc.index.write(
-        [
-            delivered(
-                email_key(mail.source.value, mail.provider_message_id),
-                action=ACTION,
-                recipient=request.recipient,
-                key=key,
-                result=result,
-                outcome="bounced",
-            )
-        ]
-    )
+    trace_done(svc.index, request, key, result, action=ACTION, outcome="bounced")
     return "bounced"
 
 
