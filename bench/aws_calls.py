@@ -16,7 +16,7 @@ import os
 from collections import Counter
 from typing import Any
 
-from _in_process import in_process  # before chalicelib is imported
+from _stage import in_process  # before chalicelib is imported
 
 in_process("test", MAILROOM_FREESCOUT_URL="https://freescout.bench", MAILROOM_LOG_LEVEL="ERROR")
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _in_process import in_process  # before chalicelib is imported
+from _stage import SECRETS, in_process  # before chalicelib is imported
 
 ROOT = in_process(MAILROOM_LOG_LEVEL="ERROR")
 
@@ -230,10 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             boto3.client,
             "bench",
             secrets={
-                "postmark/webhook-basic-auth": "u:p",
-                "freescout/api-key": "k",
-                "postmark/server-token": "t",
-                "outbound/signing-secret": "s",
+                **SECRETS,
                 "gmail/team_at_gmail.test": json.dumps(
                     {"client_id": "cid", "client_secret": "cs", "refresh_token": "rt"}
                 ),

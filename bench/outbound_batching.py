@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _in_process import in_process  # before chalicelib is imported
+from _stage import in_process  # before chalicelib is imported
 
 in_process(MAILROOM_LOG_LEVEL="ERROR")
 

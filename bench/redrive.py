@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 
-from _in_process import in_process  # before chalicelib is imported
+from _stage import in_process  # before chalicelib is imported
 
 in_process()
 

@@ -1,5 +1,6 @@
-"""What a bench script that runs the pipeline in-process sets before chalicelib is imported:
-the repository on the import path and AWS pointed at fake credentials (moto answers)."""
+"""The bench stage shared by the scripts: its secrets, and what a script that runs the pipeline
+in-process sets before chalicelib is imported (the repository on the import path, AWS pointed
+at fake credentials that moto answers)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# What ``provision`` stores for the stage; the stand-ins start with the same key ("k") and
+# token ("t").
+SECRETS = {
+    "postmark/webhook-basic-auth": "u:p",
+    "freescout/api-key": "k",
+    "postmark/server-token": "t",
+    "outbound/signing-secret": "s",
+}
 
 
 def in_process(stage: str = "bench", **env: str) -> Path:
