@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
-
 from chalicelib.providers.gmail.client import parameter_name
+from mailroom_local.attach import stack_client
 
 CLIENT_FIELDS = ("client_id", "client_secret", "refresh_token")
 
@@ -31,12 +30,8 @@ def authorize(state_dir: Path, mailbox: str) -> int:
         return 1
     name = f"/mailroom/{local.get('stage', 'local')}/{parameter_name(mailbox)}"
     client = {field: local["gmail"][field] for field in CLIENT_FIELDS}
-    boto3.client(
-        "ssm",
-        endpoint_url=local["aws_endpoint_url"],
-        region_name=local["region"],
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    ).put_parameter(Name=name, Value=json.dumps(client), Type="SecureString", Overwrite=True)
+    stack_client(local, "ssm").put_parameter(
+        Name=name, Value=json.dumps(client), Type="SecureString", Overwrite=True
+    )
     print(f"authorized {mailbox} on the local stack ({name})")
     return 0
