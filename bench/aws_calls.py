@@ -13,23 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _stage import in_process  # before chalicelib is imported
 
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    MAILROOM_STAGE="test",
-    MAILROOM_FREESCOUT_URL="https://freescout.bench",
-    MAILROOM_LOG_LEVEL="ERROR",
-)
+in_process("test", MAILROOM_FREESCOUT_URL="https://freescout.bench", MAILROOM_LOG_LEVEL="ERROR")
 
 import boto3  # noqa: E402
 import responses  # noqa: E402

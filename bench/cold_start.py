@@ -188,6 +188,7 @@ def _invoke(kind: str, name: str, event: dict[str, Any], env: dict[str, str]) ->
 def invocations() -> None:
     """Each function's cold first invocation against moto and the stand-ins (median, min)."""
     import boto3
+    from _stage import SECRETS
     from moto.server import ThreadedMotoServer
 
     from chalicelib.platform.auth import sign
@@ -216,12 +217,7 @@ def invocations() -> None:
     resources = provision(
         client,
         "bench",
-        secrets={
-            "postmark/webhook-basic-auth": "u:p",
-            "freescout/api-key": "k",
-            "postmark/server-token": "t",
-            "outbound/signing-secret": "s",
-        },
+        secrets=SECRETS,
         default_route={"pattern": "*", "action": "freescout", "target": "1", "description": ""},
     )
     env = {

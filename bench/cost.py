@@ -30,17 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _stage import SECRETS, in_process  # before chalicelib is imported
 
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    MAILROOM_STAGE="bench",
-    MAILROOM_LOG_LEVEL="ERROR",
-)
+ROOT = in_process(MAILROOM_LOG_LEVEL="ERROR")
 
 import boto3  # noqa: E402
 import requests  # noqa: E402
@@ -238,10 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             boto3.client,
             "bench",
             secrets={
-                "postmark/webhook-basic-auth": "u:p",
-                "freescout/api-key": "k",
-                "postmark/server-token": "t",
-                "outbound/signing-secret": "s",
+                **SECRETS,
                 "gmail/team_at_gmail.test": json.dumps(
                     {"client_id": "cid", "client_secret": "cs", "refresh_token": "rt"}
                 ),

@@ -16,22 +16,13 @@ misses by more than 10 %.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _stage import in_process  # before chalicelib is imported
 
-os.environ.update(
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_REGION="us-east-1",
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    MAILROOM_STAGE="bench",
-)
+in_process()
 
 import boto3  # noqa: E402
 from click.testing import CliRunner  # noqa: E402

@@ -13,15 +13,12 @@ deadline (``--settle-seconds``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mailroom_local.soak import Soak
-from mailroom_local.stack import spawn
+from mailroom_local.stack import attached
 
 TARGET_MSGS_PER_SECOND = 50
 
@@ -35,20 +32,7 @@ def main() -> int:
     parser.add_argument("--no-faults", action="store_true", help="the same load, no flapping")
     parser.add_argument("--state-dir", type=Path, help="a running stack's (default: start one)")
     args = parser.parse_args()
-    process = None
-    state = args.state_dir
-    if state is None:
-        state = Path(tempfile.mkdtemp(prefix="mailroom-soak-"))
-        process = spawn(state, pollers=args.pollers)
-    try:
-        local_json = state / "local.json"
-        deadline = time.monotonic() + 120
-        while not local_json.exists():
-            if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
-                print("the local stack did not start", file=sys.stderr)
-                return 2
-            time.sleep(0.1)  # waiting for the stack, bounded by the deadline
-        local = json.loads(local_json.read_text())
+    with attached(args.state_dir, prefix="mailroom-soak-", pollers=args.pollers) as local:
         pollers = local.get("pump", {}).get("pollers", "?")
         print(
             f"soak: {args.inbound} in, {args.outbound} out, {pollers} pollers per queue; "
@@ -57,10 +41,6 @@ def main() -> int:
         )
         soak = Soak(local, inbound=args.inbound, outbound=args.outbound, faults=not args.no_faults)
         report = soak.run(settle_seconds=args.settle_seconds)
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=60)
     for line in report.lines():
         print(line)
     verdict = "met" if report.throughput >= TARGET_MSGS_PER_SECOND else "missed"

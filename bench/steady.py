@@ -21,7 +21,6 @@ import json
 import re
 import secrets
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -35,7 +34,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from mailroom_local.receive import notification, parse_verdicts  # noqa: E402
-from mailroom_local.stack import spawn  # noqa: E402
+from mailroom_local.stack import attached  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "events" / "postmark_inbound_basic.json"
 BLOCK = 1000
@@ -358,20 +357,7 @@ def main() -> int:
     parser.add_argument("--settle-seconds", type=float, default=300)
     parser.add_argument("--state-dir", type=Path, help="a running stack's (default: start one)")
     args = parser.parse_args()
-    process = None
-    state = args.state_dir
-    if state is None:
-        state = Path(tempfile.mkdtemp(prefix="mailroom-steady-"))
-        process = spawn(state, pollers=args.pollers)
-    try:
-        local_json = state / "local.json"
-        deadline = time.monotonic() + 120
-        while not local_json.exists():
-            if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
-                print("the local stack did not start", file=sys.stderr)
-                return 2
-            time.sleep(0.1)  # waiting for the stack, bounded by the deadline
-        local = json.loads(local_json.read_text())
+    with attached(args.state_dir, prefix="mailroom-steady-", pollers=args.pollers) as local:
         print(
             f"steady: {args.messages} messages (5/10 Postmark inbound, 2/10 SES, 3/10 "
             f"outbound), FreeScout and Postmark failing 1 call in 10, at most "
@@ -381,10 +367,6 @@ def main() -> int:
         return Steady(local, messages=args.messages, in_flight=args.in_flight).run(
             settle_seconds=args.settle_seconds
         )
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 if __name__ == "__main__":

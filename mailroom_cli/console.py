@@ -57,13 +57,15 @@ def emit(
     columns: Sequence[str] | None = None,
     empty: str = "(none)",
 ) -> None:
-    """Print ``data`` as JSON, or ``rows`` as a table (``empty`` when there are none)."""
+    """Print ``data`` as JSON, or ``rows`` (``data`` itself unless given) as a table of
+    ``columns`` (``empty`` when there are none); without ``columns``, nothing for humans."""
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
         return
-    if rows is None or columns is None:
+    if columns is None:
         return
-    click.echo(table(rows, columns) if rows else empty)
+    shown = data if rows is None else rows
+    click.echo(table(shown, columns) if shown else empty)
 
 
 def say(as_json: bool, message: str) -> None:

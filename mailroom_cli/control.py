@@ -58,7 +58,7 @@ def _switch(ctx: Context, name: str, *, enabled: bool, reason: str) -> None:
             count=len(found),
             pipeline=pipeline.name,
         )
-    emit(ctx.as_json, rows, rows=rows, columns=["pipeline", "mapping", "state"])
+    emit(ctx.as_json, rows, columns=["pipeline", "mapping", "state"])
     wanted = {"Enabled", "Enabling"} if enabled else STOPPED_STATES
     if any(r["state"] not in wanted for r in rows):
         raise Finding("a mapping did not reach the requested state; run `mailroom health`")

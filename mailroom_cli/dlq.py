@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,7 +108,7 @@ def status(ctx: Context) -> None:
     processing DLQ (the handler gave up: F5)."""
     rows = [queue_status(ctx, p) for p in ctx.pipelines()]
     processing = ["pipeline", "queued", "in_flight", "oldest_s", "dlq", "dlq_oldest_s"]
-    emit(ctx.as_json, rows, rows=rows, columns=processing)
+    emit(ctx.as_json, rows, columns=processing)
     topology = [r for r in rows if "subscription_dlq" in r]
     if topology and not ctx.as_json:
         click.echo("\nSNS subscription DLQs (topology failures, F4):")
@@ -143,7 +143,7 @@ def peek(ctx: Context, pipeline: str | None, limit: int, body: bool, subscriptio
     columns += ["reason", "disposition", "business_ids"]
     if body:
         columns.append("body")
-    emit(ctx.as_json, rows, rows=rows, columns=columns, empty="no dead letters")
+    emit(ctx.as_json, rows, columns=columns, empty="no dead letters")
 
 
 def completed(ctx: Context, pipeline: Pipeline, letter: DeadLetter) -> bool:
@@ -200,7 +200,7 @@ def analyze(ctx: Context, pipeline: str | None) -> None:
         row["mailboxes"] = " ".join(sorted(row.get("mailboxes", ()))) or None
     columns = ["pipeline", "count", "error_class", "reason", "mailboxes", "first_seen"]
     columns.append("last_seen")
-    emit(ctx.as_json, rows, rows=rows, columns=[*columns, "action", "why"], empty="no dead letters")
+    emit(ctx.as_json, rows, columns=[*columns, "action", "why"], empty="no dead letters")
 
 
 @dlq.command()
@@ -350,7 +350,6 @@ def redrive(
     emit(
         ctx.as_json,
         rows,
-        rows=rows,
         columns=["pipeline", "moved", "failed", "held", "skipped", "achieved_rate"],
         empty="nothing to redrive",
     )
@@ -363,6 +362,20 @@ def redrive(
 
 def _stopped(ctx: Context, pipeline: Pipeline) -> bool:
     return is_stopped(ctx, pipeline)
+
+
+def settle_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The context and options of a command that settles named dead letters for good."""
+    ids = click.option(
+        "--id",
+        "ids",
+        multiple=True,
+        required=True,
+        type=MESSAGE_ID,
+        help="SQS message id or business id.",
+    )
+    reason = click.option("--reason", required=True, help="Why (kept in the audit record).")
+    return ids(reason(click.pass_obj(command)))
 
 
 def _settle(ctx: Context, ids: tuple[str, ...], reason: str, *, action: str, prefix: str) -> None:
@@ -413,38 +426,20 @@ def _settle(ctx: Context, ids: tuple[str, ...], reason: str, *, action: str, pre
                         "kept_at": key,
                     }
                 )
-    emit(ctx.as_json, rows, rows=rows, columns=["pipeline", "message_id", "body_sha256", "kept_at"])
+    emit(ctx.as_json, rows, columns=["pipeline", "message_id", "body_sha256", "kept_at"])
     if wanted:
         raise Finding(f"not found in any DLQ: {', '.join(sorted(wanted))}")
 
 
 @dlq.command()
-@click.option(
-    "--id",
-    "ids",
-    multiple=True,
-    required=True,
-    type=MESSAGE_ID,
-    help="SQS message id or business id.",
-)
-@click.option("--reason", required=True, help="Why (kept in the audit record).")
-@click.pass_obj
+@settle_options
 def discard(ctx: Context, ids: tuple[str, ...], reason: str) -> None:
     """Delete dead letters for good; a copy stays under discarded/ in the mail bucket."""
     _settle(ctx, ids, reason, action="discard", prefix="discarded")
 
 
 @dlq.command()
-@click.option(
-    "--id",
-    "ids",
-    multiple=True,
-    required=True,
-    type=MESSAGE_ID,
-    help="SQS message id or business id.",
-)
-@click.option("--reason", required=True, help="Why (kept in the audit record).")
-@click.pass_obj
+@settle_options
 def quarantine(ctx: Context, ids: tuple[str, ...], reason: str) -> None:
     """Move dead letters' bodies to quarantine/ in the mail bucket, then delete them."""
     _settle(ctx, ids, reason, action="quarantine", prefix="quarantine")

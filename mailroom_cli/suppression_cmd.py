@@ -28,7 +28,7 @@ def list_(ctx: Context) -> None:
     """Every suppressed address, with reason, source and time."""
     rows = [asdict(s) for s in ctx.suppression.list()]
     columns = ["address", "reason", "source", "suppressed_at"]
-    emit(ctx.as_json, rows, rows=rows, columns=columns, empty="no suppressed addresses")
+    emit(ctx.as_json, rows, columns=columns, empty="no suppressed addresses")
 
 
 @suppression.command()

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # The variable whose absence means "not started by the stack"; the first a request needs.
@@ -74,3 +75,16 @@ def chalice_local(stack_file: str, chalice_args: list[str]) -> int:
     args = ["--project-dir", str(ROOT), *local]
     cli.main(args=args, obj={}, prog_name="chalice")  # exits with chalice's own status
     return 0
+
+
+def stack_client(local: dict[str, Any], service: str) -> Any:
+    """A boto3 client of the running stack's AWS (moto), from its ``local.json``."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=local["aws_endpoint_url"],
+        region_name=local["region"],
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import boto3
 import requests
 
 from chalicelib.providers.gmail.client import parameter_name
+from mailroom_local.attach import stack_client
 
 CLIENT_FIELDS = ("client_id", "client_secret", "refresh_token")
 
@@ -36,13 +36,9 @@ def authorize(state_dir: Path, mailbox: str, labels: Sequence[str] = ()) -> int:
         return 1
     name = f"/mailroom/{local.get('stage', 'local')}/{parameter_name(mailbox)}"
     client = {field: local["gmail"][field] for field in CLIENT_FIELDS}
-    boto3.client(
-        "ssm",
-        endpoint_url=local["aws_endpoint_url"],
-        region_name=local["region"],
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    ).put_parameter(Name=name, Value=json.dumps(client), Type="SecureString", Overwrite=True)
+    stack_client(local, "ssm").put_parameter(
+        Name=name, Value=json.dumps(client), Type="SecureString", Overwrite=True
+    )
     print(f"authorized {mailbox} on the local stack ({name})")
     if labels:
         try:

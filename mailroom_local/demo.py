@@ -15,6 +15,7 @@ import requests
 
 from chalicelib.platform.auth import sign
 from chalicelib.providers.freescout.delivery import unmarked
+from mailroom_local.attach import stack_client
 
 EVENTS = Path(__file__).resolve().parent.parent / "tests" / "events"
 SAMPLE = EVENTS / "postmark_inbound_basic.json"
@@ -90,21 +91,10 @@ def wait_until_settled(
     The delivery log says which (the sender records each); a dead letter the batch runner
     moved without a log entry is found by peeking the DLQ (visibility 0, so it stays there).
     """
-    import boto3
-
     from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
 
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=local["aws_endpoint_url"],
-            region_name=local["region"],
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
-
-    log = DeliveryLog(local["tables"]["state"], client=client("dynamodb"))
-    sqs = client("sqs")
+    log = DeliveryLog(local["tables"]["state"], client=stack_client(local, "dynamodb"))
+    sqs = stack_client(local, "sqs")
     terminal = {
         DeliveryStatus.SENT: "sent",
         DeliveryStatus.SUPPRESSED: "suppressed",
@@ -191,16 +181,7 @@ SES_ROUTES = {
 
 
 def _seed_ses_routes(local: dict[str, Any]) -> None:
-    import boto3
-
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=local["aws_endpoint_url"],
-        region_name=local["region"],
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-    seed_routes(dynamodb, local["tables"]["routes"])
+    seed_routes(stack_client(local, "dynamodb"), local["tables"]["routes"])
 
 
 def seed_routes(dynamodb: Any, table: str) -> None:

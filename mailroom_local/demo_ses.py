@@ -11,7 +11,8 @@ from typing import Any
 
 from chalicelib.mail.delivery_log import DeliveryLog
 from chalicelib.mail.failover import ProviderSwitch
-from mailroom_local.failover_burst import run_burst, stack_client
+from mailroom_local.attach import stack_client
+from mailroom_local.failover_burst import run_burst
 
 SIMULATOR = ("success", "bounce", "ooto", "complaint", "suppressionlist")
 # What each simulator address should end with in the delivery log.

@@ -16,10 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import requests
 
 from chalicelib.mail.failover import ProviderSwitch
+from mailroom_local.attach import stack_client
 
 # Postmark's send paths only: its search keeps answering, as it does in a real outage.
 FAULTS = {
@@ -47,16 +47,6 @@ class BurstResult:
 
     def through_both(self) -> list[str]:
         return [i for i in self.ids if self.postmark[i] and self.ses[i]]
-
-
-def stack_client(local: dict[str, Any], service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=local["aws_endpoint_url"],
-        region_name=local["region"],
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
 
 
 def _publish(local: dict[str, Any], ids: list[str]) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import requests
 
 from chalicelib.providers.freescout.delivery import unmarked
+from mailroom_local.attach import stack_client
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "events" / "postmark_inbound_basic.json"
 # Longer than the stack's MAILROOM_HTTP_TIMEOUT_SECONDS (3 s): the request is served, late.
@@ -215,15 +216,7 @@ class Soak:
 
     # -- observing ---------------------------------------------------------------------------
     def _aws(self, service: str) -> Any:
-        import boto3
-
-        return boto3.client(
-            service,
-            endpoint_url=self.local["aws_endpoint_url"],
-            region_name=self.local["region"],
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        return stack_client(self.local, service)
 
     def _freescout_counts(self) -> Counter[str]:
         url = self.local["freescout"]["url"]

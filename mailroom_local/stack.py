@@ -19,9 +19,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,32 @@ def spawn(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+@contextmanager
+def attached(
+    state_dir: Path | None, *, prefix: str, pollers: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The ``local.json`` of the stack running in ``state_dir``, or else of one started for the
+    block (in a new temporary directory named ``prefix``…) and stopped after it. A stack that
+    exits, or has not written ``local.json`` within 120 s, is exit code 2."""
+    process = None
+    if state_dir is None:
+        state_dir = Path(tempfile.mkdtemp(prefix=prefix))
+        process = spawn(state_dir, pollers=pollers)
+    try:
+        local_json = state_dir / "local.json"
+        deadline = time.monotonic() + 120
+        while not local_json.exists():
+            if (process is not None and process.poll() is not None) or time.monotonic() > deadline:
+                print("the local stack did not start", file=sys.stderr)
+                raise SystemExit(2)
+            time.sleep(0.1)  # waiting for the stack, bounded by the deadline
+        yield json.loads(local_json.read_text())
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=60)
 
 
 def _already_running(pid_file: Path) -> int | None:

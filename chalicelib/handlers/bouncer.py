@@ -12,23 +12,20 @@ a correlation id. Never a report to a null sender or about a report (``mail.deci
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pydantic import ValidationError
 
-from chalicelib.handlers.dispatch import load_headers, write_audit
-from chalicelib.handlers.services import Services, services
+from chalicelib.handlers.dispatch import load_headers, trace_done, write_audit
+from chalicelib.handlers.services import Services, queue_handler, services
 from chalicelib.mail.actions import BounceRequest, MailRef, parse_request
 from chalicelib.mail.decision import audit_entry, bounce_refusal, is_automatic_report
 from chalicelib.mail.inbound_email import EmailSource, InboundEmail, delivery_key
 from chalicelib.mail.outbound import OutboundEmail
 from chalicelib.mail.routing import RouteAction
-from chalicelib.mail.trace_index import delivered, email_key
 from chalicelib.mail.verdicts import Disposition
 from chalicelib.platform import claimcheck
-from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
+from chalicelib.platform.batch import LogContext, SqsRecord
 from chalicelib.platform.errors import PermanentError
 from chalicelib.platform.idempotency import KeyState
 from chalicelib.platform.logging import log_event
@@ -43,14 +40,6 @@ ACTOR = "bouncer"
 MAX_BOUNCE_AGE = timedelta(hours=24)
 TOO_OLD = "too old to bounce"
 MAY_HAVE_BOUNCED = "bounce may have been sent; not sent again"
-
-
-def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
-    """Lambda entry point for the ``bouncer`` queue."""
-    services()
-    return process_batch(
-        event, handle_record, event_type=EVENT_TYPE, remaining_time_ms=remaining_time_ms
-    )
 
 
 def handle_record(record: SqsRecord, ctx: LogContext) -> str:
@@ -108,18 +97,7 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         store.settle_failure(claim, err)
         raise
     store.complete(key, result)
-    svc.index.write(
-        [
-            delivered(
-                email_key(mail.source.value, mail.provider_message_id),
-                action=ACTION,
-                recipient=request.recipient,
-                key=key,
-                result=result,
-                outcome="bounced",
-            )
-        ]
-    )
+    trace_done(svc.index, request, key, result, action=ACTION, outcome="bounced")
     return "bounced"
 
 
@@ -216,3 +194,6 @@ def dsn_message(
 
 def _reply_headers(email: InboundEmail) -> dict[str, str]:
     return {"In-Reply-To": email.rfc_message_id} if email.rfc_message_id else {}
+
+
+handle_batch = queue_handler(handle_record, event_type=EVENT_TYPE, queue="bouncer")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 
 from pydantic import BaseModel, ValidationError
@@ -24,6 +25,7 @@ from chalicelib.mail.decision import UNKNOWN_ACTION, AuditEntry, InboundDecision
 from chalicelib.mail.inbound_email import InboundEmail, read_head, read_raw
 from chalicelib.mail.routing import RouteAction, RouteRule
 from chalicelib.mail.suppression import normalise
+from chalicelib.mail.trace_index import TraceIndex, delivered, email_key
 from chalicelib.mail.verdicts import Disposition
 from chalicelib.platform import claimcheck
 from chalicelib.platform.aws import aws_client
@@ -133,6 +135,31 @@ def _to_bridge(mail: MailRef, recipient: str, settings: Settings) -> None:
         json.dumps(payload, separators=(",", ":")),
         group_key=recipient,
         deduplication_id=f"ses-{dedup[:60]}",
+    )
+
+
+def trace_done(
+    index: TraceIndex,
+    request: BounceRequest | GmailRequest,
+    key: str,
+    result: Mapping[str, str],
+    *,
+    action: str,
+    outcome: str,
+) -> None:
+    """A worker's step in the email's story: ``action`` done for the request's recipient."""
+    mail = request.mail
+    index.write(
+        [
+            delivered(
+                email_key(mail.source.value, mail.provider_message_id),
+                action=action,
+                recipient=request.recipient,
+                key=key,
+                result=result,
+                outcome=outcome,
+            )
+        ]
     )
 
 

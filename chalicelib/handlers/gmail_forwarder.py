@@ -12,17 +12,16 @@ Imports are paced per mailbox (Gmail: 25 units each, 15,000 units per user per m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.handlers.dispatch import load_mail
-from chalicelib.handlers.services import services
+from chalicelib.handlers.services import queue_handler, services
 from chalicelib.mail.actions import GMAIL_KEY_ACTION, GmailRequest, parse_request
 from chalicelib.mail.inbound_email import InboundEmail, delivery_key, delivery_key_for
 from chalicelib.mail.trace_index import delivered, email_key
 from chalicelib.platform.aws import aws_client
-from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
+from chalicelib.platform.batch import LogContext, SqsRecord
 from chalicelib.platform.idempotency import COMPLETED, KeyState
 from chalicelib.platform.logging import hash_id, log_event
 from chalicelib.platform.settings import Settings
@@ -35,14 +34,6 @@ from chalicelib.providers.gmail.client import (
 EVENT_TYPE = "gmail_forwarder"
 ACTION = "gmail"
 HEALTH_PREFIX = "GMAILAUTH#"
-
-
-def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
-    """Lambda entry point for the ``gmail-forwarder`` queue."""
-    services()
-    return process_batch(
-        event, handle_record, event_type=EVENT_TYPE, remaining_time_ms=remaining_time_ms
-    )
 
 
 def handle_record(record: SqsRecord, ctx: LogContext) -> str:
@@ -194,3 +185,6 @@ def auth_failures(settings: Settings, client: Any) -> list[dict[str, str]]:
         if "LastEvaluatedKey" not in page:
             return found
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+handle_batch = queue_handler(handle_record, event_type=EVENT_TYPE, queue="gmail-forwarder")

@@ -11,11 +11,8 @@ failure here raises and the batch runner dead-letters it: the mail never sits on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from chalicelib.handlers.dispatch import act
-from chalicelib.handlers.services import services
+from chalicelib.handlers.services import queue_handler, services
 from chalicelib.mail.actions import MailRef
 from chalicelib.mail.decision import NO_RULE, UNKNOWN_ACTION, decide_inbound
 from chalicelib.mail.inbound_email import EmailSource, S3Location
@@ -23,7 +20,7 @@ from chalicelib.mail.routing import resolve
 from chalicelib.mail.suppression import normalise
 from chalicelib.mail.trace_index import IdKind, Mark, email_key, routed
 from chalicelib.platform.aws import aws_client
-from chalicelib.platform.batch import LogContext, SqsRecord, process_batch
+from chalicelib.platform.batch import LogContext, SqsRecord
 from chalicelib.platform.envelope import unwrap
 from chalicelib.platform.errors import PermanentError, PoisonMessageError, TransientError
 from chalicelib.platform.logging import log_event, log_routing_decision
@@ -31,14 +28,6 @@ from chalicelib.providers.ses.receipt import SesNotification, is_setup_notificat
 
 EVENT_TYPE = "ses_router"
 ACTOR = "router"
-
-
-def handle_batch(event: Mapping[str, Any], remaining_time_ms: Any = None) -> dict[str, Any]:
-    """Lambda entry point for the ``ses-inbound`` queue."""
-    services()
-    return process_batch(
-        event, handle_record, event_type=EVENT_TYPE, remaining_time_ms=remaining_time_ms
-    )
 
 
 def handle_record(record: SqsRecord, ctx: LogContext) -> str:
@@ -138,3 +127,6 @@ def _stored(note: SesNotification) -> S3Location:
             raise PermanentError("raw message is missing from S3") from err
         raise TransientError(f"cannot check the raw message in S3 ({code})") from err
     return S3Location(bucket=action.bucket_name, key=action.object_key)
+
+
+handle_batch = queue_handler(handle_record, event_type=EVENT_TYPE, queue="ses-inbound")

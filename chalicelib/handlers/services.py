@@ -8,10 +8,12 @@ so a function pays at cold start only for what its handler uses.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.platform.aws import aws_client
+from chalicelib.platform.batch import RecordHandler, process_batch
 from chalicelib.platform.logging import get_logger
 from chalicelib.platform.settings import Settings, per_container
 
@@ -126,3 +128,30 @@ class Services:
 
 
 services = per_container(Services)
+
+
+class QueueHandler(Protocol):
+    """A queue function's Lambda entry point: the event and Lambda's remaining-time callable."""
+
+    def __call__(
+        self, event: Mapping[str, Any], remaining_time_ms: Callable[[], int] | None = None
+    ) -> dict[str, Any]: ...
+
+
+def queue_handler(handle_record: RecordHandler, *, event_type: str, queue: str) -> QueueHandler:
+    """The Lambda entry point of ``queue``, whose records ``handle_record`` handles one by one.
+
+    The container's services are built before the first record, so a bad setting fails the
+    whole invocation instead of each record in turn.
+    """
+
+    def handle_batch(
+        event: Mapping[str, Any], remaining_time_ms: Callable[[], int] | None = None
+    ) -> dict[str, Any]:
+        services()
+        return process_batch(
+            event, handle_record, event_type=event_type, remaining_time_ms=remaining_time_ms
+        )
+
+    handle_batch.__doc__ = f"Lambda entry point for the ``{queue}`` queue."
+    return handle_batch

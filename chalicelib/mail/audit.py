@@ -13,13 +13,22 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from chalicelib.platform.settings import Settings
 
 PREFIX = "AUDIT#"
 # Audit records outlive the messages they speak of (DLQ retention is 14 days).
 DEFAULT_TTL_DAYS = 400
+
+
+class RecordFields(TypedDict, total=False):
+    """Who did it and why (``AuditLog.item``'s keywords; ``actor`` and ``reason`` required)."""
+
+    actor: Required[str]
+    reason: Required[str]
+    count: int
+    details: dict[str, str] | None
 
 
 @dataclass(frozen=True)
@@ -77,20 +86,9 @@ class AuditLog:
             "expires_at": {"N": str(int(now) + self._ttl_seconds)},
         }
 
-    def record(
-        self,
-        action: str,
-        *,
-        actor: str,
-        reason: str,
-        count: int = 1,
-        details: dict[str, str] | None = None,
-    ) -> None:
-        """Append one record."""
-        self._client.put_item(
-            TableName=self._table,
-            Item=self.item(action, actor=actor, reason=reason, count=count, details=details),
-        )
+    def record(self, action: str, **fields: Unpack[RecordFields]) -> None:
+        """Append one record (the item ``item`` builds)."""
+        self._client.put_item(TableName=self._table, Item=self.item(action, **fields))
 
     def list(self, *, days: int = 7, limit: int = 100) -> list[AuditRecord]:
         """The newest ``limit`` records of the last ``days`` days, newest first."""

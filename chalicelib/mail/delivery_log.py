@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from chalicelib.platform.errors import error_class
 from chalicelib.platform.logging import log_event
@@ -38,6 +38,14 @@ class DeliveryStatus(StrEnum):
     SUBSCRIPTION = "subscription"
 
 
+class EventOptions(TypedDict, total=False):
+    """What an event may carry beyond its id and status (``DeliveryLog.item``'s keywords)."""
+
+    at: datetime | None
+    details: Mapping[str, str] | None
+    discriminator: str
+
+
 @dataclass(frozen=True)
 class DeliveryEvent:
     at: str
@@ -59,19 +67,11 @@ class DeliveryLog:
         return cls(settings.state_table, client=client, ttl_days=settings.idempotency_ttl_days)
 
     def record(
-        self,
-        correlation_id: str,
-        status: DeliveryStatus,
-        *,
-        at: datetime | None = None,
-        details: Mapping[str, str] | None = None,
-        discriminator: str = "",
+        self, correlation_id: str, status: DeliveryStatus, **options: Unpack[EventOptions]
     ) -> None:
+        """Write one event (the item ``item`` builds)."""
         self._client.put_item(
-            TableName=self._table,
-            Item=self.item(
-                correlation_id, status, at=at, details=details, discriminator=discriminator
-            ),
+            TableName=self._table, Item=self.item(correlation_id, status, **options)
         )
 
     def record_quietly(self, correlation_id: str, status: DeliveryStatus, **details: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.platform.aws import conditional_write
 from chalicelib.platform.errors import ProviderTransientError
 from chalicelib.platform.settings import OUTBOUND_PROVIDERS
 
@@ -97,8 +98,6 @@ class ProviderSwitch:
 
     def record_failure(self, provider: str, *, threshold: int, error: str) -> bool:
         """Count one more failure of ``provider``; True if this one opened the switch."""
-        from botocore.exceptions import ClientError
-
         count = self._client.update_item(
             TableName=self._table,
             Key=KEY,
@@ -109,27 +108,19 @@ class ProviderSwitch:
         )["Attributes"][f"failures_{provider}"]["N"]
         if int(count) < threshold:
             return False
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=KEY,
-                UpdateExpression=(
-                    "SET down = :p, reason = :r, since = :s, actor = :a, probe_at = :now"
-                ),
-                ConditionExpression="attribute_not_exists(down) AND attribute_not_exists(forced)",
-                ExpressionAttributeValues={
-                    ":p": {"S": provider},
-                    ":r": {"S": f"{count} failures in a row, the last {error}"[:300]},
-                    ":s": {"S": _now_iso()},
-                    ":a": {"S": AUTO},
-                    ":now": {"N": str(int(self._clock()))},
-                },
-            )
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        return self._update_if(
+            "attribute_not_exists(down) AND attribute_not_exists(forced)",
+            UpdateExpression=(
+                "SET down = :p, reason = :r, since = :s, actor = :a, probe_at = :now"
+            ),
+            ExpressionAttributeValues={
+                ":p": {"S": provider},
+                ":r": {"S": f"{count} failures in a row, the last {error}"[:300]},
+                ":s": {"S": _now_iso()},
+                ":a": {"S": AUTO},
+                ":now": {"N": str(int(self._clock()))},
+            },
+        )
 
     def record_success(self, provider: str, state: SwitchState) -> None:
         """End ``provider``'s run of failures (one write, only if there was a run)."""
@@ -144,50 +135,40 @@ class ProviderSwitch:
 
     def claim_probe(self, interval_seconds: int) -> bool:
         """True for the one container whose turn it is to probe the provider that is down."""
-        from botocore.exceptions import ClientError
-
         now = int(self._clock())
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=KEY,
-                UpdateExpression="SET probe_at = :now",
-                ConditionExpression="attribute_exists(down) AND probe_at <= :due",
-                ExpressionAttributeValues={
-                    ":now": {"N": str(now)},
-                    ":due": {"N": str(now - interval_seconds)},
-                },
-            )
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+        return self._update_if(
+            "attribute_exists(down) AND probe_at <= :due",
+            UpdateExpression="SET probe_at = :now",
+            ExpressionAttributeValues={
+                ":now": {"N": str(now)},
+                ":due": {"N": str(now - interval_seconds)},
+            },
+        )
 
     def close(self, provider: str) -> bool:
         """After a successful probe: ``provider`` is up again; True if it was down."""
-        from botocore.exceptions import ClientError
+        return self._update_if(
+            "down = :p",
+            UpdateExpression="SET #f = :zero, reason = :r, since = :s, actor = :a REMOVE down",
+            ExpressionAttributeNames={"#f": f"failures_{provider}"},
+            ExpressionAttributeValues={
+                ":p": {"S": provider},
+                ":zero": {"N": "0"},
+                ":r": {"S": f"{provider} answered a probe"},
+                ":s": {"S": _now_iso()},
+                ":a": {"S": AUTO},
+            },
+        )
 
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=KEY,
-                UpdateExpression="SET #f = :zero, reason = :r, since = :s, actor = :a REMOVE down",
-                ConditionExpression="down = :p",
-                ExpressionAttributeNames={"#f": f"failures_{provider}"},
-                ExpressionAttributeValues={
-                    ":p": {"S": provider},
-                    ":zero": {"N": "0"},
-                    ":r": {"S": f"{provider} answered a probe"},
-                    ":s": {"S": _now_iso()},
-                    ":a": {"S": AUTO},
-                },
-            )
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            return False
-        return True
+    def _update_if(self, condition: str, **params: Any) -> bool:
+        """Update the switch's item if ``condition`` holds; False if it did not."""
+        return conditional_write(
+            self._client.update_item,
+            TableName=self._table,
+            Key=KEY,
+            ConditionExpression=condition,
+            **params,
+        )
 
     def force(self, provider: str | None, *, reason: str, actor: str) -> None:
         """An operator's choice: send everything through ``provider``; None is automatic."""

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from chalicelib.platform.aws import conditional_write
+
 PREFIX = "SUPPRESSION#"
 SUPPRESSED = "suppressed"
 REACTIVATED = "reactivated"
@@ -76,7 +78,6 @@ class SuppressionList:
     def _change(
         self, address: str, state: str, *, reason: str, source: str, at: datetime | None
     ) -> bool:
-        from botocore.exceptions import ClientError
 
         when = changed_at(at or datetime.now(UTC))
         item: dict[str, Any] = {
@@ -102,17 +103,15 @@ class SuppressionList:
             )
             values[":reactivated"] = {"S": REACTIVATED}
             extra["ExpressionAttributeNames"] = {"#state": "state"}
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=item,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                **extra,
-            )
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        written = conditional_write(
+            self._client.put_item,
+            TableName=self._table,
+            Item=item,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            **extra,
+        )
+        if not written:
             return False
         if self._mirror is not None:
             if state == SUPPRESSED:

@@ -17,34 +17,22 @@ from typing import Any
 from pydantic import ConfigDict, field_validator
 
 from chalicelib.mail.routing import RouteAction
-from chalicelib.platform.payload import Model
+from chalicelib.platform.payload import Model, OpenEnum
 
 
-class Verdict(StrEnum):
+class Verdict(OpenEnum):
     PASS = "PASS"  # noqa: S105 - a verdict, not a password
     FAIL = "FAIL"
     GRAY = "GRAY"
     PROCESSING_FAILED = "PROCESSING_FAILED"
     UNKNOWN = "UNKNOWN"
 
-    @classmethod
-    def _missing_(cls, value: object) -> Verdict:
-        if isinstance(value, str) and value.upper() in cls.__members__:
-            return cls[value.upper()]
-        return cls.UNKNOWN
 
-
-class DmarcPolicy(StrEnum):
+class DmarcPolicy(OpenEnum):
     NONE = "none"
     QUARANTINE = "quarantine"
     REJECT = "reject"
     UNKNOWN = "unknown"
-
-    @classmethod
-    def _missing_(cls, value: object) -> DmarcPolicy:
-        if isinstance(value, str) and value.lower() in {"none", "quarantine", "reject"}:
-            return cls(value.lower())
-        return cls.UNKNOWN
 
 
 def _status(value: Any) -> Verdict:

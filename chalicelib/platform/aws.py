@@ -89,6 +89,20 @@ def put_items(client: Any, table: str, items: list[dict[str, Any]]) -> list[dict
     return left
 
 
+def conditional_write(write: Callable[..., Any], **params: Any) -> bool:
+    """Call a conditional DynamoDB write (``client.update_item``, ``client.put_item``) with
+    ``params``; False if its condition did not hold. Any other failure raises."""
+    from botocore.exceptions import ClientError
+
+    try:
+        write(**params)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
+
+
 def reset_clients() -> None:
     """Forget cached clients and settings (tests and the local stack switch endpoints)."""
     with _BUILDING:

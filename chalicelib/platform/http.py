@@ -1,12 +1,13 @@
 """The shared requests base of the provider clients: JSON headers, timeout, network errors.
 
-Each provider client adds its own auth header and maps the answer's status and body;
+Each provider client names its own auth header and maps the answer's status and body;
 what every provider shares lives here: a timeout or a dropped connection is transient, and
 only a connection that was never made proves that the provider did not act.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -17,17 +18,22 @@ JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"
 
 
 class JsonHttpClient:
-    """A base URL, a reused ``requests.Session`` and a timeout; subclasses add auth."""
+    """A base URL, the provider's auth header, a reused ``requests.Session`` and a timeout."""
 
     provider = "http"
 
-    def __init__(self, base_url: str, *, session: requests.Session | None, timeout: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: Mapping[str, str],
+        session: requests.Session | None,
+        timeout: float,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
+        self._headers = {**JSON_HEADERS, **auth}
         self._session = session or requests.Session()
         self._timeout = timeout
-
-    def _auth_headers(self) -> dict[str, str]:
-        return {}
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """The raw response; network failures become ``ProviderTransientError``."""
@@ -35,7 +41,7 @@ class JsonHttpClient:
             return self._session.request(
                 method,
                 self._base_url + path,
-                headers={**JSON_HEADERS, **self._auth_headers()},
+                headers=self._headers,
                 timeout=self._timeout,
                 **kwargs,
             )

@@ -9,6 +9,7 @@ import codecs
 import json
 import re
 from collections.abc import Iterator
+from enum import StrEnum
 from itertools import accumulate
 from typing import Any, TypeVar
 
@@ -24,6 +25,20 @@ class Model(BaseModel):
     so a function's cold start pays only for the models its first event touches."""
 
     model_config = ConfigDict(defer_build=True)
+
+
+class OpenEnum(StrEnum):
+    """A ``str`` enum of values another party defines: its values are taken in upper or lower
+    case ("pass" is PASS), and any other value becomes its ``UNKNOWN`` member, never an error."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, str):
+            members = {member.value: member for member in cls}
+            for spelling in (value.upper(), value.lower()):
+                if spelling in members:
+                    return members[spelling]
+        return cls["UNKNOWN"]
 
 
 # Deeper than any payload we accept (Postmark's are 3 levels); checked before parsing, without
@@ -90,6 +105,19 @@ def nesting_depth(text: str) -> int:
         if deepest > MAX_DEPTH:
             break
     return deepest
+
+
+def json_object(
+    message: str, *, what: str, error: type[PoisonMessageError] = PoisonMessageError
+) -> dict[str, Any]:
+    """``message`` as a JSON object, or ``error`` saying that it is not JSON or not an object."""
+    try:
+        decoded = json.loads(message)
+    except ValueError as err:
+        raise error(f"{what} is not JSON") from err
+    if not isinstance(decoded, dict):
+        raise error(f"{what} is not a JSON object")
+    return decoded
 
 
 def _no_constants(name: str) -> Any:

@@ -38,11 +38,8 @@ class FreeScoutClient(JsonHttpClient):
         session: requests.Session | None = None,
         timeout: float = 10.0,
     ) -> None:
-        super().__init__(base_url, session=session, timeout=timeout)
-        self._api_key = api_key
-
-    def _auth_headers(self) -> dict[str, str]:
-        return {"X-FreeScout-API-Key": self._api_key}
+        auth = {"X-FreeScout-API-Key": api_key}
+        super().__init__(base_url, auth=auth, session=session, timeout=timeout)
 
     def create_conversation(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """POST /api/conversations; the id (from ``Resource-ID``) and the body if any."""

@@ -102,11 +102,8 @@ class PostmarkClient(JsonHttpClient):
         base_url: str = "https://api.postmarkapp.com",
         timeout: float = 10.0,
     ) -> None:
-        super().__init__(base_url, session=session, timeout=timeout)
-        self._token = token
-
-    def _auth_headers(self) -> dict[str, str]:
-        return {"X-Postmark-Server-Token": self._token}
+        auth = {"X-Postmark-Server-Token": token}
+        super().__init__(base_url, auth=auth, session=session, timeout=timeout)
 
     def send(self, message: dict[str, Any]) -> SendResult:
         """POST /email; raises on any failure."""

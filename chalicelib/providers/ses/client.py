@@ -52,6 +52,22 @@ def ses_client(settings: Settings, service: str) -> Any:
     )
 
 
+class Pacer:
+    """Spaces one client's calls within a container: each at least an interval after the last."""
+
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._last_call: float | None = None
+
+    def wait(self, interval: float) -> None:
+        """Sleep out what is left of ``interval`` since the last call; this call is the last."""
+        now = self._clock()
+        if self._last_call is not None and now - self._last_call < interval:
+            self._sleep(interval - (now - self._last_call))
+        self._last_call = self._clock()
+
+
 @dataclass(frozen=True)
 class Bounce:
     """One per-recipient DSN for one received message."""
@@ -82,9 +98,7 @@ class SesBouncer:
         self._sender_arn = sender_arn
         self._reporting_mta = reporting_mta
         self._interval = interval_seconds
-        self._clock = clock
-        self._sleep = sleep
-        self._last_call: float | None = None
+        self._pacer = Pacer(clock, sleep)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> SesBouncer:
@@ -106,7 +120,7 @@ class SesBouncer:
             ReadTimeoutError,
         )
 
-        self._pace()
+        self._pacer.wait(self._interval)  # SES: 1 SendBounce/s
         params: dict[str, Any] = {
             "OriginalMessageId": bounce.original_message_id,
             "BounceSender": self._sender,
@@ -134,12 +148,6 @@ class SesBouncer:
             raise _transient("SES did not answer in time", acted=True) from err
         except ConnectionClosedError as err:  # dropped after the request left
             raise _transient("SES closed the connection", acted=True) from err
-
-    def _pace(self) -> None:
-        now = self._clock()
-        if self._last_call is not None and now - self._last_call < self._interval:
-            self._sleep(self._interval - (now - self._last_call))  # SES: 1 SendBounce/s
-        self._last_call = self._clock()
 
 
 def _classify(err: Any) -> ProviderError:

@@ -11,20 +11,18 @@ delays are recorded only (SES's own rule, reference F.2).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.mail.delivery_log import DeliveryStatus
 from chalicelib.mail.feedback import Feedback
 from chalicelib.platform.errors import PoisonMessageError
+from chalicelib.platform.payload import json_object
 from chalicelib.providers.ses.sender import PROVIDER, correlation_from_tags
 
 # SNS's confirmation that the identity's topic is wired: not feedback, nothing to do.
 IGNORED = frozenset({"AmazonSnsSubscriptionSucceeded"})
-
-Details = Callable[[dict[str, Any], dict[str, Any]], dict[str, str]]
 
 
 class MalformedFeedback(PoisonMessageError):
@@ -35,77 +33,69 @@ def _s(value: Any) -> str:
     return "" if value is None else str(value)[:500]
 
 
-def _bounce(obj: dict[str, Any], who: dict[str, Any]) -> dict[str, str]:
-    return {
-        "bounce_type": _s(obj.get("bounceType")),
-        "bounce_subtype": _s(obj.get("bounceSubType")),
-        "diagnostic_code": _s(who.get("diagnosticCode")),
-        "status": _s(who.get("status")),
-        "action": _s(who.get("action")),
-        "reporting_mta": _s(obj.get("reportingMTA")),
-        "feedback_id": _s(obj.get("feedbackId")),
-    }
+# What each type keeps as evidence: our name → SES's field in the type's object (a dotted
+# path for a nested one); "recipient." reads the recipient's own entry instead.
+_BOUNCE = {
+    "bounce_type": "bounceType",
+    "bounce_subtype": "bounceSubType",
+    "diagnostic_code": "recipient.diagnosticCode",
+    "status": "recipient.status",
+    "action": "recipient.action",
+    "reporting_mta": "reportingMTA",
+    "feedback_id": "feedbackId",
+}
+_COMPLAINT = {
+    "complaint_type": "complaintFeedbackType",
+    "complaint_subtype": "complaintSubType",
+    "feedback_id": "feedbackId",
+}
+_DELIVERY = {
+    "smtp_response": "smtpResponse",
+    "reporting_mta": "reportingMTA",
+    "remote_mta_ip": "remoteMtaIp",
+    "processing_ms": "processingTimeMillis",
+}
+_DELAY = {
+    "delay_type": "delayType",
+    "expiration_time": "expirationTime",
+    "diagnostic_code": "recipient.diagnosticCode",
+    "status": "recipient.status",
+    "reporting_mta": "reportingMTA",
+}
+_REJECT = {"reason": "reason"}
+_FAILURE = {"template": "templateName", "error": "errorMessage"}
+_SUBSCRIPTION = {
+    "contact_list": "contactList",
+    "unsubscribe_all": "newTopicPreferences.unsubscribeAll",
+}
 
 
-def _complaint(obj: dict[str, Any], _: dict[str, Any]) -> dict[str, str]:
-    return {
-        "complaint_type": _s(obj.get("complaintFeedbackType")),
-        "complaint_subtype": _s(obj.get("complaintSubType")),
-        "feedback_id": _s(obj.get("feedbackId")),
-    }
-
-
-def _delivery(obj: dict[str, Any], _: dict[str, Any]) -> dict[str, str]:
-    return {
-        "smtp_response": _s(obj.get("smtpResponse")),
-        "reporting_mta": _s(obj.get("reportingMTA")),
-        "remote_mta_ip": _s(obj.get("remoteMtaIp")),
-        "processing_ms": _s(obj.get("processingTimeMillis")),
-    }
-
-
-def _delay(obj: dict[str, Any], who: dict[str, Any]) -> dict[str, str]:
-    return {
-        "delay_type": _s(obj.get("delayType")),
-        "expiration_time": _s(obj.get("expirationTime")),
-        "diagnostic_code": _s(who.get("diagnosticCode")),
-        "status": _s(who.get("status")),
-        "reporting_mta": _s(obj.get("reportingMTA")),
-    }
-
-
-def _reject(obj: dict[str, Any], _: dict[str, Any]) -> dict[str, str]:
-    return {"reason": _s(obj.get("reason"))}
-
-
-def _failure(obj: dict[str, Any], _: dict[str, Any]) -> dict[str, str]:
-    return {"template": _s(obj.get("templateName")), "error": _s(obj.get("errorMessage"))}
-
-
-def _subscription(obj: dict[str, Any], _: dict[str, Any]) -> dict[str, str]:
-    new = obj.get("newTopicPreferences") or {}
-    return {
-        "contact_list": _s(obj.get("contactList")),
-        "unsubscribe_all": _s(new.get("unsubscribeAll")),
-    }
-
-
-def _nothing(_: dict[str, Any], __: dict[str, Any]) -> dict[str, str]:
-    return {}
+def _evidence(
+    fields: Mapping[str, str], obj: dict[str, Any], recipient: dict[str, Any]
+) -> dict[str, str]:
+    """The evidence ``fields`` name, as strings ("" for what SES left out)."""
+    found = {}
+    for name, path in fields.items():
+        first, *rest = path.split(".")
+        value = recipient if first == "recipient" else obj.get(first)
+        for part in rest:
+            value = (value or {}).get(part)
+        found[name] = _s(value)
+    return found
 
 
 # type → (object key, recipients key in it (None: mail.destination), status, evidence)
-_TYPES: dict[str, tuple[str, str | None, DeliveryStatus, Details]] = {
-    "Send": ("send", None, DeliveryStatus.SENT, _nothing),
-    "Reject": ("reject", None, DeliveryStatus.REJECTED, _reject),
-    "Bounce": ("bounce", "bouncedRecipients", DeliveryStatus.BOUNCED, _bounce),
-    "Complaint": ("complaint", "complainedRecipients", DeliveryStatus.COMPLAINED, _complaint),
-    "Delivery": ("delivery", "recipients", DeliveryStatus.DELIVERED, _delivery),
-    "DeliveryDelay": ("deliveryDelay", "delayedRecipients", DeliveryStatus.DELAYED, _delay),
-    "Rendering Failure": ("failure", None, DeliveryStatus.RENDERING_FAILED, _failure),
-    "Subscription": ("subscription", None, DeliveryStatus.SUBSCRIPTION, _subscription),
-    "Open": ("open", None, DeliveryStatus.OPENED, _nothing),
-    "Click": ("click", None, DeliveryStatus.CLICKED, _nothing),
+_TYPES: dict[str, tuple[str, str | None, DeliveryStatus, Mapping[str, str]]] = {
+    "Send": ("send", None, DeliveryStatus.SENT, {}),
+    "Reject": ("reject", None, DeliveryStatus.REJECTED, _REJECT),
+    "Bounce": ("bounce", "bouncedRecipients", DeliveryStatus.BOUNCED, _BOUNCE),
+    "Complaint": ("complaint", "complainedRecipients", DeliveryStatus.COMPLAINED, _COMPLAINT),
+    "Delivery": ("delivery", "recipients", DeliveryStatus.DELIVERED, _DELIVERY),
+    "DeliveryDelay": ("deliveryDelay", "delayedRecipients", DeliveryStatus.DELAYED, _DELAY),
+    "Rendering Failure": ("failure", None, DeliveryStatus.RENDERING_FAILED, _FAILURE),
+    "Subscription": ("subscription", None, DeliveryStatus.SUBSCRIPTION, _SUBSCRIPTION),
+    "Open": ("open", None, DeliveryStatus.OPENED, {}),
+    "Click": ("click", None, DeliveryStatus.CLICKED, {}),
 }
 
 
@@ -131,12 +121,7 @@ def _suppress(kind: str, details: dict[str, str]) -> str | None:
 
 def parse_feedback(message: str) -> list[Feedback]:
     """Every recipient's ``Feedback`` in one SES notification (the SNS ``Message``)."""
-    try:
-        body = json.loads(message)
-    except ValueError as err:
-        raise MalformedFeedback("SES notification is not JSON") from err
-    if not isinstance(body, dict):
-        raise MalformedFeedback("SES notification is not a JSON object")
+    body = json_object(message, what="SES notification", error=MalformedFeedback)
     kind = body.get("eventType") or body.get("notificationType")
     if kind in IGNORED:
         return []
@@ -160,7 +145,7 @@ def parse_feedback(message: str) -> list[Feedback]:
         raise MalformedFeedback(f"SES {kind} notification names no recipient")
     found = []
     for recipient in who:
-        details = evidence(obj, recipient)
+        details = _evidence(evidence, obj, recipient)
         found.append(
             Feedback(
                 provider=PROVIDER,

@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 from chalicelib.mail.decision import is_automatic_report
 from chalicelib.mail.verdicts import Verdicts
 from chalicelib.platform.errors import PoisonMessageError
-from chalicelib.platform.payload import Model
+from chalicelib.platform.payload import Model, json_object
 
 # When a receipt rule with an S3 action is saved, SES writes a test object of this name
 # (after the rule's key prefix) and notifies with it as ``mail.messageId``.
@@ -101,12 +101,7 @@ class SesNotification(Model):
     @classmethod
     def parse(cls, message: str) -> SesNotification:
         """Parse, or raise ``PoisonMessageError`` naming the fields at fault."""
-        try:
-            raw = json.loads(message)
-        except ValueError as err:
-            raise PoisonMessageError("SES notification is not JSON") from err
-        if not isinstance(raw, dict):
-            raise PoisonMessageError("SES notification is not a JSON object")
+        raw = json_object(message, what="SES notification")
         receipt = raw.get("receipt")
         if isinstance(receipt, dict):
             raw = {**raw, "receipt": {**receipt, "verdicts": receipt_verdicts(receipt)}}

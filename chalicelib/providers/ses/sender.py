@@ -22,6 +22,7 @@ from chalicelib.platform.errors import (
     ProviderPermanentError,
     ProviderTransientError,
 )
+from chalicelib.providers.ses.client import Pacer
 
 PROVIDER = "ses"
 CORRELATION_TAG = "correlation_id"
@@ -114,9 +115,7 @@ class SesSender:
         self._client = client
         self._configuration_set = configuration_set
         self._rate = rate
-        self._clock = clock
-        self._sleep = sleep
-        self._last_call: float | None = None
+        self._pacer = Pacer(clock, sleep)
 
     def send_rate(self) -> float:
         """The account's ``MaxSendRate``, read once per container (``GetAccount``)."""
@@ -168,7 +167,7 @@ class SesSender:
         }
         if self._configuration_set:
             params["ConfigurationSetName"] = self._configuration_set
-        self._pace()
+        self._pacer.wait(1.0 / self.send_rate())
         try:
             return str(self._client.send_email(**params)["MessageId"])
         except ClientError as err:
@@ -183,13 +182,6 @@ class SesSender:
             raise ProviderTransientError(
                 "accepted, but the answer is unreadable", provider=PROVIDER, may_have_acted=True
             ) from err
-
-    def _pace(self) -> None:
-        interval = 1.0 / self.send_rate()
-        now = self._clock()
-        if self._last_call is not None and now - self._last_call < interval:
-            self._sleep(interval - (now - self._last_call))
-        self._last_call = self._clock()
 
 
 def _from_client_error(err: Any) -> ProviderError:
