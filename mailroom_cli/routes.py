@@ -268,27 +268,24 @@ def set_(
     _write(ctx, updated, action="route.set", reason=reason, check_labels=True)
 
 
-def _toggle(ctx: Context, pattern: str, *, enabled: bool, reason: str) -> None:
-    rule = _existing(ctx, pattern).model_copy(update={"enabled": enabled})
-    _write(ctx, rule, action="route.enable" if enabled else "route.disable", reason=reason)
+def _toggle_command(name: str, *, enabled: bool, summary: str) -> None:
+    """``routes enable`` and ``routes disable``: one rule's ``enabled`` flag, audited."""
+
+    @routes.command(name=name, help=summary)
+    @click.argument("pattern")
+    @click.option("--reason", default=f"route {name}d", help="For the audit record.")
+    @click.pass_obj
+    def toggle(ctx: Context, pattern: str, reason: str) -> None:
+        rule = _existing(ctx, pattern).model_copy(update={"enabled": enabled})
+        _write(ctx, rule, action=f"route.{name}", reason=reason)
 
 
-@routes.command()
-@click.argument("pattern")
-@click.option("--reason", default="route enabled", help="For the audit record.")
-@click.pass_obj
-def enable(ctx: Context, pattern: str, reason: str) -> None:
-    """Enable the rule for PATTERN."""
-    _toggle(ctx, pattern, enabled=True, reason=reason)
-
-
-@routes.command()
-@click.argument("pattern")
-@click.option("--reason", default="route disabled", help="For the audit record.")
-@click.pass_obj
-def disable(ctx: Context, pattern: str, reason: str) -> None:
-    """Disable the rule for PATTERN (the next candidate wins instead)."""
-    _toggle(ctx, pattern, enabled=False, reason=reason)
+_toggle_command("enable", enabled=True, summary="Enable the rule for PATTERN.")
+_toggle_command(
+    "disable",
+    enabled=False,
+    summary="Disable the rule for PATTERN (the next candidate wins instead).",
+)
 
 
 @routes.command()

@@ -15,11 +15,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.handlers.dispatch import load_mail
+from chalicelib.handlers.dispatch import load_mail, trace_done
 from chalicelib.handlers.services import queue_handler, services
 from chalicelib.mail.actions import GMAIL_KEY_ACTION, GmailRequest, parse_request
 from chalicelib.mail.inbound_email import InboundEmail, delivery_key, delivery_key_for
-from chalicelib.mail.trace_index import delivered, email_key
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord
 from chalicelib.platform.idempotency import COMPLETED, KeyState
@@ -109,19 +108,7 @@ def route_label_missing(err: GmailLabelNotFound, mailbox: str) -> GmailLabelNotF
 
 def _trace(request: GmailRequest, key: str, result: dict[str, str], outcome: str) -> None:
     """The import's step in the email's story, found by its Gmail id."""
-    mail = request.mail
-    services().index.write(
-        [
-            delivered(
-                email_key(mail.source.value, mail.provider_message_id),
-                action=ACTION,
-                recipient=request.recipient,
-                key=key,
-                result=result,
-                outcome=outcome,
-            )
-        ]
-    )
+    trace_done(services().index, request, key, result, action=ACTION, outcome=outcome)
 
 
 def mailbox_key(email: InboundEmail, mailbox: str) -> str:
