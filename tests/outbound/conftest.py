@@ -157,11 +157,12 @@ def hard_bounce(address: str, correlation_id: str = "order-0", **extra: Any) -> 
     return recorded("bounce", Email=address, Metadata=metadata, **extra)
 
 
-def subscription_change(address: str, *, suppress: bool) -> dict[str, Any]:
+def subscription_change(address: str, *, suppress: bool, **extra: Any) -> dict[str, Any]:
     reason = "ManualSuppression" if suppress else None
     return recorded(
         "subscription_change",
         Recipient=address,
         SuppressSending=suppress,
         SuppressionReason=reason,
+        **extra,
     )

@@ -85,9 +85,7 @@ def test_a_postmark_spam_complaint_is_a_complaint_on_ses_list(
 def test_a_postmark_reactivation_takes_the_address_off_ses_list(
     ses_list: SesList, event: Post
 ) -> None:
-    earlier = subscription_change("ann@example.org", suppress=True)
-    earlier["ChangedAt"] = "2026-11-22T09:00:00Z"
-    event(earlier)
+    event(subscription_change("ann@example.org", suppress=True, ChangedAt="2026-11-22T09:00:00Z"))
     assert ses_list.addresses() == ["ann@example.org"]
 
     assert event(subscription_change("ann@example.org", suppress=False)).status_code == 200
@@ -112,9 +110,7 @@ def test_when_ses_fails_postmark_is_asked_to_retry_and_the_retry_puts_it_there(
 def test_an_event_older_than_our_list_changes_nothing_on_either_list(
     ses_list: SesList, event: Post
 ) -> None:
-    later = subscription_change("ann@example.org", suppress=False)
-    later["ChangedAt"] = "2030-01-01T00:00:00Z"
-    event(later)
+    event(subscription_change("ann@example.org", suppress=False, ChangedAt="2030-01-01T00:00:00Z"))
 
     event(hard_bounce("ann@example.org"))  # bounced before the reactivation above
 
