@@ -5,6 +5,8 @@ operator user: each works within the documented operator policy (its calls are j
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -93,3 +95,22 @@ def test_a_gmail_routes_labels_are_checked_against_the_local_mailbox(
     assert {"id": label, "name": "Projects"} in check["mailbox_labels"]
     removed = _mailroom(stack, "routes", "remove", pattern, "--reason", "e2e")
     assert removed.exit_code == 0, removed.output
+
+
+def test_the_installed_console_script_works_from_outside_the_checkout(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    """As an operator runs it: `mailroom` on PATH, in a directory of their own (the local
+    target's IAM emulation reads the deployed policies, so they are part of the package)."""
+    script = Path(sys.executable).with_name("mailroom")
+    done = subprocess.run(
+        [str(script), "--local", "--state-dir", stack["state_dir"], "--json", "routes", "list"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert isinstance(json.loads(done.stdout), list)
