@@ -171,15 +171,18 @@ def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
     """SES inbound: the router, the Gmail forwarder and the bouncer."""
     prefix = f"mailroom-{stage}"
     raw = _raw(prefix)
+    # The router reads the rules; the Gmail forwarder reads them again when Gmail refuses a
+    # label, so a redrive after the route is fixed imports with the fixed labels.
+    routes = {
+        "Effect": "Allow",
+        "Action": ["dynamodb:Scan"],
+        "Resource": _arn("dynamodb", f"table/{prefix}-routes"),
+    }
     if function == "ses_router":
         return [
             *_consumer(prefix, "ses-inbound", fifo=False),
             *raw,
-            {
-                "Effect": "Allow",
-                "Action": ["dynamodb:Scan"],
-                "Resource": _arn("dynamodb", f"table/{prefix}-routes"),
-            },
+            routes,
             _action_queues(prefix),
             {
                 "Effect": "Allow",
@@ -188,7 +191,7 @@ def _ses_inbound(stage: str, function: str) -> list[dict[str, Any]]:
             },
         ]
     if function == "gmail_forwarder":
-        return [*_consumer(prefix, "gmail-forwarder", fifo=False), *raw]
+        return [*_consumer(prefix, "gmail-forwarder", fifo=False), *raw, routes]
     if function == "bouncer":
         return [
             *_consumer(prefix, "bouncer", fifo=False),

@@ -128,7 +128,8 @@ def attached(
     state_dir: Path | None, *, prefix: str, pollers: int | None = None
 ) -> Iterator[dict[str, Any]]:
     """The ``local.json`` of the stack running in ``state_dir``, or else of one started for the
-    block (in a new temporary directory named ``prefix``…) and stopped after it. A stack that
+    block (in a new temporary directory named ``prefix``…) and stopped after it, with its
+    ``state_dir`` added. A stack that
     exits, or has not written ``local.json`` within 120 s, is exit code 2."""
     process = None
     if state_dir is None:
@@ -142,7 +143,7 @@ def attached(
                 print("the local stack did not start", file=sys.stderr)
                 raise SystemExit(2)
             time.sleep(0.1)  # waiting for the stack, bounded by the deadline
-        yield json.loads(local_json.read_text())
+        yield {**json.loads(local_json.read_text()), "state_dir": str(state_dir)}
     finally:
         if process is not None:
             process.terminate()

@@ -80,13 +80,8 @@ def act(
         raise PermanentError(decision.dead_letter)
     options = decision.options
     if decision.action is RouteAction.GMAIL:
-        labels = (
-            tuple(label.strip() for label in options.get("labels", "").split(",") if label.strip())
-            or settings.gmail_labels
-        )
         spam = decision.disposition is Disposition.SPAM_LABEL
-        if spam:
-            labels = (*(label for label in labels if label != "INBOX"), options["spam_label"])
+        labels = gmail_labels(options, settings.gmail_labels, spam=spam)
         enqueue(
             settings.gmail_queue_name,
             GmailRequest(
@@ -136,6 +131,20 @@ def _to_bridge(mail: MailRef, recipient: str, settings: Settings) -> None:
         group_key=recipient,
         deduplication_id=f"ses-{dedup[:60]}",
     )
+
+
+def gmail_labels(
+    options: Mapping[str, str], defaults: tuple[str, ...], *, spam: bool
+) -> tuple[str, ...]:
+    """The label ids a Gmail rule's options give an import: its labels (else the stage's), and
+    for mail the verdicts mark as spam, its spam label in place of INBOX."""
+    labels = (
+        tuple(label.strip() for label in options.get("labels", "").split(",") if label.strip())
+        or defaults
+    )
+    if spam and options.get("spam_label"):
+        labels = (*(label for label in labels if label != "INBOX"), options["spam_label"])
+    return labels
 
 
 def trace_done(

@@ -15,10 +15,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.handlers.dispatch import load_mail, trace_done
-from chalicelib.handlers.services import queue_handler, services
-from chalicelib.mail.actions import GMAIL_KEY_ACTION, GmailRequest, parse_request
+from chalicelib.handlers.dispatch import gmail_labels, load_mail, trace_done
+from chalicelib.handlers.services import Services, queue_handler, services
+from chalicelib.mail.actions import GMAIL_KEY_ACTION, GmailRequest, parse_request, rule_options
 from chalicelib.mail.inbound_email import InboundEmail, delivery_key, delivery_key_for
+from chalicelib.mail.routing import RouteAction, resolve
+from chalicelib.mail.suppression import normalise
 from chalicelib.platform.aws import aws_client
 from chalicelib.platform.batch import LogContext, SqsRecord
 from chalicelib.platform.idempotency import COMPLETED, KeyState
@@ -71,9 +73,20 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
                 # Nothing to search by: importing again may duplicate; losing it is worse.
                 log_event("uncertain import without Message-ID", event_type=EVENT_TYPE)
         svc.gmail.pace(request.mailbox)
-        result = client.import_message(
-            raw, labels=request.labels, never_mark_spam=request.never_mark_spam
-        )
+        try:
+            result = client.import_message(
+                raw, labels=request.labels, never_mark_spam=request.never_mark_spam
+            )
+        except GmailLabelNotFound:
+            # Gmail stored nothing. The request holds the labels the router chose; after the
+            # operator fixes the route, a redrive must import with the route's labels.
+            labels = route_labels(svc, request)
+            if labels is None or labels == request.labels:
+                raise
+            log_event("labels taken from the route as it is now", event_type=EVENT_TYPE)
+            result = client.import_message(
+                raw, labels=labels, never_mark_spam=request.never_mark_spam
+            )
     except GmailLabelNotFound as err:
         store.settle_failure(claim, err)
         raise route_label_missing(err, request.mailbox) from err
@@ -89,6 +102,18 @@ def handle_record(record: SqsRecord, ctx: LogContext) -> str:
         clear_auth_failure(svc.settings, request.mailbox)
         svc.gmail.healthy.add(request.mailbox)
     return "imported"
+
+
+def route_labels(svc: Services, request: GmailRequest) -> tuple[str, ...] | None:
+    """The labels the recipient's rule gives now (read past the cache), or None if the rule
+    no longer imports the recipient's mail into this mailbox."""
+    rule = resolve(request.recipient, svc.routes.fresh_rules())
+    if rule is None or rule.action is not RouteAction.GMAIL:
+        return None
+    mailbox, options = rule_options(rule.target)
+    if normalise(mailbox) != request.mailbox:
+        return None
+    return gmail_labels(options, svc.settings.gmail_labels, spam=request.spam)
 
 
 def route_label_missing(err: GmailLabelNotFound, mailbox: str) -> GmailLabelNotFound:

@@ -242,8 +242,14 @@ class _Batch:
                 outcome="defects_noted",
                 count=len(email.defects),
             )
+        sender = email.from_address or email.envelope_sender
+        if not sender:
+            raise PoisonMessageError(
+                "no sender address: no From header and the null envelope sender <>, and a "
+                "FreeScout conversation needs a customer address (the raw copy is kept)"
+            )
         thread = customer_thread(
-            sender=email.from_address or email.envelope_sender,
+            sender=sender,
             sender_name=email.from_name,
             body=email.html_body or email.text_body,
             cc=list(email.cc),

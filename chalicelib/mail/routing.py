@@ -114,6 +114,11 @@ class DynamoRouteStore:
             self._loaded_at = self._clock()
         return self._cached
 
+    def fresh_rules(self) -> Mapping[str, RouteRule]:
+        """The rules as the table holds them now (and cached from now on)."""
+        self._cached = None
+        return self.rules()
+
     def _scan(self) -> dict[str, RouteRule]:
         found: dict[str, RouteRule] = {}
         kwargs: dict[str, Any] = {"TableName": self._table}

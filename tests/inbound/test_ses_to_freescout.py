@@ -50,6 +50,43 @@ def test_ses_mail_for_a_freescout_route_becomes_a_conversation_from_the_raw_mime
     assert "The printer is on fire." in sent["threads"][0]["text"]
 
 
+NO_FROM = b"To: support@example.com\r\nSubject: Enclosed\r\n\r\nForwarded without a From.\r\n"
+
+
+def test_ses_mail_without_a_from_header_is_a_conversation_from_its_envelope_sender(
+    aws: Stage,
+    receive: Receive,  # noqa: F811 (the SES fixture)
+    freescout: responses.RequestsMock,
+) -> None:
+    aws.put_route("support@example.com", "freescout", "2")
+    freescout.add(**created(42))
+    receive(NO_FROM, source="bounces@sender.example")
+
+    aws.run_lambda("ses-inbound", router.handle_batch)
+    error = _bridge(aws)
+
+    assert error is None
+    [sent] = _created(freescout)
+    assert sent["customer"]["email"] == "bounces@sender.example"
+
+
+def test_ses_mail_with_no_sender_at_all_is_dead_lettered_saying_what_is_missing(
+    aws: Stage,
+    receive: Receive,  # noqa: F811 (the SES fixture)
+    freescout: responses.RequestsMock,
+) -> None:
+    aws.put_route("support@example.com", "freescout", "2")
+    receive(NO_FROM, source="")  # the null envelope sender <>, and no From header
+
+    aws.run_lambda("ses-inbound", router.handle_batch)
+    _bridge(aws)
+
+    assert _created(freescout) == []
+    [dead] = aws.drain(aws.queues["inbound-bridge"].dlq_url)
+    reason = dead["MessageAttributes"]["mailroom_reason"]["StringValue"]
+    assert reason.startswith("no sender address: no From header and the null envelope sender")
+
+
 def test_one_message_id_through_postmark_and_ses_is_delivered_once(
     aws: Stage,
     receive: Receive,  # noqa: F811 (the SES fixture)

@@ -63,8 +63,10 @@ def notification(
     received_at: datetime | None = None,
     message_id: str = "<m-1@sender.example>",
     headers_truncated: bool = False,
+    source: str = "bounces@sender.example",
 ) -> dict[str, Any]:
-    """A ``Received`` notification in SES's shape (``receipt`` verdicts replaceable)."""
+    """A ``Received`` notification in SES's shape (``receipt`` verdicts replaceable; ``source``
+    the SMTP envelope sender, empty for the null sender ``<>``)."""
     ses_id = key.rsplit("/", 1)[-1]
     common: dict[str, Any] = {"from": ["alice@sender.example"], "subject": "Hello"}
     if not headers_truncated:
@@ -85,7 +87,7 @@ def notification(
         },
         "mail": {
             "timestamp": datetime.now(UTC).isoformat(),
-            "source": "bounces@sender.example",
+            "source": source,
             "messageId": ses_id,
             "destination": ["support@example.com"],
             "headersTruncated": headers_truncated,

@@ -35,6 +35,17 @@ class Gmail:
     def faults(self, **faults: object) -> None:
         requests.post(f"{self.url}/_control/gmail-faults", json=faults, timeout=5)
 
+    def create_label(self, mailbox: str, name: str) -> str:
+        form = {"grant_type": "refresh_token", "client_id": "cid", "client_secret": "cs"}
+        token = requests.post(f"{self.url}/token", data={**form, "refresh_token": "rt"}, timeout=5)
+        made = requests.post(
+            f"{self.url}/gmail/v1/users/{mailbox}/labels",
+            json={"name": name},
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=5,
+        )
+        return str(made.json()["id"])
+
     def imported(self) -> dict[str, int]:
         return dict(requests.get(f"{self.url}/_control/mailboxes", timeout=5).json())
 
@@ -72,6 +83,42 @@ def _reason(message: dict[str, object]) -> str:
     attributes = message["MessageAttributes"]
     assert isinstance(attributes, dict)
     return str(attributes["mailroom_reason"]["StringValue"])
+
+
+def test_after_the_route_is_fixed_a_redriven_label_dead_letter_imports_with_its_labels(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    """The runbook's fix-then-redrive: the dead letter carries the labels the router chose, so
+    the forwarder asks the route again (not its cache) when Gmail refuses a label."""
+    aws.put_route("*@example.com", "gmail", f"{MAILBOX};labels=INBOX,Label_99")
+    receive(mime())
+    _route_and_forward(aws)
+    [dead] = dlq(aws, "gmail-forwarder")
+    made = standin.create_label(MAILBOX, "Support")
+    aws.put_route("*@example.com", "gmail", f"{MAILBOX};labels=INBOX,{made}")
+
+    boto3.client("sqs", region_name=REGION).send_message(  # what `dlq redrive` sends
+        QueueUrl=aws.queues["gmail-forwarder"].url, MessageBody=str(dead["Body"])
+    )
+    _, _, error = aws.run_lambda("gmail-forwarder", gmail_forwarder.handle_batch)
+
+    assert error is None
+    assert dlq(aws, "gmail-forwarder") == []
+    assert standin.imported() == {MAILBOX: 1}
+    assert standin.calls("/import") == 3  # refused; refused again as redriven; then fixed
+
+
+def test_mail_without_a_from_header_or_an_envelope_sender_is_imported(
+    aws: Stage, receive: Receive, standin: Gmail
+) -> None:
+    """Gmail takes the bytes as they are: a missing From is no reason to hold mail back."""
+    receive(b"To: x@example.com\r\nSubject: Enclosed\r\n\r\nbody\r\n", source="")
+
+    error = _route_and_forward(aws)
+
+    assert error is None
+    assert dlq(aws, "gmail-forwarder") == []
+    assert standin.imported() == {MAILBOX: 1}
 
 
 def test_a_received_email_is_imported_once_even_when_routed_twice(

@@ -69,7 +69,6 @@ def test_raw_mime_becomes_the_normalised_email_with_ids_bodies_and_attachments()
         (b"", "unparseable MIME: empty message"),
         (b"   \r\n", "unparseable MIME: empty message"),
         (b"just some text without any header\n\nbody", "unparseable MIME: no header fields"),
-        (b"Subject: no sender\r\n\r\nbody", "unparseable MIME: no From header"),
     ],
 )
 def test_unparseable_mime_is_poison_with_the_reason(raw: bytes, reason: str) -> None:
@@ -78,6 +77,19 @@ def test_unparseable_mime_is_poison_with_the_reason(raw: bytes, reason: str) -> 
             raw, recipients=["a@b.example"], verdicts=Verdicts(), s3_location=None
         )
     assert caught.value.reason == reason
+
+
+def test_mail_without_a_from_header_is_read_and_keeps_its_envelope_sender() -> None:
+    """Real mail may lack From (a forwarded enclosure, a bare notice): nothing of it is poison."""
+    email = InboundEmail.from_mime(
+        b"Subject: no sender\r\n\r\nbody",
+        recipients=["a@b.example"],
+        verdicts=Verdicts(),
+        s3_location=None,
+        envelope_sender="Bounces@Sender.Example",
+    )
+    assert (email.from_address, email.envelope_sender) == ("", "bounces@sender.example")
+    assert email.text_body.strip() == "body"
 
 
 def test_an_unknown_charset_keeps_the_text_instead_of_failing() -> None:

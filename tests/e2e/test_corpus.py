@@ -1,0 +1,64 @@
+"""Real-world mail received as SES would (``mailroom_local.corpus``: CPython's email test
+corpus), for a FreeScout and a Gmail route at once: each message is received without a
+traceback, ends delivered or dead-lettered with its reason, and ``mailroom trace`` finds it
+by its SES id and by its Message-ID typed without angle brackets. A dozen of the shapes here;
+``bench/corpus.py`` runs all 48."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from mailroom_cli.main import cli
+from mailroom_local.corpus import CORPUS, message_id, receive_all, wait_settled
+from mailroom_local.demo import SES_DOMAIN, _seed_ses_routes
+
+RECIPIENTS = (f"support@{SES_DOMAIN}", f"gmail-demo@{SES_DOMAIN}")
+# No From (11, 18, 37, 40), Message-ID kinds (01, 16, 44), broken or odd MIME (15, 31, 35),
+# 8-bit and encoded headers (23, 45).
+SHAPES = ("01", "11", "15", "16", "18", "23", "31", "35", "37", "40", "44", "45")
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not CORPUS.is_dir(), reason=f"no email test corpus at {CORPUS}"),
+]
+
+
+def _trace(stack: dict[str, Any], ident: str) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        cli,
+        ["--local", "--state-dir", stack["state_dir"], "--json", "trace", ident],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, f"trace {ident}: {result.output}"
+    return dict(json.loads(result.stdout))
+
+
+def test_real_world_mail_is_received_settled_and_traced_by_each_of_its_ids(
+    stack: dict[str, Any],
+) -> None:
+    _seed_ses_routes(stack)
+    files = [CORPUS / f"msg_{n}.txt" for n in SHAPES]
+    ses_ids = receive_all(Path(stack["state_dir"]), files, RECIPIENTS)
+
+    assert wait_settled(stack, seconds=120)
+    unsettled = []
+    for name, ses_id in ses_ids.items():
+        report = _trace(stack, ses_id)
+        provider = report["answers"]["did the provider accept it"]
+        delivered = all(action in provider for action in ("freescout", "gmail"))
+        reasoned = report["dead_letters"] and all(d.get("reason") for d in report["dead_letters"])
+        if report["answers"]["did we accept it"] == "no record of it" or not (
+            delivered or reasoned
+        ):
+            unsettled.append(f"{name}: {report['answers']}")
+    assert unsettled == []
+
+    for name in ("msg_01.txt", "msg_16.txt", "msg_44.txt"):
+        rfc_id = message_id(CORPUS / name)
+        assert rfc_id is not None, name
+        assert ses_ids[name] in json.dumps(_trace(stack, rfc_id)), name
