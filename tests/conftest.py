@@ -33,18 +33,24 @@ os.environ["MAILROOM_STAGE"] = STAGE
 
 
 E2E = "tests/e2e/"
+# End-to-end modules that start what they need themselves (their own stack, moto or
+# stand-ins), not the shared stack: they may run in any worker.
+E2E_ON_THEIR_OWN = tuple(
+    f"{E2E}{name}.py::" for name in ("test_stop", "test_standins", "test_iam_enforcement")
+)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under pytest-xdist, every end-to-end test runs in one worker, in collection order: they
-    share that worker's one local stack, whose recorded calls the permission test judges last.
-    The other tests spread over the workers one by one. (Grouping by path here: the
+    """Under pytest-xdist, every end-to-end test on the shared local stack runs in one worker,
+    in collection order: that stack's recorded calls are what the permission test judges
+    last. The other tests spread over the workers one by one. (Grouping by path here: the
     ``xdist_group`` mark is not honoured by pytest-xdist 3.8 under pytest 9.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class EndToEndInOneWorker(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            return E2E if nodeid.startswith(E2E) else nodeid
+            shared = nodeid.startswith(E2E) and not nodeid.startswith(E2E_ON_THEIR_OWN)
+            return E2E if shared else nodeid
 
     return EndToEndInOneWorker(config, log)
 
