@@ -14,6 +14,7 @@ import requests
 from click.testing import Result
 
 from mailroom_local import gmail
+from mailroom_local.authorize import ensure_labels
 from tests.cli.conftest import Invoke
 from tests.conftest import REGION, STAGE, Stage, serve_wsgi
 
@@ -26,15 +27,8 @@ class Mailbox:
         self.url = url
 
     def create_label(self, name: str) -> str:
-        form = {"grant_type": "refresh_token", **CLIENT}
-        token = requests.post(f"{self.url}/token", data=form, timeout=5).json()["access_token"]
-        created = requests.post(
-            f"{self.url}/gmail/v1/users/{BOX}/labels",
-            json={"name": name},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=5,
-        )
-        return str(created.json()["id"])
+        gmail = {"url": self.url, "token_url": f"{self.url}/token", **CLIENT}
+        return ensure_labels(gmail, BOX, [name])[name]
 
     def revoke(self) -> None:
         requests.post(f"{self.url}/_control/gmail-faults", json={"revoked": True}, timeout=5)

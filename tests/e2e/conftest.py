@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 
+from mailroom_local.attach import stack_client
 from mailroom_local.stack import spawn
 
 
@@ -58,13 +58,7 @@ def _nobody_acts_as_the_operator_afterwards() -> Iterator[None]:
 
 
 def aws_client(stack: dict[str, Any], service: str = "sqs") -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=stack["aws_endpoint_url"],
-        region_name=stack["region"],
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    return stack_client(stack, service)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

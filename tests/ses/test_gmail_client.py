@@ -22,6 +22,7 @@ from chalicelib.providers.gmail.client import (
     parameter_name,
 )
 from mailroom_local import gmail
+from mailroom_local.authorize import ensure_labels
 from tests.conftest import serve_wsgi
 from tests.ses.conftest import mime
 
@@ -64,15 +65,9 @@ def _requests(url: str) -> list[str]:
 
 
 def _create_label(url: str, name: str, mailbox: str = "box@gmail.test") -> str:
-    form = {"grant_type": "refresh_token", "client_id": "client", "client_secret": "secret"}
-    token = requests.post(f"{url}/token", data={**form, "refresh_token": "refresh"}, timeout=5)
-    created = requests.post(
-        f"{url}/gmail/v1/users/{mailbox}/labels",
-        json={"name": name},
-        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-        timeout=5,
-    )
-    return str(created.json()["id"])
+    client = {"client_id": "client", "client_secret": "secret", "refresh_token": "refresh"}
+    gmail = {"url": url, "token_url": f"{url}/token", **client}
+    return ensure_labels(gmail, mailbox, [name])[name]
 
 
 def test_a_30_mb_message_is_imported_by_media_upload_with_the_rules_labels(

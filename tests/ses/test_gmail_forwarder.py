@@ -21,10 +21,12 @@ from chalicelib.platform.settings import get_settings
 from chalicelib.providers.gmail.client import REAUTHORIZE
 from chalicelib.providers.postmark.inbound import PostmarkInbound, postmark_ref
 from mailroom_local import gmail
+from mailroom_local.authorize import ensure_labels
 from tests.conftest import REGION, Stage, serve_wsgi
 from tests.ses.conftest import Receive, dlq, mime
 
 MAILBOX = "team@gmail.test"
+CLIENT = {"client_id": "cid", "client_secret": "cs", "refresh_token": "rt"}
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
@@ -36,15 +38,8 @@ class Gmail:
         requests.post(f"{self.url}/_control/gmail-faults", json=faults, timeout=5)
 
     def create_label(self, mailbox: str, name: str) -> str:
-        form = {"grant_type": "refresh_token", "client_id": "cid", "client_secret": "cs"}
-        token = requests.post(f"{self.url}/token", data={**form, "refresh_token": "rt"}, timeout=5)
-        made = requests.post(
-            f"{self.url}/gmail/v1/users/{mailbox}/labels",
-            json={"name": name},
-            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
-            timeout=5,
-        )
-        return str(made.json()["id"])
+        gmail = {"url": self.url, "token_url": f"{self.url}/token", **CLIENT}
+        return ensure_labels(gmail, mailbox, [name])[name]
 
     def imported(self) -> dict[str, int]:
         return dict(requests.get(f"{self.url}/_control/mailboxes", timeout=5).json())
@@ -66,7 +61,7 @@ def standin(aws: Stage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         reset_secrets()
         boto3.client("ssm", region_name=REGION).put_parameter(
             Name="/mailroom/test/gmail/team_at_gmail.test",
-            Value=json.dumps({"client_id": "cid", "client_secret": "cs", "refresh_token": "rt"}),
+            Value=json.dumps(CLIENT),
             Type="SecureString",
         )
         aws.put_route("*@example.com", "gmail", MAILBOX)
