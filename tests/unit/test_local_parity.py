@@ -4,15 +4,19 @@ sender, as SES takes it (the envelope sender from the SMTP session, possibly ``<
 from __future__ import annotations
 
 import json
+from email import message_from_bytes
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from chalicelib.mail.inbound_email import InboundEmail
+from chalicelib.mail.verdicts import Verdicts
 from mailroom_local.mappings import LocalLambda, MappingStore
 from mailroom_local.pump import pump_once
-from mailroom_local.receive import notification, receive
+from mailroom_local.receive import as_stored, notification, receive
 from tests.conftest import REGION, Stage
 
 NO_SENDER = b"To: support@mailroom.test\r\nSubject: no sender\r\n\r\nhello\r\n"
@@ -92,3 +96,18 @@ def test_receive_of_an_unreadable_file_is_one_error_line(
 
     assert code == 1
     assert capsys.readouterr().out.startswith("error: ")
+
+
+def test_the_stored_copy_carries_ses_trace_fields_on_top_even_without_a_header_block() -> None:
+    """SES's S3 action stores every message with its own Return-Path and Received on top."""
+    headerless = b"Send list submissions to\n\tlist@x.example\n\nToday's topics: ...\n"
+
+    stored = as_stored(headerless, sender="", recipients=["a@b.example"], ses_id="abc")
+    parsed = message_from_bytes(stored, policy=default_policy)
+
+    assert parsed["Return-Path"] == "<>"
+    assert "with SMTP id abc for a@b.example" in str(parsed["Received"])
+    assert stored.endswith(headerless)
+    assert InboundEmail.from_mime(
+        stored, recipients=["a@b.example"], verdicts=Verdicts(), s3_location=None
+    ).recipients == ("a@b.example",)
