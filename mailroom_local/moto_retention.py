@@ -8,7 +8,9 @@ meanwhile. SNS builds and keeps a new signing certificate per message delivered 
 and every published message per topic (``sent_notifications``); SQS keeps the receipt
 handle of every deleted message. DynamoDB TTL and S3 lifecycle expiry never happen. Patched
 here: a transaction backs up and restores only its own items; one certificate per
-subscription, nothing kept per publish; a bounded window of deleted receipt handles; and
+subscription, all signed with one key made at start-up (moto makes a 2048-bit RSA key per
+subscription on its first delivery, inside the first burst; SNS signs a region's messages
+with one certificate), nothing kept per publish; a bounded window of deleted receipt handles; and
 ``compact`` deletes TTL-expired items and lifecycle-expired objects, as AWS would.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import gc
 import sys
 import threading
@@ -115,6 +118,8 @@ def install() -> Callable[[], None]:
     original_post_data = sns.Subscription.get_post_data
     original_publish = sns.Topic.publish
     original_queue_init = sqs.Queue.__init__
+    original_private_key = sns.Subscription.private_key
+    key = _signing_key()
 
     def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
         before = [
@@ -162,6 +167,7 @@ def install() -> Callable[[], None]:
     sns.Subscription.get_post_data = get_post_data  # type: ignore[method-assign]
     sns.Topic.publish = publish  # type: ignore[method-assign]
     sqs.Queue.__init__ = queue_init  # type: ignore[method-assign]
+    sns.Subscription.private_key = lambda subscription: key  # type: ignore[method-assign]
     setattr(dynamodb.DynamoDBBackend, _MARK, True)
 
     def undo() -> None:
@@ -170,9 +176,18 @@ def install() -> Callable[[], None]:
         sns.Subscription.get_post_data = original_post_data  # type: ignore[method-assign]
         sns.Topic.publish = original_publish  # type: ignore[method-assign]
         sqs.Queue.__init__ = original_queue_init  # type: ignore[method-assign]
+        sns.Subscription.private_key = original_private_key  # type: ignore[method-assign]
         setattr(dynamodb.DynamoDBBackend, _MARK, False)
 
     return undo
+
+
+@functools.cache
+def _signing_key() -> Any:
+    """The process's one SNS signing key."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def _envelope(subscription: Any, cert_url: str, message: str, message_id: str) -> dict[str, Any]:

@@ -117,6 +117,25 @@ def test_sns_keeps_no_message_and_one_certificate_per_subscription(patched: None
     assert len(received) == 5
 
 
+def test_every_subscription_signs_with_the_one_key_made_at_start_up(patched: None) -> None:
+    """No 2048-bit key is made inside a burst's first deliveries."""
+    from moto.sns.models import sns_backends
+
+    sns = boto3.client("sns", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    topic = sns.create_topic(Name="t")["TopicArn"]
+    for name in ("a", "b"):
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["QueueArn"])
+    sns.publish(TopicArn=topic, Message="m")
+
+    keys = {
+        id(s.private_key()) for s in sns_backends["123456789012"][REGION].subscriptions.values()
+    }
+    assert keys == {id(moto_retention._signing_key())}
+
+
 def test_sqs_remembers_a_bounded_window_of_deleted_receipts(
     patched: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
