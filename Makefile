@@ -30,7 +30,7 @@ lint: $(STAMP)
 
 ## The one command that runs every test: lint, types, template checks, unit and end-to-end.
 test: lint
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto --durations=15
 
 ## The one command that runs the whole pipeline locally (Ctrl-C stops it; every start is clean).
 run: $(STAMP)
