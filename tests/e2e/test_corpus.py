@@ -1,7 +1,7 @@
 """Real-world mail received as SES would (``mailroom_local.corpus``: CPython's email test
 corpus), for a FreeScout and a Gmail route at once: each message is received without a
 traceback, ends delivered or dead-lettered with its reason, and ``mailroom trace`` finds it
-by its SES id and by its Message-ID typed without angle brackets. A dozen of the shapes here;
+by its SES id and by its Message-ID typed without angle brackets. Six of the shapes here;
 ``bench/corpus.py`` runs all 48."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from mailroom_local.corpus import CORPUS, message_id, receive_all, wait_settled
 from mailroom_local.demo import SES_DOMAIN, _seed_ses_routes
 
 RECIPIENTS = (f"support@{SES_DOMAIN}", f"gmail-demo@{SES_DOMAIN}")
-# No From (11, 18, 37, 40), Message-ID kinds (01, 16, 44), broken or odd MIME (15, 31, 35),
-# 8-bit and encoded headers (23, 45).
-SHAPES = ("01", "11", "15", "16", "18", "23", "31", "35", "37", "40", "44", "45")
+# A message/rfc822 without From (11), no header block at all (19), a Message-ID (16), a
+# Windows MTA's odd MIME (15), 8-bit charsets (08), a PGP-signed multipart (45).
+SHAPES = ("08", "11", "15", "16", "19", "45")
 
 pytestmark = [
     pytest.mark.e2e,
@@ -58,7 +58,6 @@ def test_real_world_mail_is_received_settled_and_traced_by_each_of_its_ids(
             unsettled.append(f"{name}: {report['answers']}")
     assert unsettled == []
 
-    for name in ("msg_01.txt", "msg_16.txt", "msg_44.txt"):
-        rfc_id = message_id(CORPUS / name)
-        assert rfc_id is not None, name
-        assert ses_ids[name] in json.dumps(_trace(stack, rfc_id)), name
+    rfc_id = message_id(CORPUS / "msg_16.txt")
+    assert rfc_id is not None
+    assert ses_ids["msg_16.txt"] in json.dumps(_trace(stack, rfc_id))
