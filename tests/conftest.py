@@ -36,7 +36,8 @@ E2E = "tests/e2e/"
 # End-to-end modules that start what they need themselves (their own stack, moto or
 # stand-ins), not the shared stack: they may run in any worker.
 E2E_ON_THEIR_OWN = tuple(
-    f"{E2E}{name}.py::" for name in ("test_stop", "test_standins", "test_iam_enforcement")
+    f"{E2E}{name}.py::"
+    for name in ("test_stop", "test_standins", "test_iam_enforcement", "test_soak", "test_corpus")
 )
 
 

@@ -3,10 +3,12 @@ run``), and helpers to wait on it and reach its embedded AWS."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +28,9 @@ def until(check: Callable[[], Any], *, seconds: float = 30) -> Any:
     raise AssertionError(f"condition not met within {seconds} s")
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state = tmp_path_factory.mktemp("stack")
+@contextlib.contextmanager
+def started_stack(state: Path) -> Iterator[dict[str, Any]]:
+    """A local stack started in ``state`` as a user would, stopped after the block."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MAILROOM_"))}
     process = spawn(state, env=env)
     try:
@@ -41,6 +43,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The shared stack: the permission test judges the calls made on it."""
+    with started_stack(tmp_path_factory.mktemp("stack")) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A stack of the module's own, for a long test of flows the shared stack's tests already
+    take through every function: it may run in another worker beside them."""
+    with started_stack(tmp_path_factory.mktemp("own-stack")) as local:
+        yield local
 
 
 @pytest.fixture(autouse=True)

@@ -39,16 +39,16 @@ def _trace(stack: dict[str, Any], ident: str) -> dict[str, Any]:
 
 
 def test_real_world_mail_is_received_settled_and_traced_by_each_of_its_ids(
-    stack: dict[str, Any],
+    own_stack: dict[str, Any],
 ) -> None:
-    _seed_ses_routes(stack)
+    _seed_ses_routes(own_stack)
     files = [CORPUS / f"msg_{n}.txt" for n in SHAPES]
-    ses_ids = receive_all(Path(stack["state_dir"]), files, RECIPIENTS)
+    ses_ids = receive_all(Path(own_stack["state_dir"]), files, RECIPIENTS)
 
-    assert wait_settled(stack, seconds=120)
+    assert wait_settled(own_stack, seconds=120)
     unsettled = []
     for name, ses_id in ses_ids.items():
-        report = _trace(stack, ses_id)
+        report = _trace(own_stack, ses_id)
         provider = report["answers"]["did the provider accept it"]
         delivered = all(action in provider for action in ("freescout", "gmail"))
         reasoned = report["dead_letters"] and all(d.get("reason") for d in report["dead_letters"])
@@ -60,4 +60,4 @@ def test_real_world_mail_is_received_settled_and_traced_by_each_of_its_ids(
 
     rfc_id = message_id(CORPUS / "msg_16.txt")
     assert rfc_id is not None
-    assert ses_ids["msg_16.txt"] in json.dumps(_trace(stack, rfc_id))
+    assert ses_ids["msg_16.txt"] in json.dumps(_trace(own_stack, rfc_id))

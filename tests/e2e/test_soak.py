@@ -14,11 +14,11 @@ pytestmark = pytest.mark.e2e
 
 
 def test_flapping_providers_lose_nothing_double_nothing_and_dead_letter_with_reasons(
-    stack: dict[str, Any],
+    own_stack: dict[str, Any],
 ) -> None:
     started = time.monotonic()
 
-    report = Soak(stack, inbound=40, outbound=20).run(settle_seconds=75)
+    report = Soak(own_stack, inbound=40, outbound=20).run(settle_seconds=75)
 
     summary = "\n".join(report.lines())
     assert report.lost == [], summary
