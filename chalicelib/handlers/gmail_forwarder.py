@@ -6,7 +6,8 @@ once. An uncertain key (an earlier import may have been stored:
 timeout, 5xx, crash) is settled by an ``rfc822msgid:`` search before importing again; Gmail's
 undocumented Message-ID dedup is not relied on. ``invalid_grant`` dead-letters with the
 re-authorize reason and leaves a health record (``GMAILAUTH#<mailbox>``) for ``mailroom health``;
-a route label the mailbox does not have dead-letters at once with the label and the fix.
+a label the mailbox does not have sends the forwarder back to the route (a fixed rule's labels
+are used), else the mail is dead-lettered at once with the label and the fix.
 Imports are paced per mailbox (Gmail: 25 units each, 15,000 units per user per minute).
 """
 
