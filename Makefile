@@ -30,7 +30,9 @@ lint: $(STAMP)
 
 ## The one command that runs every test: lint, types, template checks, unit and end-to-end.
 test: lint
-	$(BIN)/python -m pytest -n auto --durations=15
+	@# One worker more than the two cores: the end-to-end tests spend much of their time waiting
+	@# on the local stack (measured: -n 2 382 s, -n 3 332 s, -n 4 376 s).
+	$(BIN)/python -m pytest -n 3 --durations=15
 
 ## The one command that runs the whole pipeline locally (Ctrl-C stops it; every start is clean).
 run: $(STAMP)
