@@ -33,6 +33,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from mailroom_local.attach import queued  # noqa: E402
 from mailroom_local.receive import notification, parse_verdicts  # noqa: E402
 from mailroom_local.stack import attached  # noqa: E402
 
@@ -249,19 +250,7 @@ class Steady:
                     self.dead.update(self.pattern.findall(message["Body"]))
 
     def queued(self) -> int:
-        total = 0
-        for name, url in self.local["queues"].items():
-            if name.endswith("-dlq"):
-                continue
-            attributes = self.sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )["Attributes"]
-            total += sum(int(v) for v in attributes.values())
-        return total
+        return queued(self.local, sqs=self.sqs)
 
     # -- the run -----------------------------------------------------------------------------
     def run(self, *, settle_seconds: float) -> int:

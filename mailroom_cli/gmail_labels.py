@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.mail.actions import rule_options
+from chalicelib.mail.actions import option_labels, rule_options
 from chalicelib.mail.routing import RouteAction, RouteRule
 from chalicelib.platform.errors import MailroomError
 from chalicelib.providers.gmail.client import GmailClient, OAuthClient, TokenCache, parameter_name
@@ -59,7 +59,7 @@ def _listed(labels: dict[str, str]) -> list[dict[str, str]]:
 def named_labels(rule: RouteRule) -> tuple[str, tuple[str, ...]]:
     """A gmail rule's mailbox and the label ids it names (its labels, then its spam label)."""
     mailbox, options = rule_options(rule.target)
-    named = [x.strip() for x in options.get("labels", "").split(",") if x.strip()]
+    named = list(option_labels(options))
     if options.get("spam_label"):
         named.append(options["spam_label"])
     return mailbox, tuple(dict.fromkeys(named))

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from chalicelib.mail.actions import rule_options
+from chalicelib.mail.actions import option_labels, rule_options
 from chalicelib.mail.routing import RouteAction, RouteRule, candidates, resolve
 from chalicelib.platform.logging import hash_id
 from mailroom_cli import gmail_labels
@@ -68,7 +68,7 @@ def _options_problem(action: RouteAction, options: dict[str, str]) -> str | None
         if name not in valid:
             listed = ", ".join(valid) if valid else "none"
             return f"unknown option {name!r} for {action.value} (valid: {listed})"
-    labels = [x.strip() for x in options.get("labels", "").split(",") if x.strip()]
+    labels = list(option_labels(options))
     labels += [options["spam_label"]] if "spam_label" in options else []
     for label in labels:
         if label not in _SYSTEM_LABELS and not _LABEL_ID.match(label):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -87,4 +87,19 @@ def stack_client(local: dict[str, Any], service: str) -> Any:
         region_name=local["region"],
         aws_access_key_id="local",
         aws_secret_access_key="local",
+    )
+
+
+def queued(local: dict[str, Any], names: Iterable[str] | None = None, *, sqs: Any = None) -> int:
+    """Messages waiting or in flight in the stack's queues ``names`` (default: every work
+    queue, dead-letter queues aside)."""
+    sqs = sqs or stack_client(local, "sqs")
+    wanted = [n for n in local["queues"] if not n.endswith("-dlq")] if names is None else names
+    attributes = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    return sum(
+        int(value)
+        for name in wanted
+        for value in sqs.get_queue_attributes(
+            QueueUrl=local["queues"][name], AttributeNames=attributes
+        )["Attributes"].values()
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 import sysconfig
 import time
 from collections.abc import Iterable
@@ -16,7 +15,8 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
-from mailroom_local.attach import stack_client
+from chalicelib.mail.inbound_email import message_ids
+from mailroom_local.attach import queued
 from mailroom_local.receive import receive
 
 CORPUS = Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data"
@@ -44,25 +44,11 @@ def receive_all(
     return received
 
 
-def in_flight(local: dict[str, Any]) -> int:
-    """Messages waiting or being worked on in the stack's work queues (dead letters aside)."""
-    sqs = stack_client(local, "sqs")
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    return sum(
-        int(value)
-        for queue, url in local["queues"].items()
-        if not queue.endswith("-dlq")
-        for value in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)[
-            "Attributes"
-        ].values()
-    )
-
-
 def wait_settled(local: dict[str, Any], *, seconds: float) -> bool:
     """True once no work queue holds a message (polled), False if ``seconds`` pass first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if in_flight(local) == 0:
+        if queued(local) == 0:
             return True
         time.sleep(0.5)  # polling the stack's queues, bounded by the deadline
     return False
@@ -72,7 +58,7 @@ def message_id(eml: Path) -> str | None:
     """The file's RFC Message-ID without angle brackets, as an operator would paste it."""
     parsed = message_from_bytes(eml.read_bytes(), policy=default_policy)
     try:
-        found = re.search(r"<([^<>\s]+)>", str(parsed["Message-ID"] or ""))
+        found = message_ids(str(parsed["Message-ID"] or ""))
     except (ValueError, IndexError):  # a header the parser cannot read: SES's id finds it
         return None
-    return found.group(1) if found else None
+    return found[0].strip("<>") if found else None

@@ -25,7 +25,7 @@ from typing import Any
 import requests
 
 from chalicelib.providers.freescout.delivery import unmarked
-from mailroom_local.attach import stack_client
+from mailroom_local.attach import queued, stack_client
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "events" / "postmark_inbound_basic.json"
 # Longer than the stack's MAILROOM_HTTP_TIMEOUT_SECONDS (3 s): the request is served, late.
@@ -240,17 +240,7 @@ class Soak:
         )
 
     def _in_queues(self, sqs: Any) -> int:
-        total = 0
-        for name in ("inbound-bridge", "outbound-sender"):
-            attributes = sqs.get_queue_attributes(
-                QueueUrl=self.local["queues"][name],
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                ],
-            )["Attributes"]
-            total += sum(int(v) for v in attributes.values())
-        return total
+        return queued(self.local, ("inbound-bridge", "outbound-sender"), sqs=sqs)
 
     def _read_dead_letters(self, sqs: Any) -> None:
         """Add this run's new dead letters (marker -> attributes), leaving them in the DLQ."""

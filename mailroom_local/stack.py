@@ -129,8 +129,8 @@ def attached(
 ) -> Iterator[dict[str, Any]]:
     """The ``local.json`` of the stack running in ``state_dir``, or else of one started for the
     block (in a new temporary directory named ``prefix``…) and stopped after it, with its
-    ``state_dir`` added. A stack that
-    exits, or has not written ``local.json`` within 120 s, is exit code 2."""
+    ``state_dir`` added. A stack that exits, or has not written ``local.json`` within 120 s,
+    is exit code 2."""
     process = None
     if state_dir is None:
         state_dir = Path(tempfile.mkdtemp(prefix=prefix))

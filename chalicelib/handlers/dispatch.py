@@ -19,6 +19,7 @@ from chalicelib.mail.actions import (
     BounceRequest,
     GmailRequest,
     MailRef,
+    option_labels,
 )
 from chalicelib.mail.audit import AuditLog
 from chalicelib.mail.decision import UNKNOWN_ACTION, AuditEntry, InboundDecision, decide_inbound
@@ -138,10 +139,7 @@ def gmail_labels(
 ) -> tuple[str, ...]:
     """The label ids a Gmail rule's options give an import: its labels (else the stage's), and
     for mail the verdicts mark as spam, its spam label in place of INBOX."""
-    labels = (
-        tuple(label.strip() for label in options.get("labels", "").split(",") if label.strip())
-        or defaults
-    )
+    labels = option_labels(options) or defaults
     if spam and options.get("spam_label"):
         labels = (*(label for label in labels if label != "INBOX"), options["spam_label"])
     return labels

@@ -9,6 +9,7 @@ or, for a bounce, ``status=5.1.1;diagnostic=mailbox does not exist``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TypeVar
 
@@ -38,6 +39,11 @@ def rule_options(target: str) -> tuple[str, dict[str, str]]:
         if name.strip():
             options[name.strip().lower()] = value.strip()
     return head, options
+
+
+def option_labels(options: Mapping[str, str]) -> tuple[str, ...]:
+    """A Gmail rule's ``labels=A,B`` option as label ids."""
+    return tuple(label.strip() for label in options.get("labels", "").split(",") if label.strip())
 
 
 class MailRef(Model):
