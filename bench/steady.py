@@ -1,14 +1,18 @@
 """Steady state: a constant mixed load through the local stack, with every stack process's
 memory and the throughput of each 1,000 messages, so growth over a working day shows.
 
-    .venv/bin/python bench/steady.py [--messages 10000] [--in-flight 200]
+    .venv/bin/python bench/steady.py [--messages 10000] [--warm-up 1000] [--in-flight 200]
     .venv/bin/python bench/steady.py --state-dir .mailroom   # against a running `make run`
 
 Half the messages come in through the Postmark webhook, a fifth as SES receives (raw MIME in
 S3, the notification on the SES topic), the rest go out through ``/v1/outbound``; FreeScout
 and Postmark fail one call in ten (503). The load is closed: at most ``--in-flight`` messages
-posted and not yet delivered, and ``--in-flight`` more follow the measured messages so the
-last block is measured under the same load, not while the queues drain. Targets: the
+posted and not yet delivered. ``--warm-up`` messages go before the measured ones, because a
+closed load's backlog starts empty and gathers in the slowest flow (the inbound one, whose
+FIFO groups each fault holds for a visibility timeout): until it has, the faster flows
+settle more than their share and the pace is not yet the steady one. ``--in-flight`` more
+follow the measured messages, so the last block too is measured under the same load, not
+while the queues drain. Each line names the open messages by flow. Targets: the
 stack's resident memory under 1 GB at the end, the last 1,000 messages' throughput within
 10 % of the first 1,000's, 0 lost, 0 doubled.
 """
@@ -16,7 +20,6 @@ stack's resident memory under 1 GB at the end, the last 1,000 messages' throughp
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import re
 import secrets
@@ -38,7 +41,6 @@ from mailroom_local.receive import notification, parse_verdicts  # noqa: E402
 from mailroom_local.stack import attached  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "events" / "postmark_inbound_basic.json"
-BLOCK = 1000
 MEMORY_TARGET_MB = 1024
 THROUGHPUT_TOLERANCE = 0.10
 ONE_FAULT_IN_TEN = [{"status": 503, "count": 1}, {"count": 9}]
@@ -89,11 +91,20 @@ def rss_mb(pid: int) -> float:
 class Steady:
     """One run against the stack described by ``local`` (its ``local.json``)."""
 
-    def __init__(self, local: dict[str, Any], *, messages: int, in_flight: int) -> None:
+    def __init__(
+        self,
+        local: dict[str, Any],
+        *,
+        messages: int,
+        in_flight: int,
+        block: int = 1000,
+        warm_up: int = 0,
+    ) -> None:
         import boto3
 
         self.local = local
-        self.messages, self.in_flight = messages, in_flight
+        self.messages, self.in_flight, self.block = messages, in_flight, block
+        self.warm_up = warm_up
         self.run_id = secrets.token_hex(4)
         self.pattern = re.compile(rf"steady-{self.run_id}-[ios]\d+")
         self.http = requests.Session()
@@ -249,6 +260,13 @@ class Steady:
                 for message in found:
                     self.dead.update(self.pattern.findall(message["Body"]))
 
+    def open(self) -> str:
+        """The messages posted and not yet delivered, by flow: where the backlog stands."""
+        kinds = {"i": "inbound", "s": "SES", "o": "outbound"}
+        with self.lock:
+            waiting = [m.rsplit("-", 1)[1][0] for m in self.posted if m not in self.settled]
+        return "open " + ", ".join(f"{kinds[k]} {waiting.count(k)}" for k in kinds)
+
     def queued(self) -> int:
         return queued(self.local, sqs=self.sqs)
 
@@ -259,11 +277,16 @@ class Steady:
         self.set_faults(ONE_FAULT_IN_TEN)
         started = time.monotonic()
         marks = [started]
-        memory: list[float] = []
+        rates: list[float] = []
+        # The load stays constant from the first measured message to the last: ``warm_up``
+        # messages go first, while the backlog builds up in the slowest flow, and
+        # ``in_flight`` more follow the measured ones, so the last block is not the drain. All
+        # of them count for lost and doubled.
+        edges = [self.warm_up] * (self.warm_up > 0) + [
+            self.warm_up + self.block * k for k in range(1, self.messages // self.block + 1)
+        ]
         next_post = 0
-        # The load stays constant until the measured messages have settled: ``in_flight`` more
-        # follow them (counted for lost and doubled too), so the last block is not the drain.
-        total = self.messages + self.in_flight
+        total = self.warm_up + self.messages + self.in_flight
         try:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 pending: list[Any] = []
@@ -276,14 +299,20 @@ class Steady:
                         next_post += 1
                     time.sleep(0.5)  # sampling the stand-ins at a steady pace
                     self.observe()
-                    while BLOCK * len(marks) <= min(len(self.settled), self.messages):
-                        times = sorted(self.settled.values())
-                        marks.append(times[BLOCK * len(marks) - 1])
-                        rate = BLOCK / (marks[-1] - marks[-2])
+                    while len(marks) <= len(edges) and len(self.settled) >= edges[len(marks) - 1]:
+                        edge = edges[len(marks) - 1]
+                        marks.append(sorted(self.settled.values())[edge - 1])
+                        rate = (edge - (edges[len(marks) - 3] if len(marks) > 2 else 0)) / (
+                            marks[-1] - marks[-2]
+                        )
+                        if edge > self.warm_up:
+                            rates.append(rate)
+                            label = f"{edge - self.warm_up:>6} settled"
+                        else:
+                            label = f"warm-up {edge}"
                         processes = stack_processes(int(self.local["pid"]))
-                        memory.append(sum(rss_mb(p) for p in processes))
-                        label = f"{BLOCK * (len(marks) - 1):>6} settled: {rate:5.1f} msgs/s;"
-                        print(_memory_line(label, processes), flush=True)
+                        label = f"{label}: {rate:5.1f} msgs/s;"
+                        print(f"{_memory_line(label, processes)}; {self.open()}", flush=True)
                     if next_post >= total and not pending:
                         if time.monotonic() - max(self.posted.values()) > settle_seconds:
                             break
@@ -295,14 +324,13 @@ class Steady:
             self.set_faults(None)
         self.observe()
         self.dead_letters()
-        return self._judge(started, marks, memory)
+        return self._judge(started, rates)
 
-    def _judge(self, started: float, marks: list[float], memory: list[float]) -> int:
+    def _judge(self, started: float, rates: list[float]) -> int:
         lost = sorted(set(self.posted) - set(self.settled) - self.dead)
         doubled = sorted(m for m, effects in self.effects.items() if len(effects) > 1)
         dead = sorted(self.dead - set(self.settled))
         seconds = max(self.settled.values(), default=started) - started
-        rates = [BLOCK / (b - a) for a, b in itertools.pairwise(marks)]
         processes = stack_processes(int(self.local["pid"]))
         total = sum(rss_mb(p) for p in processes)
         print(_memory_line("end", processes), flush=True)
@@ -322,8 +350,9 @@ class Steady:
             ratio = rates[-1] / rates[0]
             steady = ratio >= 1 - THROUGHPUT_TOLERANCE
             print(
-                f"throughput first {BLOCK} {rates[0]:.1f} msgs/s, last {BLOCK} {rates[-1]:.1f} "
-                f"msgs/s ({ratio:.2f}x; target within 10 %): " + ("met" if steady else "missed")
+                f"throughput first {self.block} {rates[0]:.1f} msgs/s, "
+                f"last {self.block} {rates[-1]:.1f} msgs/s ({ratio:.2f}x; target within 10 %): "
+                + ("met" if steady else "missed")
             )
             ok = ok and steady
         for name, markers in (("lost", lost), ("doubled", doubled)):
@@ -341,6 +370,13 @@ def _memory_line(label: str, processes: dict[int, str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/steady.py")
     parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--block", type=int, default=1000, help="messages per throughput line")
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=1000,
+        help="messages first, not in the throughput figures, while the backlog builds",
+    )
     parser.add_argument("--in-flight", type=int, default=200, help="posted, not yet delivered")
     parser.add_argument("--pollers", type=int, default=4)
     parser.add_argument("--settle-seconds", type=float, default=300)
@@ -348,14 +384,20 @@ def main() -> int:
     args = parser.parse_args()
     with attached(args.state_dir, prefix="mailroom-steady-", pollers=args.pollers) as local:
         print(
-            f"steady: {args.messages} messages (5/10 Postmark inbound, 2/10 SES, 3/10 "
-            f"outbound), FreeScout and Postmark failing 1 call in 10, at most "
+            f"steady: {args.warm_up} warm-up and {args.messages} measured messages (5/10 "
+            f"Postmark inbound, 2/10 SES, 3/10 outbound), FreeScout and Postmark failing 1 call "
+            f"in 10, at most "
             f"{args.in_flight} in flight, {local['pump']['pollers']} pollers per queue",
             flush=True,
         )
-        return Steady(local, messages=args.messages, in_flight=args.in_flight).run(
-            settle_seconds=args.settle_seconds
+        steady = Steady(
+            local,
+            messages=args.messages,
+            in_flight=args.in_flight,
+            block=args.block,
+            warm_up=args.warm_up,
         )
+        return steady.run(settle_seconds=args.settle_seconds)
 
 
 if __name__ == "__main__":
