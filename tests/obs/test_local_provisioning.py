@@ -8,6 +8,8 @@ import pytest
 from mailroom_local.provision import load_template
 from tests.conftest import REGION, STAGE, Stage
 
+pytestmark = pytest.mark.observed
+
 
 def test_alarms_dashboard_and_access_filters_exist_in_the_embedded_aws(aws: Stage) -> None:
     resources = load_template()["Resources"].values()
