@@ -13,7 +13,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from chalicelib.mail.delivery_log import DeliveryLog, DeliveryStatus
+from chalicelib.mail.delivery_log import DeliveryEvent, DeliveryLog, DeliveryStatus
 from chalicelib.mail.failover import ProviderSwitch
 from chalicelib.mail.suppression import SuppressionList
 from mailroom_cli.main import cli
@@ -42,11 +42,20 @@ def test_a_burst_while_postmark_is_down_is_sent_exactly_once_through_one_provide
     assert result.switched_back_after_s is not None
     assert sum(result.ses.values()) > 0
     for correlation_id in result.ids[:BURST]:
-        sent = [e for e in _log(stack).history(correlation_id) if e.status is DeliveryStatus.SENT]
-        # The sender's line (found_by send or search), and for SES also SES's Send event.
-        [ours] = [e for e in sent if "found_by" in e.details]
+        # The sender's line (found_by send or search), and for SES also SES's Send event. A
+        # send that timed out after the provider took it is seen there first; the sender's
+        # line follows when the retry has proven it, a visibility timeout later.
+        [ours] = until(lambda c=correlation_id: _sender_lines(stack, c), seconds=60)
         provider = ours.details["provider"]
         assert (result.postmark if provider == "postmark" else result.ses)[correlation_id] == 1
+
+
+def _sender_lines(stack: Stack, correlation_id: str) -> list[DeliveryEvent]:
+    return [
+        e
+        for e in _log(stack).history(correlation_id)
+        if e.status is DeliveryStatus.SENT and "found_by" in e.details
+    ]
 
 
 def test_ses_simulator_feedback_suppresses_and_explains_a_bounce(stack: Stack) -> None:
