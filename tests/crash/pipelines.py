@@ -37,6 +37,7 @@ from tests.ses.conftest import mime, notification, sns_envelope
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 FREESCOUT_ADDRESS = "support@crash.test"
 GMAIL_ADDRESS = "team@gmail-route.test"
+RELABELLED_ADDRESS = "relabelled@gmail-route.test"
 BOUNCE_ADDRESS = "nobody@bounce.test"
 
 
@@ -129,6 +130,16 @@ def _router(world: World, run_id: str) -> Entry:
 def _forwarder(world: World, run_id: str) -> Entry:
     _router(world, run_id)
     assert world.invoke("ses-inbound")
+    return QueueEntry("gmail-forwarder")
+
+
+def _forwarder_relabelled(world: World, run_id: str) -> Entry:
+    """Routed with a label the mailbox lacks, the route fixed before the import: the forwarder
+    is refused, asks the route again and imports with the fixed labels (two imports)."""
+    world.put_route(RELABELLED_ADDRESS, "gmail", f"{GMAIL_MAILBOX};labels=INBOX,Label_404")
+    _ses_mail(world, run_id, RELABELLED_ADDRESS)
+    assert world.invoke("ses-inbound")
+    world.put_route(RELABELLED_ADDRESS, "gmail", f"{GMAIL_MAILBOX};labels=INBOX,STARRED")
     return QueueEntry("gmail-forwarder")
 
 
@@ -225,6 +236,7 @@ PIPELINES = [
     Pipeline("outbound sender", _sender, provider_effects),
     Pipeline("ses router", _router, provider_effects),
     Pipeline("gmail forwarder", _forwarder, provider_effects),
+    Pipeline("gmail forwarder, label fixed in the route", _forwarder_relabelled, provider_effects),
     Pipeline("bouncer", _bouncer, provider_effects),
     Pipeline("postmark events webhook", _events, _suppressions),
     Pipeline("probe", _probe, _probe_outcome),

@@ -25,6 +25,7 @@ FLOW_MODULES = {
     "test_cli_commands",
     "test_postmark_routes",
     "test_ses_failover",
+    "test_gmail_label_stack",
 }
 
 
