@@ -36,6 +36,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from census import census  # noqa: E402
+
 from mailroom_local.attach import queued  # noqa: E402
 from mailroom_local.receive import notification, parse_verdicts  # noqa: E402
 from mailroom_local.stack import attached  # noqa: E402
@@ -397,7 +399,10 @@ def main() -> int:
             block=args.block,
             warm_up=args.warm_up,
         )
-        return steady.run(settle_seconds=args.settle_seconds)
+        code = steady.run(settle_seconds=args.settle_seconds)
+        print("what the embedded AWS holds at the end (bench/census.py):", flush=True)
+        print("\n".join(census(local)), flush=True)
+        return code
 
 
 if __name__ == "__main__":
