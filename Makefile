@@ -36,7 +36,8 @@ lint: $(STAMP)
 ## The one command that runs every test: lint, types, template checks, unit and end-to-end.
 test: lint
 	@# One worker more than the two cores: the end-to-end tests spend much of their time waiting
-	@# on the local stack (measured: -n 2 382 s, -n 3 332 s, -n 4 376 s).
+	@# on the local stack (measured: -n 2 273 s, -n 3 232 s, -n 4 224 s; a fourth worker gains
+	@# less than a run's spread and puts one more stack's processes on the two cores).
 	$(BIN)/python -m pytest -n 3 --durations=15
 
 ## The one command that runs the whole pipeline locally (Ctrl-C stops it; every start is clean).
