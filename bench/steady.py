@@ -302,11 +302,10 @@ class Steady:
                     time.sleep(0.5)  # sampling the stand-ins at a steady pace
                     self.observe()
                     while len(marks) <= len(edges) and len(self.settled) >= edges[len(marks) - 1]:
+                        previous = edges[len(marks) - 2] if len(marks) > 1 else 0
                         edge = edges[len(marks) - 1]
                         marks.append(sorted(self.settled.values())[edge - 1])
-                        rate = (edge - (edges[len(marks) - 3] if len(marks) > 2 else 0)) / (
-                            marks[-1] - marks[-2]
-                        )
+                        rate = (edge - previous) / (marks[-1] - marks[-2])
                         if edge > self.warm_up:
                             rates.append(rate)
                             label = f"{edge - self.warm_up:>6} settled"
@@ -388,8 +387,8 @@ def main() -> int:
         print(
             f"steady: {args.warm_up} warm-up and {args.messages} measured messages (5/10 "
             f"Postmark inbound, 2/10 SES, 3/10 outbound), FreeScout and Postmark failing 1 call "
-            f"in 10, at most "
-            f"{args.in_flight} in flight, {local['pump']['pollers']} pollers per queue",
+            f"in 10, at most {args.in_flight} in flight, {local['pump']['pollers']} pollers per "
+            "queue",
             flush=True,
         )
         steady = Steady(
