@@ -451,7 +451,11 @@ def run(
             # (`python -m mailroom_local chalice-local`) to join this stack.
             "env": env,
         }
-        (state_dir / "local.json").write_text(json.dumps(local, indent=2))
+        # Written whole under another name, then renamed: readers wait for the file to exist,
+        # and one that opened it while it was being written read it empty.
+        partial = state_dir / "local.json.partial"
+        partial.write_text(json.dumps(local, indent=2))
+        partial.replace(state_dir / "local.json")
         _banner(local, state_dir)
         stopping.wait()
         return 0
