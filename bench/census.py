@@ -47,7 +47,7 @@ def census(local: dict[str, Any]) -> list[str]:
     lines.append(
         f"routes table: {routes} items; mail bucket: {objects} objects, {size / 1e6:.1f} MB"
     )
-    lines.append(f"queued: {queued(local, sqs=stack_client(local, 'sqs'))} messages")
+    lines.append(f"queued: {queued(local)} messages")
     return lines
 
 

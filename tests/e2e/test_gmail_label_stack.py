@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from chalicelib.mail.routing import DynamoRouteStore, RouteAction, RouteRule
 from mailroom_local import iam
 from mailroom_local.attach import stack_client
 from mailroom_local.authorize import authorize
@@ -23,8 +24,6 @@ from tests.e2e.test_cli_redrive import _mailroom
 from tests.e2e.test_ses_stack import _receive
 
 pytestmark = pytest.mark.e2e
-# The stack's routers and forwarders cache the routes table this long.
-ROUTES_CACHE_SECONDS = 5
 
 
 def _imported(stack: dict[str, Any], mailbox: str) -> int:
@@ -40,18 +39,19 @@ def test_a_label_gone_from_the_mailbox_is_dead_lettered_then_fixed_redriven_and_
     state = Path(stack["state_dir"])
     assert authorize(state, mailbox) == 0
     # Written as `routes add` would have when the label still existed: the CLI now refuses it.
-    stack_client(stack, "dynamodb").put_item(
-        TableName=stack["tables"]["routes"],
-        Item={
-            "PK": {"S": f"ROUTE#{recipient}"},
-            "SK": {"S": "RULE#v1"},
-            "action": {"S": "gmail"},
-            "target": {"S": f"{mailbox};labels=INBOX,Label_404"},
-            "enabled": {"BOOL": True},
-            "description": {"S": "e2e: a label deleted in Gmail"},
-        },
+    routes = DynamoRouteStore(
+        stack["tables"]["routes"], cache_seconds=0, client=stack_client(stack, "dynamodb")
     )
-    time.sleep(ROUTES_CACHE_SECONDS)  # the router sees the new route only once its cache ends
+    routes.put_rule(
+        RouteRule(
+            pattern=recipient,
+            action=RouteAction.GMAIL,
+            target=f"{mailbox};labels=INBOX,Label_404",
+            description="e2e: a label deleted in Gmail",
+        )
+    )
+    # The router sees the new route only once its cache has ended.
+    time.sleep(int(stack["env"]["MAILROOM_ROUTES_CACHE_SECONDS"]))
 
     stamp = _receive(stack, recipient)
 
